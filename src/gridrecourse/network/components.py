@@ -259,6 +259,8 @@ class ReductionReport:
     nodes_after: int
     branches_before: int
     branches_after: int
+    folded_buses: tuple[tuple[str, str, int], ...] = ()
+    """(folded bus, primary bus, primary phase) for every bus a reduction folded away."""
 
 
 @dataclass(frozen=True, eq=False)

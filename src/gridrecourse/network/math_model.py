@@ -1,0 +1,555 @@
+"""The mathematical model of a feeder: per-unit arrays indexed by node (bus, phase).
+
+A radial feeder has exactly one *branch-phase* feeding every non-root node, so branch-phase
+quantities (flows ``P``, ``Q``, impedance rows) are indexed by their **child node**. This is
+what makes every LinDist3Flow block a sparse matrix over nodes (METHODS §1.1).
+
+Per-unit system
+---------------
+* Voltage base per node: the bus's line-to-neutral base (``Bus.kv_base_ln``).
+* Power base per phase: ``s_base_kva`` (default 1000 kVA per phase), so ``p_pu = kW / 1000``.
+* Impedance base per node: ``kV_LN² · 1000 / s_base_kva`` ohm.
+
+Transformers (METHODS §1.2)
+---------------------------
+A two-winding transformer is an ideal per-phase ratio followed by its leakage impedance
+(``%R1 + %R2 + j XHL`` on the winding kVA base, referred to the secondary) as a diagonal series
+impedance. Conductor k of winding 1 feeds conductor k of winding 2. For ΔY and YΔ banks this is
+the *phase-to-phase mapping with the 30° shift folded into the per-phase magnitude*: under
+balanced primary voltages |V_LL|/√3 = |V_LN|, so magnitudes map through the turns ratio while
+the constant shift leaves LinDist3Flow's relative phase angles (γ) unchanged. A single-phase
+winding connected phase-to-phase (delta, two nodes) maps to its first node. Three-winding
+split-phase service transformers must be folded first (:mod:`gridrecourse.network.reduce`).
+
+Shunt elements
+--------------
+Each element's total complex power ``S`` is spread over nodes by its connection: wye over its
+phases equally; a delta pair (x, y) gives node x the share ``V_x / (V_x − V_y)`` and node y the
+share ``−V_y / (V_x − V_y)`` at nominal balanced phasors, i.e. ``S e^{∓j30°}/√3`` for the pair
+ab (exact for balanced voltages); 3-phase delta is three such pairs with S/3 each. Loads are
+constant power at nominal voltage in the linear model; capacitors are constant impedance
+(injection ``b · v`` with v the squared voltage magnitude).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from gridrecourse.errors import FeederInputError
+from gridrecourse.network.components import (
+    PHASE_LETTERS,
+    Connection,
+    Feeder,
+    Transformer,
+)
+from gridrecourse.network.topology import BranchEdge, TreeOrder, orient_radial
+
+DEFAULT_S_BASE_KVA = 1000.0
+_NOMINAL_ANGLE = {1: 0.0, 2: -2 * np.pi / 3, 3: 2 * np.pi / 3}
+ALPHA = np.exp(-2j * np.pi / 3)
+#: γ of METHODS §1.1: gamma[φ-1, ψ-1] ≈ V_φ / V_ψ under balanced voltages.
+GAMMA = np.array([[1, ALPHA**2, ALPHA], [ALPHA, 1, ALPHA**2], [ALPHA**2, ALPHA, 1]])
+
+
+class BranchKind:
+    """Kinds of branch elements (string constants used in tables and plots)."""
+
+    LINE = "line"
+    SWITCH = "switch"
+    TRANSFORMER = "transformer"
+
+
+@dataclass(frozen=True)
+class _Element:
+    kind: str
+    name: str
+    bus1: int
+    bus2: int
+    phases1: tuple[int, ...]
+    phases2: tuple[int, ...]
+    z_ohm: np.ndarray  # referred to the bus2 side (ohm)
+    z_ohm_reverse: np.ndarray  # referred to the bus1 side (ohm), for a back-fed element
+    ratio: np.ndarray  # per conductor, v2 / v1 in per unit (magnitude)
+    rating_kva_per_phase: float
+    length_km: float
+    delta_at: tuple[bool, bool] = (False, False)  # winding at bus1 / bus2 is delta
+
+
+@dataclass(frozen=True, eq=False)
+class MathFeeder:
+    """Per-unit arrays of a radial feeder (see module docstring for conventions).
+
+    Attributes
+    ----------
+    bus_names : tuple of str
+    node_bus : ndarray of int, shape (N,)
+        Bus index of each node.
+    node_phase : ndarray of int, shape (N,)
+        Phase (1, 2, 3) of each node.
+    is_root : ndarray of bool, shape (N,)
+    root_v_pu : ndarray, shape (N,)
+        Fixed voltage magnitude (p.u.) at root nodes (NaN elsewhere).
+    parent : ndarray of int, shape (N,)
+        Parent node of each node (-1 at roots).
+    ratio : ndarray, shape (N,)
+        Voltage-magnitude ratio of the branch-phase feeding each node (1 for lines).
+    z_pu : scipy.sparse.csr_matrix, complex, shape (N, N)
+        Series impedance coupling between branch-phases of the same branch element, indexed by
+        child node.
+    rating_pu : ndarray, shape (N,)
+        Apparent-power rating of the branch-phase feeding each node (p.u.; inf if unknown).
+    branch_of_node : ndarray of int, shape (N,)
+        Index into ``branch_names`` of the element feeding each node (-1 at roots).
+    kv_base_ln : ndarray, shape (N,)
+    distance_km : ndarray, shape (N,)
+        Electrical path length from the root.
+    load_map, pv_map, gen_map, storage_map : scipy.sparse.csr_matrix complex (N, n_elements)
+        Spread of each element's total complex power onto nodes (column sums are 1).
+    cap_b_pu : ndarray, shape (N,)
+        Capacitor reactive injection per node at 1 p.u. voltage (p.u.); multiply by v.
+    delta_fed : ndarray of bool, shape (N,)
+        Nodes supplied through a delta (ungrounded) winding: only their line-to-line voltages
+        are defined, so comparisons there use |V_LL|/√3.
+    """
+
+    name: str
+    s_base_kva: float
+    bus_names: tuple[str, ...]
+    node_bus: np.ndarray
+    node_phase: np.ndarray
+    is_root: np.ndarray
+    root_v_pu: np.ndarray
+    parent: np.ndarray
+    ratio: np.ndarray
+    z_pu: sp.csr_matrix
+    rating_pu: np.ndarray
+    branch_of_node: np.ndarray
+    branch_names: tuple[str, ...]
+    branch_kinds: tuple[str, ...]
+    kv_base_ln: np.ndarray
+    distance_km: np.ndarray
+    load_names: tuple[str, ...]
+    load_map: sp.csr_matrix
+    load_kw: np.ndarray
+    load_kvar: np.ndarray
+    pv_names: tuple[str, ...]
+    pv_map: sp.csr_matrix
+    pv_kva: np.ndarray
+    pv_p_kw: np.ndarray
+    pv_q_kvar: np.ndarray
+    gen_names: tuple[str, ...]
+    gen_map: sp.csr_matrix
+    gen_kw: np.ndarray
+    gen_kvar: np.ndarray
+    storage_names: tuple[str, ...]
+    storage_map: sp.csr_matrix
+    storage_kw: np.ndarray
+    storage_kvar: np.ndarray
+    cap_b_pu: np.ndarray
+    delta_fed: np.ndarray
+    deenergized_buses: tuple[str, ...] = ()
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def n_nodes(self) -> int:
+        """Number of energized (bus, phase) nodes."""
+        return len(self.node_bus)
+
+    @property
+    def n_buses(self) -> int:
+        """Number of energized buses."""
+        return len(np.unique(self.node_bus))
+
+    @property
+    def n_branch_phases(self) -> int:
+        """Number of branch-phases (= non-root nodes)."""
+        return int((~self.is_root).sum())
+
+    @property
+    def node_names(self) -> list[str]:
+        """``bus.phase`` names of the nodes (phase as 1, 2, 3, as in OpenDSS)."""
+        return [f"{self.bus_names[b]}.{p}" for b, p in zip(self.node_bus, self.node_phase)]
+
+    def node_index(self) -> dict[str, int]:
+        """Map ``bus.phase`` (OpenDSS node name) to node index."""
+        return {name: i for i, name in enumerate(self.node_names)}
+
+    def phase_letter(self, node: int) -> str:
+        """Phase letter (a, b, c) of a node."""
+        return PHASE_LETTERS[int(self.node_phase[node])]
+
+
+def _winding_base_kv(conn: Connection, n_phases: int, n_nodes: int, kv_ln: float) -> float:
+    """Voltage base matching OpenDSS's rated winding kV (LL for multi-phase or delta)."""
+    if n_phases > 1 or conn is Connection.DELTA or n_nodes > 1:
+        return kv_ln * np.sqrt(3.0)
+    return kv_ln
+
+
+def _transformer_element(
+    xf: Transformer, bus_index: dict[str, int], kv_ln: dict[str, float], taps: dict
+) -> _Element:
+    if xf.is_center_tapped:
+        raise FeederInputError(
+            f"transformer {xf.name!r} is a split-phase (center-tapped) service transformer; "
+            "fold secondaries first with gridrecourse.network.reduce.fold_split_phase_secondaries"
+        )
+    if len(xf.windings) != 2:
+        raise FeederInputError(
+            f"transformer {xf.name!r} has {len(xf.windings)} windings; only two-winding "
+            "transformers are modeled (three-winding split-phase ones are folded by reduction)"
+        )
+    w1, w2 = xf.windings
+    tap1 = taps.get((xf.name, 1), w1.tap)
+    tap2 = taps.get((xf.name, 2), w2.tap)
+    b1 = _winding_base_kv(w1.connection, xf.n_phases, len(w1.phases), kv_ln[w1.bus])
+    b2 = _winding_base_kv(w2.connection, xf.n_phases, len(w2.phases), kv_ln[w2.bus])
+    ratio = (w2.kv * tap2 / b2) / (w1.kv * tap1 / b1)
+    z_base = (w2.kv**2) * 1000.0 / w1.kva  # ohm, equivalent wye, referred to winding 2
+    z_pct = complex(w1.r_pct + w2.r_pct, xf.x_pct[0])
+    n = xf.n_phases
+    p1 = w1.phases if len(w1.phases) == n else w1.phases[:n]
+    p2 = w2.phases if len(w2.phases) == n else w2.phases[:n]
+    return _Element(
+        kind=BranchKind.TRANSFORMER,
+        name=f"Transformer.{xf.name}",
+        bus1=bus_index[w1.bus],
+        bus2=bus_index[w2.bus],
+        phases1=p1,
+        phases2=p2,
+        z_ohm=np.eye(len(p2)) * z_pct / 100.0 * z_base,
+        z_ohm_reverse=np.eye(len(p2)) * z_pct / 100.0 * z_base * (w1.kv / w2.kv) ** 2,
+        ratio=np.full(len(p2), ratio),
+        rating_kva_per_phase=w1.kva / n,
+        length_km=0.0,
+        delta_at=(w1.connection is Connection.DELTA, w2.connection is Connection.DELTA),
+    )
+
+
+def _branch_elements(
+    feeder: Feeder,
+    bus_index: dict[str, int],
+    switch_states: dict[str, bool],
+    taps: dict,
+) -> list[_Element]:
+    kv_ln = {b.name: b.kv_base_ln for b in feeder.buses}
+    elements: list[_Element] = []
+    for line in feeder.lines:
+        rating = line.norm_amps * kv_ln[line.bus2] if np.isfinite(line.norm_amps) else np.inf
+        elements.append(
+            _Element(
+                BranchKind.LINE,
+                f"Line.{line.name}",
+                bus_index[line.bus1],
+                bus_index[line.bus2],
+                line.phases1,
+                line.phases2,
+                line.z_ohm,
+                line.z_ohm,
+                np.ones(len(line.phases2)),
+                rating,
+                line.length_km,
+            )
+        )
+    for sw in feeder.switches:
+        if not switch_states.get(sw.name, sw.closed):
+            continue
+        n = len(sw.phases2)
+        rating = sw.norm_amps * kv_ln[sw.bus2] if np.isfinite(sw.norm_amps) else np.inf
+        elements.append(
+            _Element(
+                BranchKind.SWITCH,
+                f"Switch.{sw.name}",
+                bus_index[sw.bus1],
+                bus_index[sw.bus2],
+                sw.phases1,
+                sw.phases2,
+                np.zeros((n, n), dtype=complex),
+                np.zeros((n, n), dtype=complex),
+                np.ones(n),
+                rating,
+                0.0,
+            )
+        )
+    for xf in feeder.transformers:
+        elements.append(_transformer_element(xf, bus_index, kv_ln, taps))
+    return elements
+
+
+def _delta_shares(px: int, py: int) -> tuple[complex, complex]:
+    """Shares of a phase-to-phase element's power on its two nodes (balanced phasors)."""
+    vx, vy = np.exp(1j * _NOMINAL_ANGLE[px]), np.exp(1j * _NOMINAL_ANGLE[py])
+    return vx / (vx - vy), -vy / (vx - vy)
+
+
+def _shunt_map(
+    elements, node_lookup: dict[tuple[int, int], int], bus_index: dict[str, int], n_nodes: int,
+    kind: str, dropped: list[str],
+) -> sp.csr_matrix:
+    """Sparse (N, n_elements) matrix spreading each element's complex power onto nodes."""
+    rows: list[int] = []
+    cols: list[int] = []
+    vals: list[complex] = []
+    for j, el in enumerate(elements):
+        b = bus_index.get(el.bus, -1)
+        phases = el.phases
+        entries: list[tuple[int, complex]] = []
+        if el.connection is Connection.DELTA and len(phases) >= 2:
+            pairs = [(phases[0], phases[1])] if len(phases) == 2 else [(1, 2), (2, 3), (3, 1)]
+            for px, py in pairs:
+                sx, sy = _delta_shares(px, py)
+                entries += [(px, sx / len(pairs)), (py, sy / len(pairs))]
+        else:
+            entries = [(p, 1.0 / len(phases)) for p in phases]
+        missing = [p for p, _ in entries if (b, p) not in node_lookup]
+        if missing:
+            dropped.append(f"{kind}.{el.name} (bus {el.bus}, phases {missing} not energized)")
+            continue
+        for p, share in entries:
+            rows.append(node_lookup[(b, p)])
+            cols.append(j)
+            vals.append(share)
+    return sp.csr_matrix(
+        (np.asarray(vals, dtype=complex), (rows, cols)), shape=(n_nodes, len(elements))
+    )
+
+
+def build_math_feeder(
+    feeder: Feeder,
+    *,
+    switch_states: dict[str, bool] | None = None,
+    taps: dict[tuple[str, int], float] | None = None,
+    s_base_kva: float = DEFAULT_S_BASE_KVA,
+) -> MathFeeder:
+    """Build the per-unit model of a radial feeder.
+
+    Parameters
+    ----------
+    feeder : Feeder
+        Engineering model (split-phase secondaries already folded, if any).
+    switch_states : dict, optional
+        ``{switch name: closed}`` overriding the normal states.
+    taps : dict, optional
+        ``{(transformer name, winding): tap p.u.}`` overriding the feeder's taps.
+    s_base_kva : float
+        Power base per phase (kVA).
+
+    Raises
+    ------
+    MeshedNetworkError
+        Closed branches form a loop (the message names the loop's branches).
+    IslandedBusError
+        A bus carrying load or generation has no path to a root.
+    FeederInputError
+        Unsupported transformer windings, roots on unknown buses.
+    """
+    switch_states = switch_states or {}
+    taps = taps or {}
+    bus_names = [b.name for b in feeder.buses]
+    bus_index = {n: i for i, n in enumerate(bus_names)}
+    n_buses = len(bus_names)
+    for r in feeder.roots:
+        if r.bus not in bus_index:
+            raise FeederInputError(f"feeder {feeder.name!r}: root bus {r.bus!r} does not exist")
+    for el in (*feeder.lines, *feeder.switches):
+        for bus in (el.bus1, el.bus2):
+            if bus not in bus_index:
+                raise FeederInputError(
+                    f"feeder {feeder.name!r}: {type(el).__name__} {el.name!r} refers to "
+                    f"unknown bus {bus!r}"
+                )
+    elements = _branch_elements(feeder, bus_index, switch_states, taps)
+
+    # Group elements by bus pair: one topology edge per pair.
+    groups: dict[tuple[int, int], list[int]] = {}
+    for k, el in enumerate(elements):
+        if el.bus1 == el.bus2:
+            continue
+        groups.setdefault((min(el.bus1, el.bus2), max(el.bus1, el.bus2)), []).append(k)
+    edges = [
+        BranchEdge("+".join(elements[k].name for k in ks), a, b) for (a, b), ks in groups.items()
+    ]
+    required = np.zeros(n_buses, dtype=bool)
+    for el in (*feeder.loads, *feeder.pv_systems, *feeder.generators, *feeder.storage):
+        if el.bus in bus_index:
+            required[bus_index[el.bus]] = True
+    roots = [bus_index[r.bus] for r in feeder.roots]
+    tree: TreeOrder = orient_radial(n_buses, edges, roots, bus_names, required)
+
+    # Nodes: roots first, then child conductors of each element in BFS order of child bus.
+    node_bus: list[int] = []
+    node_phase: list[int] = []
+    node_parent: list[int] = []
+    node_ratio: list[float] = []
+    node_rating: list[float] = []
+    node_branch: list[int] = []
+    node_length: list[float] = []
+    node_delta: list[bool] = []
+    root_v: list[float] = []
+    lookup: dict[tuple[int, int], int] = {}
+    for r in feeder.roots:
+        b = bus_index[r.bus]
+        bus_phases = feeder.buses[b].phases
+        for p, vpu in zip(bus_phases, r.v_pu):
+            lookup[(b, p)] = len(node_bus)
+            node_bus.append(b)
+            node_phase.append(p)
+            node_parent.append(-1)
+            node_ratio.append(1.0)
+            node_rating.append(np.inf)
+            node_branch.append(-1)
+            node_length.append(0.0)
+            node_delta.append(False)
+            root_v.append(vpu)
+
+    coupling_rows: list[int] = []
+    coupling_cols: list[int] = []
+    coupling_vals: list[complex] = []
+    kv_ln_bus = np.array([b.kv_base_ln for b in feeder.buses])
+    orphan: list[str] = []
+    position = np.empty(n_buses, dtype=int)
+    position[tree.order] = np.arange(len(tree.order))
+    group_child = {
+        pair: (pair[1] if tree.parent[pair[1]] == pair[0] else pair[0])
+        for pair in groups
+        if tree.energized[pair[0]]
+    }
+    ordered_groups = sorted(group_child.items(), key=lambda item: position[item[1]])
+    for pair, child in ordered_groups:
+        for k in groups[pair]:
+            el = elements[k]
+            forward = el.bus2 == child
+            p_par = el.phases1 if forward else el.phases2
+            p_chi = el.phases2 if forward else el.phases1
+            par_bus = el.bus1 if forward else el.bus2
+            ratio = el.ratio if forward else 1.0 / el.ratio
+            z_ohm = el.z_ohm if forward else el.z_ohm_reverse
+            z_base = kv_ln_bus[child] ** 2 * 1000.0 / s_base_kva
+            new_nodes = []
+            for c, (pp, pc) in enumerate(zip(p_par, p_chi)):
+                parent_node = lookup.get((par_bus, pp))
+                if parent_node is None:
+                    orphan.append(f"{el.name} phase {pc}")
+                    new_nodes.append(-1)
+                    continue
+                if (child, pc) in lookup:
+                    raise FeederInputError(
+                        f"node {bus_names[child]}.{pc} is fed by two branch elements "
+                        f"({el.name} and another): parallel elements on one phase are a loop"
+                    )
+                lookup[(child, pc)] = len(node_bus)
+                new_nodes.append(len(node_bus))
+                node_bus.append(child)
+                node_phase.append(pc)
+                node_parent.append(parent_node)
+                node_ratio.append(float(ratio[c]))
+                rating_kva = el.rating_kva_per_phase
+                node_rating.append(rating_kva / s_base_kva)
+                node_branch.append(k)
+                node_length.append(el.length_km)
+                if el.kind == BranchKind.TRANSFORMER:
+                    node_delta.append(el.delta_at[1] if forward else el.delta_at[0])
+                else:
+                    node_delta.append(node_delta[parent_node])
+                root_v.append(np.nan)
+            for ci, ni in enumerate(new_nodes):
+                for cj, nj in enumerate(new_nodes):
+                    if ni >= 0 and nj >= 0 and z_ohm[ci, cj] != 0:
+                        coupling_rows.append(ni)
+                        coupling_cols.append(nj)
+                        coupling_vals.append(z_ohm[ci, cj] / z_base)
+
+    n_nodes = len(node_bus)
+    notes: list[str] = []
+    if orphan:
+        notes.append(f"{len(orphan)} branch conductors with a de-energized parent phase skipped")
+    dropped: list[str] = []
+    load_map = _shunt_map(feeder.loads, lookup, bus_index, n_nodes, "Load", dropped)
+    pv_map = _shunt_map(feeder.pv_systems, lookup, bus_index, n_nodes, "PVSystem", dropped)
+    gen_map = _shunt_map(feeder.generators, lookup, bus_index, n_nodes, "Generator", dropped)
+    st_map = _shunt_map(feeder.storage, lookup, bus_index, n_nodes, "Storage", dropped)
+    cap_map = _shunt_map(feeder.capacitors, lookup, bus_index, n_nodes, "Capacitor", dropped)
+    if dropped:
+        warnings.warn(
+            f"feeder {feeder.name!r}: {len(dropped)} shunt elements sit on phases with no "
+            f"supply and are left out: {dropped[:10]}",
+            UserWarning,
+            stacklevel=2,
+        )
+        notes.append(f"shunt elements on non-energized phases left out: {dropped}")
+    cap_kvar = np.array([c.kvar * c.steps_closed for c in feeder.capacitors])
+    # Rated kvar at rated kV; at the bus base, b = Q_rated * (V_base / V_rated)^2 per unit.
+    cap_scale = np.array(
+        [
+            (kv_ln_bus[bus_index[c.bus]] * (np.sqrt(3) if (len(c.phases) > 1 or
+             c.connection is Connection.DELTA) else 1.0) / c.kv) ** 2
+            if c.bus in bus_index and c.kv > 0
+            else 1.0
+            for c in feeder.capacitors
+        ]
+    )
+    cap_b = cap_map @ (cap_kvar * cap_scale / s_base_kva) if len(cap_kvar) else np.zeros(n_nodes)
+
+    parent = np.asarray(node_parent, dtype=int)
+    lengths = np.asarray(node_length)
+    distance = _accumulate_distance(parent, lengths)
+    kinds = tuple(el.kind for el in elements)
+    return MathFeeder(
+        name=feeder.name,
+        s_base_kva=s_base_kva,
+        bus_names=tuple(bus_names),
+        node_bus=np.asarray(node_bus, dtype=int),
+        node_phase=np.asarray(node_phase, dtype=int),
+        is_root=parent < 0,
+        root_v_pu=np.asarray(root_v, dtype=float),
+        parent=parent,
+        ratio=np.asarray(node_ratio),
+        z_pu=sp.csr_matrix(
+            (np.asarray(coupling_vals, dtype=complex), (coupling_rows, coupling_cols)),
+            shape=(n_nodes, n_nodes),
+        ),
+        rating_pu=np.asarray(node_rating),
+        branch_of_node=np.asarray(node_branch, dtype=int),
+        branch_names=tuple(el.name for el in elements),
+        branch_kinds=kinds,
+        kv_base_ln=kv_ln_bus[np.asarray(node_bus, dtype=int)],
+        distance_km=distance,
+        load_names=tuple(x.name for x in feeder.loads),
+        load_map=load_map,
+        load_kw=np.array([x.kw for x in feeder.loads]),
+        load_kvar=np.array([x.kvar for x in feeder.loads]),
+        pv_names=tuple(x.name for x in feeder.pv_systems),
+        pv_map=pv_map,
+        pv_kva=np.array([x.kva for x in feeder.pv_systems]),
+        pv_p_kw=np.array([x.p_kw for x in feeder.pv_systems]),
+        pv_q_kvar=np.array([x.q_kvar for x in feeder.pv_systems]),
+        gen_names=tuple(x.name for x in feeder.generators),
+        gen_map=gen_map,
+        gen_kw=np.array([x.kw for x in feeder.generators]),
+        gen_kvar=np.array([x.kvar for x in feeder.generators]),
+        storage_names=tuple(x.name for x in feeder.storage),
+        storage_map=st_map,
+        storage_kw=np.array([x.kw for x in feeder.storage]),
+        storage_kvar=np.array([x.kvar for x in feeder.storage]),
+        cap_b_pu=np.real(cap_b) if np.ndim(cap_b) else np.zeros(n_nodes),
+        delta_fed=np.asarray(node_delta, dtype=bool),
+        deenergized_buses=tuple(bus_names[i] for i in np.flatnonzero(~tree.energized)),
+        notes=tuple(notes),
+    )
+
+
+def _accumulate_distance(parent: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Path length from the root of every node (pointer jumping over the parent array)."""
+    dist = lengths.copy()
+    ancestor = parent.copy()
+    while True:
+        idx = np.flatnonzero(ancestor >= 0)
+        if len(idx) == 0:
+            return dist
+        up = ancestor[idx]
+        dist[idx] += dist[up]
+        ancestor[idx] = ancestor[up]

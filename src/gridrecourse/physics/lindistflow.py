@@ -1,0 +1,274 @@
+"""LinDist3Flow: the phase-coupled linearized branch-flow model (METHODS §1.1).
+
+For every non-root node n (bus j, phase φ) fed by branch-phase (i→j, φ)::
+
+    P_n − Σ_{m child of n} P_m             = p_n                       (real flow balance)
+    Q_n − Σ_{m child of n} Q_m + b_n v_n   = q_n                       (capacitor b·v)
+    v_n − ρ_n² v_parent(n) + Σ_m (M_P[n,m] P_m + M_Q[n,m] Q_m) = 0     (voltage drop)
+
+with ``M_P = 2 Re(γ ∘ conj(Z))``, ``M_Q = −2 Im(γ ∘ conj(Z))`` over the phases of each branch
+element, ρ the per-unit turns ratio of a transformer/regulator branch (1 for lines), p, q the
+net load (load − generation) in p.u. and v the squared voltage magnitude. Root voltages are
+fixed. The three blocks form one sparse square system ``A x = b(p, q, v_root)`` that is
+factorized once and re-solved for any number of injection columns (times × scenarios); the same
+``A`` is the equality block of every optimization model built on it.
+
+References
+----------
+L. Gan and S. H. Low, "Convex relaxations and linear approximation for optimal power flow in
+multiphase radial networks," PSCC 2014. D. B. Arnold et al., "Optimal dispatch of reactive power
+for voltage regulation and balancing in unbalanced distribution systems," IEEE PES GM 2016.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.linalg import splu
+
+from gridrecourse.network.math_model import _NOMINAL_ANGLE, GAMMA, MathFeeder
+
+
+@dataclass(frozen=True, eq=False)
+class PowerFlowSolution:
+    """A LinDist3Flow solution; the last axis of every array is the column (time/scenario).
+
+    Attributes
+    ----------
+    v_pu : ndarray, shape (N, K)
+        Voltage magnitude (p.u.) at every node, roots included.
+    p_flow_pu, q_flow_pu : ndarray, shape (N, K)
+        Sending-end flow of the branch-phase feeding each node (0 at roots).
+    substation_p_pu, substation_q_pu : ndarray, shape (K,)
+        Total power entering the feeder at the roots (p.u. of the per-phase base).
+    losses_p_pu : ndarray, shape (K,)
+        Series losses included in the flows (0 for the lossless model).
+    """
+
+    v_pu: np.ndarray
+    p_flow_pu: np.ndarray
+    q_flow_pu: np.ndarray
+    substation_p_pu: np.ndarray
+    substation_q_pu: np.ndarray
+    losses_p_pu: np.ndarray
+
+
+class LinDist3Flow:
+    """LinDist3Flow built once for a :class:`MathFeeder`.
+
+    Parameters
+    ----------
+    math : MathFeeder
+        Per-unit radial feeder.
+
+    Attributes
+    ----------
+    nonroot, root : ndarray of int
+        Node indices of non-root and root nodes; variables are ordered ``[P, Q, v]`` over
+        ``nonroot``.
+    system : scipy.sparse.csc_matrix, shape (3E, 3E)
+        The equality block over ``[P, Q, v]``.
+    """
+
+    def __init__(self, math: MathFeeder):
+        self.math = math
+        n = math.n_nodes
+        self.nonroot = np.flatnonzero(~math.is_root)
+        self.root = np.flatnonzero(math.is_root)
+        e = len(self.nonroot)
+        self.n_branch_phases = e
+        pos = np.full(n, -1)
+        pos[self.nonroot] = np.arange(e)
+        rpos = np.full(n, -1)
+        rpos[self.root] = np.arange(len(self.root))
+        par = math.parent[self.nonroot]
+        par_nonroot = pos[par] >= 0
+        child_idx = np.arange(e)
+        # children-sum: (C)[pos(parent m), m] = 1
+        c = sp.csr_matrix(
+            (np.ones(par_nonroot.sum()), (pos[par[par_nonroot]], child_idx[par_nonroot])),
+            shape=(e, e),
+        )
+        eye = sp.identity(e, format="csr")
+        self.flow = (eye - c).tocsr()
+        #: (n_root, E): sums the flows of branch-phases leaving each root node.
+        self.root_outflow = sp.csr_matrix(
+            (np.ones((~par_nonroot).sum()), (rpos[par[~par_nonroot]], child_idx[~par_nonroot])),
+            shape=(len(self.root), e),
+        )
+        rho2 = math.ratio[self.nonroot] ** 2
+        self.voltage_parent = sp.csr_matrix(
+            (rho2[par_nonroot], (child_idx[par_nonroot], pos[par[par_nonroot]])), shape=(e, e)
+        )
+        #: (E, n_root): ρ² for branch-phases whose parent is a root node.
+        self.voltage_root = sp.csr_matrix(
+            (rho2[~par_nonroot], (child_idx[~par_nonroot], rpos[par[~par_nonroot]])),
+            shape=(e, len(self.root)),
+        )
+        z = math.z_pu[self.nonroot][:, self.nonroot].tocoo()
+        self.z = sp.csr_matrix((z.data, (z.row, z.col)), shape=(e, e))
+        phase = math.node_phase[self.nonroot]
+        g = GAMMA[phase[z.row] - 1, phase[z.col] - 1]
+        gz = g * np.conj(z.data)
+        self.m_p = sp.csr_matrix((2 * gz.real, (z.row, z.col)), shape=(e, e))
+        self.m_q = sp.csr_matrix((-2 * gz.imag, (z.row, z.col)), shape=(e, e))
+        self.cap_b = math.cap_b_pu[self.nonroot]
+        zero = sp.csr_matrix((e, e))
+        self.system = sp.bmat(
+            [
+                [self.flow, zero, zero],
+                [zero, self.flow, sp.diags(self.cap_b)],
+                [self.m_p, self.m_q, eye - self.voltage_parent],
+            ],
+            format="csc",
+        )
+        self._lu = None
+        self._phase_angle = np.array([_NOMINAL_ANGLE[int(p)] for p in phase])
+        self._rho = math.ratio[self.nonroot]
+        self._parent = math.parent[self.nonroot]
+
+    @property
+    def lu(self):
+        """Sparse LU factorization of :attr:`system` (computed once, on first use)."""
+        if self._lu is None:
+            self._lu = splu(self.system)
+        return self._lu
+
+    def rhs(
+        self,
+        p_pu: np.ndarray,
+        q_pu: np.ndarray,
+        v_root_sq: np.ndarray,
+        dv: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Right-hand side ``b`` for net loads on non-root nodes (E, K) and root v² (R, K)."""
+        volt = self.voltage_root @ v_root_sq
+        if dv is not None:
+            volt = volt + dv
+        return np.concatenate([p_pu, q_pu, volt], axis=0)
+
+    def solve(
+        self,
+        p_pu: np.ndarray,
+        q_pu: np.ndarray,
+        v_root_pu: np.ndarray | None = None,
+        *,
+        second_order_iterations: int = 0,
+    ) -> PowerFlowSolution:
+        """Solve LinDist3Flow for given net loads.
+
+        Parameters
+        ----------
+        p_pu, q_pu : ndarray, shape (N,) or (N, K)
+            Net load (load − generation) per node in p.u. of the per-phase base.
+        v_root_pu : ndarray, shape (n_root,) or (n_root, K), optional
+            Root voltage magnitudes (default: the feeder's roots).
+        second_order_iterations : int
+            Fixed-point passes adding the series losses ``(Z I) I*`` to the flows and
+            ``|Z I|²`` to the voltage drop, from the previous pass's currents (the documented
+            loss correction; 0 gives plain lossless LinDist3Flow).
+
+        Returns
+        -------
+        PowerFlowSolution
+        """
+        p = np.asarray(p_pu, dtype=float)
+        q = np.asarray(q_pu, dtype=float)
+        squeeze = p.ndim == 1
+        if squeeze:
+            p, q = p[:, None], q[:, None]
+        k = p.shape[1]
+        if v_root_pu is None:
+            v_root_pu = self.math.root_v_pu[self.root]
+        v_root = np.asarray(v_root_pu, dtype=float)
+        if v_root.ndim == 1:
+            v_root = np.repeat(v_root[:, None], k, axis=1)
+        v_root_sq = v_root**2
+        e = self.n_branch_phases
+        p_nr, q_nr = p[self.nonroot], q[self.nonroot]
+        loss = np.zeros((e, k), dtype=complex)
+        dv = np.zeros((e, k))
+        for it in range(second_order_iterations + 1):
+            x = self.lu.solve(self.rhs(p_nr + loss.real, q_nr + loss.imag, v_root_sq, dv))
+            if it == second_order_iterations:
+                break
+            loss, dv = self._second_order(x, v_root_sq)
+        pf, qf, vsq = x[:e], x[e : 2 * e], x[2 * e :]
+        n = self.math.n_nodes
+        v = np.empty((n, k))
+        v[self.root] = np.sqrt(v_root_sq)
+        v[self.nonroot] = np.sqrt(np.maximum(vsq, 0.0))
+        p_flow = np.zeros((n, k))
+        q_flow = np.zeros((n, k))
+        p_flow[self.nonroot], q_flow[self.nonroot] = pf, qf
+        cap_root = self.math.cap_b_pu[self.root][:, None] * v_root_sq
+        sub_p = (self.root_outflow @ pf + p[self.root]).sum(axis=0)
+        sub_q = (self.root_outflow @ qf + q[self.root] - cap_root).sum(axis=0)
+        sol = PowerFlowSolution(
+            v_pu=v,
+            p_flow_pu=p_flow,
+            q_flow_pu=q_flow,
+            substation_p_pu=sub_p,
+            substation_q_pu=sub_q,
+            losses_p_pu=loss.real.sum(axis=0),
+        )
+        if squeeze:
+            return PowerFlowSolution(*(a[..., 0] for a in vars(sol).values()))
+        return sol
+
+    def _second_order(self, x: np.ndarray, v_root_sq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Series losses and |Z I|² from a solution (fixed-point correction terms)."""
+        e = self.n_branch_phases
+        pf, qf, vsq = x[:e], x[e : 2 * e], x[2 * e :]
+        v_all = np.empty((self.math.n_nodes, x.shape[1]))
+        v_all[self.root] = v_root_sq
+        v_all[self.nonroot] = vsq
+        v_send = np.sqrt(np.maximum(v_all[self._parent], 1e-6)) * self._rho[:, None]
+        phasor = v_send * np.exp(1j * self._phase_angle)[:, None]
+        current = np.conj((pf + 1j * qf) / phasor)
+        drop = self.z @ current
+        return drop * np.conj(current), np.abs(drop) ** 2
+
+
+def net_injections(
+    math: MathFeeder,
+    load_kw: np.ndarray | None = None,
+    load_kvar: np.ndarray | None = None,
+    pv_kw: np.ndarray | None = None,
+    pv_kvar: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Net nodal load (p.u.) from element powers; defaults are the feeder's operating point.
+
+    Parameters
+    ----------
+    math : MathFeeder
+    load_kw, load_kvar : ndarray, shape (n_loads,) or (n_loads, K)
+        Total power of each load (kW, kvar).
+    pv_kw, pv_kvar : ndarray, shape (n_pv,) or (n_pv, K)
+        PV output (kW, kvar; positive = generation).
+
+    Returns
+    -------
+    p_pu, q_pu : ndarray, shape (N,) or (N, K)
+        Net load per node; generators and storage at their imported dispatch.
+    """
+    s_load = _complex(load_kw, load_kvar, math.load_kw, math.load_kvar)
+    s_pv = _complex(pv_kw, pv_kvar, math.pv_p_kw, math.pv_q_kvar)
+    s_gen = math.gen_kw + 1j * math.gen_kvar
+    s_st = math.storage_kw + 1j * math.storage_kvar
+    extra = math.gen_map @ s_gen + math.storage_map @ s_st
+    s = math.load_map @ s_load - math.pv_map @ s_pv
+    if s.ndim == 2:
+        s = s - extra[:, None]
+    else:
+        s = s - extra
+    s = s / math.s_base_kva
+    return np.real(s), np.imag(s)
+
+
+def _complex(p, q, p0, q0) -> np.ndarray:
+    p = p0 if p is None else np.asarray(p, dtype=float)
+    q = q0 if q is None else np.asarray(q, dtype=float)
+    return p + 1j * q
