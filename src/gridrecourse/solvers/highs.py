@@ -1,0 +1,291 @@
+"""A small, vectorized LP/MILP builder on top of HiGHS (highspy).
+
+Variables and constraints are declared in named *blocks* (``branch-p``, ``bus-v``,
+``branch-voltage_drop`` …) whose coefficients are scipy sparse matrices, so model building is
+a handful of sparse operations regardless of feeder size. The model is built once; re-solving
+with new right-hand sides, bounds or costs changes vectors in the live HiGHS instance, which
+keeps its basis as a warm start.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import highspy
+import numpy as np
+import scipy.sparse as sp
+
+from gridrecourse.errors import InfeasibleModelError, SolverError, SolverTimeLimitError
+from gridrecourse.solvers.options import SolverOptions
+
+INF = highspy.kHighsInf
+
+
+@dataclass(frozen=True)
+class VariableBlock:
+    """A contiguous range of model columns."""
+
+    name: str
+    start: int
+    size: int
+
+    @property
+    def slice(self) -> slice:
+        """Column slice of this block."""
+        return slice(self.start, self.start + self.size)
+
+    @property
+    def indices(self) -> np.ndarray:
+        """Column indices of this block."""
+        return np.arange(self.start, self.start + self.size)
+
+
+@dataclass(frozen=True)
+class ConstraintBlock:
+    """A contiguous range of model rows."""
+
+    name: str
+    start: int
+    size: int
+
+    @property
+    def slice(self) -> slice:
+        """Row slice of this block."""
+        return slice(self.start, self.start + self.size)
+
+    @property
+    def indices(self) -> np.ndarray:
+        """Row indices of this block."""
+        return np.arange(self.start, self.start + self.size)
+
+
+@dataclass(frozen=True, eq=False)
+class Solution:
+    """Primal and dual solution of a solved model.
+
+    Attributes
+    ----------
+    objective : float
+    x : ndarray
+        Column values.
+    row_dual : ndarray
+        Row duals (HiGHS sign convention: d objective / d row bound).
+    status : str
+    solve_seconds : float
+    mip_gap : float
+        Relative gap reported by HiGHS (0 for LPs).
+    """
+
+    objective: float
+    x: np.ndarray
+    row_dual: np.ndarray
+    status: str
+    solve_seconds: float
+    mip_gap: float = 0.0
+
+    def value(self, block: VariableBlock) -> np.ndarray:
+        """Values of one variable block."""
+        return self.x[block.slice]
+
+    def dual(self, block: ConstraintBlock) -> np.ndarray:
+        """Duals of one constraint block."""
+        return self.row_dual[block.slice]
+
+
+def _bound(value, size: int) -> np.ndarray:
+    arr = np.broadcast_to(np.asarray(value, dtype=float), (size,)).copy()
+    arr[np.isposinf(arr)] = INF
+    arr[np.isneginf(arr)] = -INF
+    return arr
+
+
+class LinearModel:
+    """Declare variable and constraint blocks, then solve (and re-solve) with HiGHS."""
+
+    def __init__(self, name: str = "model"):
+        self.name = name
+        self.variables: dict[str, VariableBlock] = {}
+        self.constraints: dict[str, ConstraintBlock] = {}
+        self._lb: list[np.ndarray] = []
+        self._ub: list[np.ndarray] = []
+        self._cost: list[np.ndarray] = []
+        self._integer: list[np.ndarray] = []
+        self._rows: list[tuple[ConstraintBlock, list[tuple[VariableBlock, sp.spmatrix]]]] = []
+        self._row_lb: list[np.ndarray] = []
+        self._row_ub: list[np.ndarray] = []
+        self.n_cols = 0
+        self.n_rows = 0
+        self._highs: highspy.Highs | None = None
+        self.offset = 0.0
+
+    def add_variables(
+        self, name: str, size: int, lb=0.0, ub=np.inf, cost=0.0, integer: bool = False
+    ) -> VariableBlock:
+        """Add ``size`` columns named ``name`` with bounds and linear cost."""
+        if name in self.variables:
+            raise ValueError(f"variable block {name!r} already exists")
+        block = VariableBlock(name, self.n_cols, int(size))
+        self.variables[name] = block
+        self._lb.append(_bound(lb, size))
+        self._ub.append(_bound(ub, size))
+        self._cost.append(np.broadcast_to(np.asarray(cost, dtype=float), (size,)).copy())
+        self._integer.append(np.full(size, integer))
+        self.n_cols += size
+        self._highs = None
+        return block
+
+    def add_constraints(
+        self,
+        name: str,
+        terms: list[tuple[VariableBlock, sp.spmatrix | np.ndarray]],
+        lb=-np.inf,
+        ub=np.inf,
+    ) -> ConstraintBlock:
+        """Add rows ``lb <= Σ A_k x_k <= ub`` (one sparse matrix per variable block)."""
+        if name in self.constraints:
+            raise ValueError(f"constraint block {name!r} already exists")
+        size = None
+        checked = []
+        for block, matrix in terms:
+            m = sp.csr_matrix(matrix)
+            if m.shape[1] != block.size:
+                raise ValueError(
+                    f"constraint {name!r}: matrix for {block.name!r} has {m.shape[1]} columns, "
+                    f"block has {block.size}"
+                )
+            if size is not None and m.shape[0] != size:
+                raise ValueError(f"constraint {name!r}: term row counts differ")
+            size = m.shape[0]
+            checked.append((block, m))
+        if size is None:
+            raise ValueError(f"constraint {name!r} has no terms")
+        block = ConstraintBlock(name, self.n_rows, size)
+        self.constraints[name] = block
+        self._rows.append((block, checked))
+        self._row_lb.append(_bound(lb, size))
+        self._row_ub.append(_bound(ub, size))
+        self.n_rows += size
+        self._highs = None
+        return block
+
+    def matrix(self) -> sp.csc_matrix:
+        """The full constraint matrix (rows × columns)."""
+        rows, cols, vals = [], [], []
+        for block, terms in self._rows:
+            for var, m in terms:
+                coo = m.tocoo()
+                rows.append(coo.row + block.start)
+                cols.append(coo.col + var.start)
+                vals.append(coo.data)
+        if not rows:
+            return sp.csc_matrix((self.n_rows, self.n_cols))
+        return sp.csc_matrix(
+            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+            shape=(self.n_rows, self.n_cols),
+        )
+
+    def _build(self, options: SolverOptions) -> highspy.Highs:
+        a = self.matrix()
+        a.sum_duplicates()
+        lp = highspy.HighsLp()
+        lp.num_col_ = self.n_cols
+        lp.num_row_ = self.n_rows
+        lp.col_cost_ = np.concatenate(self._cost) if self._cost else np.zeros(0)
+        lp.col_lower_ = np.concatenate(self._lb) if self._lb else np.zeros(0)
+        lp.col_upper_ = np.concatenate(self._ub) if self._ub else np.zeros(0)
+        lp.row_lower_ = np.concatenate(self._row_lb) if self._row_lb else np.zeros(0)
+        lp.row_upper_ = np.concatenate(self._row_ub) if self._row_ub else np.zeros(0)
+        lp.offset_ = self.offset
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.start_ = a.indptr
+        lp.a_matrix_.index_ = a.indices
+        lp.a_matrix_.value_ = a.data
+        integer = np.concatenate(self._integer) if self._integer else np.zeros(0, dtype=bool)
+        if integer.any():
+            lp.integrality_ = [
+                highspy.HighsVarType.kInteger if i else highspy.HighsVarType.kContinuous
+                for i in integer
+            ]
+        h = highspy.Highs()
+        h.setOptionValue("output_flag", bool(options.verbose))
+        h.passModel(lp)
+        return h
+
+    def solve(self, options: SolverOptions | None = None) -> Solution:
+        """Solve (building the HiGHS model on first use) and return the solution.
+
+        Raises
+        ------
+        InfeasibleModelError
+            The model is infeasible (message names the model).
+        SolverTimeLimitError
+            Time limit reached with no feasible solution.
+        SolverError
+            Any other non-optimal status.
+        """
+        options = options or SolverOptions()
+        if self._highs is None:
+            self._highs = self._build(options)
+        h = self._highs
+        if options.time_limit is not None:
+            h.setOptionValue("time_limit", float(options.time_limit))
+        h.setOptionValue("mip_rel_gap", float(options.mip_gap))
+        if options.threads is not None:
+            h.setOptionValue("threads", int(options.threads))
+        t0 = time.perf_counter()
+        h.run()
+        seconds = time.perf_counter() - t0
+        status = h.getModelStatus()
+        info = h.getInfo()
+        has_solution = info.primal_solution_status == 2  # kSolutionStatusFeasible
+        if status in (highspy.HighsModelStatus.kInfeasible,):
+            raise InfeasibleModelError(f"model {self.name!r} is infeasible")
+        if status == highspy.HighsModelStatus.kUnboundedOrInfeasible:
+            raise InfeasibleModelError(f"model {self.name!r} is infeasible or unbounded")
+        if status == highspy.HighsModelStatus.kTimeLimit and not has_solution:
+            raise SolverTimeLimitError(
+                f"model {self.name!r}: time limit {options.time_limit} s reached without a "
+                "feasible solution"
+            )
+        if status not in (highspy.HighsModelStatus.kOptimal, highspy.HighsModelStatus.kTimeLimit):
+            raise SolverError(f"model {self.name!r}: HiGHS status {h.modelStatusToString(status)}")
+        sol = h.getSolution()
+        return Solution(
+            objective=float(info.objective_function_value),
+            x=np.asarray(sol.col_value),
+            row_dual=np.asarray(sol.row_dual),
+            status=h.modelStatusToString(status),
+            solve_seconds=seconds,
+            mip_gap=float(info.mip_gap) if np.isfinite(info.mip_gap) else 0.0,
+        )
+
+    def set_row_bounds(self, block: ConstraintBlock, lb, ub) -> None:
+        """Change the bounds of a constraint block in place (keeps the warm start)."""
+        lo, hi = _bound(lb, block.size), _bound(ub, block.size)
+        k = block.indices
+        self._row_lb[self._row_index(block)] = lo
+        self._row_ub[self._row_index(block)] = hi
+        if self._highs is not None:
+            self._highs.changeRowsBounds(len(k), k.astype(np.int32), lo, hi)
+
+    def set_col_bounds(self, block: VariableBlock, lb, ub) -> None:
+        """Change the bounds of a variable block in place."""
+        lo, hi = _bound(lb, block.size), _bound(ub, block.size)
+        i = list(self.variables).index(block.name)
+        self._lb[i], self._ub[i] = lo, hi
+        if self._highs is not None:
+            k = block.indices
+            self._highs.changeColsBounds(len(k), k.astype(np.int32), lo, hi)
+
+    def set_cost(self, block: VariableBlock, cost) -> None:
+        """Change the linear cost of a variable block in place."""
+        c = np.broadcast_to(np.asarray(cost, dtype=float), (block.size,)).copy()
+        i = list(self.variables).index(block.name)
+        self._cost[i] = c
+        if self._highs is not None:
+            k = block.indices
+            self._highs.changeColsCost(len(k), k.astype(np.int32), c)
+
+    def _row_index(self, block: ConstraintBlock) -> int:
+        return list(self.constraints).index(block.name)
