@@ -1,0 +1,277 @@
+"""Command-line interface: ``gridrecourse info|validate|opf FEEDER``.
+
+FEEDER is a built-in name (``ieee_european_lv`` by default, ``case33bw``; ``ieee13`` …
+``ieee9500-unbal`` when the IEEE feeder folder is available), an OpenDSS master ``.dss`` or a
+gridrecourse feeder ``.json``. Every command writes a run folder (except ``info``) and, with
+``--json``, prints exactly one JSON object on stdout; progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from gridrecourse.errors import GridRecourseError
+from gridrecourse.network.loading import DEFAULT_FEEDER, builtin_names, resolve_feeder_spec
+from gridrecourse.report.run_folder import RunFolder, to_jsonable
+
+
+class Progress:
+    """Step-wise progress messages on stderr (silent when ``quiet``)."""
+
+    def __init__(self, total: int, quiet: bool = False):
+        self.total = total
+        self.step = 0
+        self.quiet = quiet
+        self.t0 = time.perf_counter()
+
+    def __call__(self, message: str) -> None:
+        self.step += 1
+        if not self.quiet:
+            elapsed = time.perf_counter() - self.t0
+            print(f"[{self.step}/{self.total}] {message} ({elapsed:.1f} s)", file=sys.stderr)
+
+
+def _emit(summary: dict, as_json: bool, human: Callable[[], None]) -> None:
+    if as_json:
+        print(json.dumps(to_jsonable(summary)))
+    else:
+        human()
+
+
+def cmd_info(args: argparse.Namespace) -> dict:
+    """Element counts of a feeder (and of its LinDist3Flow model)."""
+    from gridrecourse.network.math_model import build_math_feeder
+    from gridrecourse.evaluation.validation import prepare_for_linear_model
+
+    feeder = resolve_feeder_spec(args.feeder)
+    summary = dict(feeder.summary())
+    model_feeder = prepare_for_linear_model(feeder)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        math = build_math_feeder(model_feeder)
+    summary.update(
+        model_n_buses=math.n_buses,
+        model_n_nodes=math.n_nodes,
+        model_n_branch_phases=math.n_branch_phases,
+        reductions=[asdict(r) | {"folded_buses": len(r.folded_buses)} for r in model_feeder.reductions],
+    )
+
+    def human() -> None:
+        for key, value in summary.items():
+            if key != "reductions":
+                print(f"{key:>24}: {value}")
+        for r in summary["reductions"]:
+            print(f"{'reduction':>24}: {r['description']}")
+            print(
+                f"{'':>24}  buses {r['buses_before']} -> {r['buses_after']}, nodes "
+                f"{r['nodes_before']} -> {r['nodes_after']}, branches {r['branches_before']} "
+                f"-> {r['branches_after']}"
+            )
+
+    _emit(summary, args.json, human)
+    return summary
+
+
+def cmd_validate(args: argparse.Namespace) -> dict:
+    """LinDist3Flow vs OpenDSS AC power flow; run folder with table and voltage profile."""
+    from gridrecourse.evaluation.validation import validate_feeder
+    from gridrecourse.report.plots import voltage_profile_plot
+
+    progress = Progress(3, quiet=args.json)
+    t0 = time.perf_counter()
+    progress(f"importing {args.feeder} and solving the AC power flow in OpenDSS")
+    run = validate_feeder(args.feeder)
+    result = run.result
+    out = Path(args.out) if args.out else RunFolder.default_path("validate", result.feeder)
+    folder = RunFolder(out, "validate")
+    folder.write_config({"feeder": str(args.feeder)})
+    progress("writing tables and the voltage-profile plot")
+    folder.write_table("voltages", run.table)
+    voltage_profile_plot(run.table, folder.path / "voltage_profile.png", f"{result.feeder}")
+    r = result
+    folder.add_report(
+        f"# LinDist3Flow vs OpenDSS AC: {r.feeder}\n\n"
+        f"- model: {r.n_buses} buses, {r.n_nodes} nodes, {r.n_branches} branch elements\n"
+        f"- lossless: max |ΔV| = {r.max_abs_voltage_error_pu:.4f} p.u. (at {r.worst_node}), "
+        f"mean {r.mean_abs_voltage_error_pu:.4f} p.u., substation P error "
+        f"{r.substation_p_error_pct:.2f} %\n"
+        f"- loss-corrected: max |ΔV| = {r.max_abs_voltage_error_pu_loss_corrected:.4f} p.u., "
+        f"mean {r.mean_abs_voltage_error_pu_loss_corrected:.4f} p.u., substation P error "
+        f"{r.substation_p_error_pct_loss_corrected:.3f} %\n"
+        f"- reductions: {'; '.join(r.reductions) or 'none'}\n\n"
+        "![voltage profile](voltage_profile.png)\n"
+    )
+    summary = {**asdict(result), "run_folder": str(folder.path),
+               "wall_seconds": time.perf_counter() - t0}
+    folder.write_result(summary)
+    progress(f"done: run folder {folder.path}")
+
+    def human() -> None:
+        print(
+            f"{r.feeder}: {r.n_nodes} nodes; max |V_lin - V_AC| = "
+            f"{r.max_abs_voltage_error_pu:.4f} p.u. lossless, "
+            f"{r.max_abs_voltage_error_pu_loss_corrected:.4f} p.u. loss-corrected; "
+            f"substation P error {r.substation_p_error_pct:.2f} % "
+            f"({r.substation_p_error_pct_loss_corrected:.3f} % corrected)\nrun folder: {folder.path}"
+        )
+
+    _emit(summary, args.json, human)
+    return summary
+
+
+def cmd_opf(args: argparse.Namespace) -> dict:
+    """Deterministic 24-h OPF (import cost, PV curtailment, voltage and thermal limits)."""
+    from gridrecourse.evaluation.ac_check import read_snapshot
+    from gridrecourse.evaluation.validation import prepare_for_linear_model
+    from gridrecourse.network.math_model import build_math_feeder
+    from gridrecourse.problems.opf import OPFConfig, build_opf, solve_opf
+    from gridrecourse.problems.profiles import bundled_day
+    from gridrecourse.report.plots import opf_plot
+    from gridrecourse.solvers.options import SolverOptions
+
+    progress = Progress(4, quiet=args.json)
+    t0 = time.perf_counter()
+    progress(f"importing {args.feeder}")
+    feeder = resolve_feeder_spec(args.feeder)
+    snapshot = read_snapshot() if feeder.source_kind == "opendss" else None
+    math = build_math_feeder(prepare_for_linear_model(feeder, snapshot))
+    day = bundled_day(args.day)
+    config = OPFConfig(
+        load_profile=day.load,
+        pv_profile=day.pv,
+        price_per_mwh=day.price_per_mwh,
+        pv_penetration=args.pv_penetration,
+        thermal_limits=not args.no_thermal,
+        voltage_penalty_per_pu_h=None if args.hard_limits else OPFConfig.voltage_penalty_per_pu_h,
+        thermal_penalty_per_pu_h=None if args.hard_limits else OPFConfig.thermal_penalty_per_pu_h,
+    )
+    progress(f"building the {config.n_periods}-period model ({math.n_nodes} nodes)")
+    opf = build_opf(math, config)
+    progress("solving with HiGHS")
+    result = solve_opf(opf, SolverOptions(time_limit=args.time_limit))
+    out = Path(args.out) if args.out else RunFolder.default_path("opf", feeder.name)
+    folder = RunFolder(out, "opf")
+    folder.write_config({"feeder": str(args.feeder), "day_of_year": args.day,
+                         "opf": {k: v for k, v in asdict(config).items()}})
+    hours = np.arange(config.n_periods)
+    hourly = pd.DataFrame(
+        {
+            "hour": hours,
+            "load_multiplier": day.load,
+            "pv_multiplier": day.pv,
+            "price_per_mwh": day.price_per_mwh,
+            "import_kw": result.import_kw,
+            "pv_kw": result.pv_kw.sum(axis=0),
+            "pv_available_kw": result.pv_available_kw.sum(axis=0),
+            "v_min_pu": result.v_pu.min(axis=0),
+            "v_max_pu": result.v_pu.max(axis=0),
+        }
+    )
+    folder.write_table("hourly", hourly)
+    volts = pd.DataFrame(result.v_pu, columns=[f"h{h:02d}" for h in hours])
+    volts.insert(0, "node", math.node_names)
+    folder.write_table("voltages", volts)
+    opf_plot(hours, result.import_kw, hourly["pv_kw"], hourly["pv_available_kw"],
+             day.price_per_mwh, hourly["v_min_pu"], hourly["v_max_pu"],
+             folder.path / "opf_day.png", f"{feeder.name}: day {args.day}")
+    summary = {
+        "feeder": feeder.name,
+        "status": result.status,
+        "objective": result.cost,
+        "energy_cost": result.energy_cost,
+        "curtailed_kwh": result.curtailed_kwh,
+        "n_voltage_violations": result.n_voltage_violations,
+        "max_voltage_violation_pu": result.max_voltage_violation_pu,
+        "n_thermal_violations": result.n_thermal_violations,
+        "max_loading_pct": result.max_loading_pct,
+        "n_nodes": math.n_nodes,
+        "n_periods": config.n_periods,
+        "build_seconds": result.build_seconds,
+        "solve_seconds": result.solve_seconds,
+        "wall_seconds": time.perf_counter() - t0,
+        "run_folder": str(folder.path),
+    }
+    folder.add_report(
+        f"# 24-h OPF on {feeder.name} (day {args.day})\n\n"
+        + "\n".join(f"- {k}: {v}" for k, v in summary.items())
+        + "\n\n![day](opf_day.png)\n"
+    )
+    folder.write_result(summary)
+    progress(f"done: run folder {folder.path}")
+
+    def human() -> None:
+        print(
+            f"{feeder.name}: {result.status}, energy cost {result.energy_cost:.2f}, "
+            f"curtailed {result.curtailed_kwh:.1f} kWh, voltage violations "
+            f"{result.n_voltage_violations}, overloads {result.n_thermal_violations}\n"
+            f"run folder: {folder.path}"
+        )
+
+    _emit(summary, args.json, human)
+    return summary
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (one sub-command per job)."""
+    parser = argparse.ArgumentParser(
+        prog="gridrecourse",
+        description="Decisions under uncertainty on three-phase distribution feeders.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument(
+            "feeder",
+            nargs="?",
+            default=DEFAULT_FEEDER,
+            help=f"built-in name ({', '.join(builtin_names())}), OpenDSS master or JSON "
+            f"(default {DEFAULT_FEEDER})",
+        )
+        p.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
+        p.set_defaults(func=func)
+        return p
+
+    add("info", cmd_info, "element counts and model size of a feeder")
+    p = add("validate", cmd_validate, "compare LinDist3Flow with OpenDSS's AC power flow")
+    p.add_argument("--out", help="run folder (default runs/validate-<feeder>-<time>)")
+    p = add("opf", cmd_opf, "deterministic 24-h OPF with HiGHS on bundled real profiles")
+    p.add_argument("--out", help="run folder (default runs/opf-<feeder>-<time>)")
+    p.add_argument("--day", type=int, default=196, help="day of year 0-364 (default 196)")
+    p.add_argument("--pv-penetration", type=float, default=0.5,
+                   help="PV kW per load kW added when the feeder has no PV (default 0.5)")
+    p.add_argument("--hard-limits", action="store_true",
+                   help="hard voltage/thermal limits (may be infeasible)")
+    p.add_argument("--no-thermal", action="store_true", help="drop thermal limits")
+    p.add_argument("--time-limit", type=float, default=None, help="solver time limit (s)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit code (0 ok, 1 input/solver error)."""
+    args = build_parser().parse_args(argv)
+    try:
+        with warnings.catch_warnings():
+            if args.json:
+                warnings.simplefilter("ignore")
+            args.func(args)
+    except GridRecourseError as exc:
+        if args.json:
+            print(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
