@@ -1,0 +1,231 @@
+"""SAA statistical bounds of Mak, Morton & Wood (1999) as used by paper C §II-E (METHODS.md §2).
+
+Upper bound (paper C (27)–(31)): evaluate each of ``K`` candidate first-stage decisions
+``x̂_k`` on the full scenario set; the values are upper-biased estimates of the optimum ``z*``;
+their mean ``Ū`` and confidence interval ``Ū ± q · s_U/√K``.
+
+Lower bound (paper C (32)–(36)): solve the sampled problem (e.g. the EF) on ``K`` independent
+batches of ``N`` scenarios; the optimal values are lower-biased, ``L̄ ± q · s_L/√K``.
+
+The critical value ``q`` is the Student-t quantile ``t_{K−1, 1−a/2}`` when ``K < 30`` and the
+normal quantile ``z_{1−a/2}`` otherwise (paper C: "if the value of K is low, the t-distribution
+should be used"). Bounds gap ``BG = (upper end of UB CI) − (lower end of LB CI)``; paper C
+reports it also as a percentage of the objective value of the solution.
+
+All values are in the objective's units (e.g. p.u. voltage deviation for P1, kW for P2).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy import stats
+
+from gridrecourse.errors import GridRecourseError
+
+__all__ = [
+    "DEFAULT_T_THRESHOLD",
+    "BoundsInputError",
+    "ConfidenceInterval",
+    "CriticalValue",
+    "StatisticalBounds",
+    "bounds_gap",
+    "bounds_gap_pct",
+    "confidence_interval",
+    "statistical_bounds",
+]
+
+DEFAULT_T_THRESHOLD = 30
+"""Sample sizes below this use the t-quantile, at or above it the normal quantile."""
+
+
+class BoundsInputError(GridRecourseError, ValueError):
+    """Invalid samples or confidence level for the statistical bounds."""
+
+
+class CriticalValue(Enum):
+    """Distribution of the critical value of a confidence interval."""
+
+    STUDENT_T = "t"
+    NORMAL = "z"
+
+
+@dataclass(frozen=True)
+class ConfidenceInterval:
+    """Two-sided confidence interval of a mean, ``mean ± half_width``.
+
+    Attributes
+    ----------
+    mean : float
+        Sample mean (objective units).
+    half_width : float
+        ``q · s/√n`` (objective units); ``s`` is the sample standard deviation (``ddof = 1``).
+    low, high : float
+        ``mean − half_width``, ``mean + half_width``.
+    n : int
+        Number of samples (replications ``K``).
+    confidence : float
+        Confidence level ``1 − a``.
+    critical : CriticalValue
+        Which quantile ``q`` was used.
+    critical_value : float
+        ``q``.
+    std : float
+        Sample standard deviation ``s``.
+    """
+
+    mean: float
+    half_width: float
+    low: float
+    high: float
+    n: int
+    confidence: float
+    critical: CriticalValue = CriticalValue.NORMAL
+    critical_value: float = math.nan
+    std: float = math.nan
+
+
+@dataclass(frozen=True)
+class StatisticalBounds:
+    """Mak–Morton–Wood upper/lower bound intervals and their gap (paper C Tables II–V).
+
+    Attributes
+    ----------
+    upper : ConfidenceInterval
+        Upper-bound interval (``UB CI``).
+    lower : ConfidenceInterval
+        Lower-bound interval (``LB CI``).
+    gap : float
+        ``BG = upper.high − lower.low`` (objective units).
+    gap_pct : float
+        ``100 · BG / |objective|`` [%], ``objective`` defaulting to ``upper.mean``.
+    """
+
+    upper: ConfidenceInterval
+    lower: ConfidenceInterval
+    gap: float
+    gap_pct: float
+
+
+def confidence_interval(
+    samples: ArrayLike,
+    confidence: float = 0.95,
+    t_threshold: int = DEFAULT_T_THRESHOLD,
+) -> ConfidenceInterval:
+    """Confidence interval of the mean of i.i.d. replications (paper C (31) and (36)).
+
+    Parameters
+    ----------
+    samples : array_like, shape (n,)
+        Replication values (objective units), ``n ≥ 2``, all finite.
+    confidence : float, default 0.95
+        Two-sided level ``1 − a`` in ``(0, 1)``.
+    t_threshold : int, default 30
+        Use ``t_{n−1, 1−a/2}`` when ``n < t_threshold``, else ``z_{1−a/2}``.
+
+    Returns
+    -------
+    ConfidenceInterval
+
+    Raises
+    ------
+    BoundsInputError
+        Fewer than two samples, non-finite samples or a level outside ``(0, 1)``.
+    """
+    x = np.asarray(samples, dtype=float)
+    if x.ndim != 1:
+        raise BoundsInputError(f"samples must be 1-D, got shape {x.shape}")
+    n = int(x.size)
+    if n < 2:
+        raise BoundsInputError(f"need at least 2 samples for a confidence interval, got {n}")
+    if not np.all(np.isfinite(x)):
+        raise BoundsInputError("samples contain NaN or infinite values")
+    if not 0.0 < confidence < 1.0:
+        raise BoundsInputError(f"confidence must lie in (0, 1), got {confidence!r}")
+    mean = float(x.mean())
+    std = float(x.std(ddof=1))
+    upper_tail = 0.5 + confidence / 2.0
+    if n < t_threshold:
+        kind, q = CriticalValue.STUDENT_T, float(stats.t.ppf(upper_tail, df=n - 1))
+    else:
+        kind, q = CriticalValue.NORMAL, float(stats.norm.ppf(upper_tail))
+    half = q * std / math.sqrt(n)
+    return ConfidenceInterval(
+        mean=mean,
+        half_width=half,
+        low=mean - half,
+        high=mean + half,
+        n=n,
+        confidence=float(confidence),
+        critical=kind,
+        critical_value=q,
+        std=std,
+    )
+
+
+def bounds_gap(ub: ConfidenceInterval, lb: ConfidenceInterval) -> float:
+    """Bounds gap ``BG = ub.high − lb.low`` (objective units; paper C Table II "BG")."""
+    return float(ub.high - lb.low)
+
+
+def bounds_gap_pct(
+    ub: ConfidenceInterval, lb: ConfidenceInterval, objective: float | None = None
+) -> float:
+    """Bounds gap as a percentage of the objective value, ``100 · BG / |objective|`` [%].
+
+    Parameters
+    ----------
+    ub, lb : ConfidenceInterval
+        Upper- and lower-bound intervals.
+    objective : float or None
+        Reference objective (paper C: the objective of the solution); None uses ``ub.mean``.
+
+    Raises
+    ------
+    BoundsInputError
+        The reference objective is zero or not finite.
+    """
+    ref = ub.mean if objective is None else float(objective)
+    if not math.isfinite(ref) or ref == 0.0:
+        raise BoundsInputError(f"relative bounds gap needs a finite nonzero objective, got {ref}")
+    return 100.0 * bounds_gap(ub, lb) / abs(ref)
+
+
+def statistical_bounds(
+    upper_samples: ArrayLike,
+    lower_samples: ArrayLike,
+    confidence: float = 0.95,
+    objective: float | None = None,
+    t_threshold: int = DEFAULT_T_THRESHOLD,
+) -> StatisticalBounds:
+    """Upper and lower bound intervals and their gap from the replication values.
+
+    Parameters
+    ----------
+    upper_samples : array_like, shape (K,)
+        Full-scenario evaluations of the ``K`` candidate solutions (paper C (27)).
+    lower_samples : array_like, shape (K',)
+        Optimal values of the ``K'`` sampled problems (paper C (32)).
+    confidence : float, default 0.95
+        Level of both intervals.
+    objective : float or None
+        Reference for the percentage gap (None: the upper-bound mean).
+    t_threshold : int, default 30
+        See :func:`confidence_interval`.
+
+    Returns
+    -------
+    StatisticalBounds
+    """
+    ub = confidence_interval(upper_samples, confidence, t_threshold)
+    lb = confidence_interval(lower_samples, confidence, t_threshold)
+    return StatisticalBounds(
+        upper=ub,
+        lower=lb,
+        gap=bounds_gap(ub, lb),
+        gap_pct=bounds_gap_pct(ub, lb, objective),
+    )

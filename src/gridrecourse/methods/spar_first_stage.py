@@ -1,0 +1,564 @@
+"""First-stage MILP of SPAR-OPF for PV siting and sizing (paper C, problem D1, §II-B and §III-A).
+
+Given the learned separable value function ``V(n) ≈ Σ_i v_i(n_i)`` (slopes ``u_i(k)``, see
+:mod:`gridrecourse.methods.spar_value_function`), solve::
+
+    min   Σ_i v_i(n_i)                                   (37) with (10)
+    s.t.  G_min s_i ≤ g n_i ≤ G_max s_i      ∀i          (38)   [kW]
+          Σ_i c g n_i ≤ budget                           (39)   [$]
+          N_min ≤ Σ_i s_i ≤ N_max                        (40)
+          A n ≥ b                                        (18)   Farkas feasibility cuts
+          n_i ∈ {0..L} integer, s_i ∈ {0, 1}
+
+with the value function modelled by one of two formulations (METHODS.md §3):
+
+- :attr:`Formulation.LAMBDA` (paper C (13)–(15)): binaries ``λ_{i,k}``, ``k = 0..L``,
+  ``Σ_k λ_{i,k} = 1``, ``n_i = Σ_k k λ_{i,k}``, objective ``Σ_i Σ_k v_i(k) λ_{i,k}``. Works for any
+  slopes (convex or not).
+- :attr:`Formulation.EPIGRAPH` (paper C (16)–(17)): continuous free ``θ_i`` with
+  ``θ_i ≥ v_i(k) + u_i(k)(n_i − k)`` for ``k = 0..L−1``, objective ``Σ_i θ_i``. Exact because the
+  slopes are nondecreasing (the maximum of the affine pieces is ``v_i``); the slopes are checked.
+
+The model is built once (:meth:`FirstStageModel.__init__`); :meth:`FirstStageModel.set_slopes`
+changes only what depends on the slopes (λ costs, or the ``n_i`` coefficients and right-hand
+sides of the epigraph rows), and :meth:`FirstStageModel.add_cut` appends rows.
+
+Note (paper C's D1 as written): with ``G_min = 0`` a site may be "sited" (``s_i = 1``) with zero
+units, which satisfies ``N_min`` at no cost.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+
+import highspy
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy import sparse
+
+from gridrecourse.errors import (
+    GridRecourseError,
+    InfeasibleModelError,
+    SolverError,
+    SolverTimeLimitError,
+)
+
+__all__ = [
+    "FirstStageConfigError",
+    "FirstStageInfeasibleError",
+    "FirstStageModel",
+    "FirstStageSolution",
+    "Formulation",
+    "SitingBudget",
+]
+
+_INF = highspy.kHighsInf
+_CONVEXITY_RTOL = 1e-9
+
+
+class FirstStageConfigError(GridRecourseError, ValueError):
+    """Invalid first-stage settings, slopes or cuts (shape, sign, NaN, nonconvex slopes)."""
+
+
+class FirstStageInfeasibleError(InfeasibleModelError):
+    """The first-stage siting problem (with its cuts) has no feasible solution."""
+
+
+class Formulation(Enum):
+    """How the learned value function enters the first-stage MILP (paper C §II-B)."""
+
+    LAMBDA = "lambda"
+    """Binary λ per breakpoint (paper C (13)–(15)); any slopes."""
+    EPIGRAPH = "epigraph"
+    """Epigraph variable per site (paper C (16)–(17)); nondecreasing slopes only."""
+
+
+@dataclass(frozen=True)
+class SitingBudget:
+    """Settings of paper C's first stage D1 (defaults: METHODS.md §3, partly our choice).
+
+    Attributes
+    ----------
+    unit_kw : float, default 10
+        ``g``, rating of one PV unit [kW].
+    max_units : int, default 100
+        ``L``, largest number of units at one site.
+    cost_per_kw : float, default 1000
+        ``c_DG``, installed cost [$/kW].
+    budget : float, default 1.5e6
+        Total investment budget [$] (paper C: $1500k).
+    min_sites, max_sites : int, default 1 and 20
+        ``N_min``, ``N_max``: bounds on the number of sited buses.
+    min_kw : float, default 0
+        ``G_min``, smallest installed size at a sited bus [kW].
+    max_kw : float or None, default None
+        ``G_max``, largest installed size at a sited bus [kW]; None means ``unit_kw · max_units``.
+    """
+
+    unit_kw: float = 10.0
+    max_units: int = 100
+    cost_per_kw: float = 1000.0
+    budget: float = 1.5e6
+    min_sites: int = 1
+    max_sites: int = 20
+    min_kw: float = 0.0
+    max_kw: float | None = None
+
+    def __post_init__(self) -> None:
+        def bad(msg: str) -> FirstStageConfigError:
+            return FirstStageConfigError(f"SitingBudget: {msg}")
+
+        for name in ("unit_kw", "cost_per_kw", "budget", "min_kw"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise bad(f"{name} must be finite and nonnegative, got {value!r}")
+        if self.unit_kw <= 0:
+            raise bad(f"unit_kw must be positive, got {self.unit_kw!r}")
+        if int(self.max_units) != self.max_units or self.max_units < 1:
+            raise bad(f"max_units must be an integer >= 1, got {self.max_units!r}")
+        if int(self.min_sites) != self.min_sites or int(self.max_sites) != self.max_sites:
+            raise bad("min_sites and max_sites must be integers")
+        if not 0 <= self.min_sites <= self.max_sites:
+            raise bad(f"need 0 <= min_sites <= max_sites, got {self.min_sites}, {self.max_sites}")
+        if self.max_kw is not None and (not math.isfinite(self.max_kw) or self.max_kw <= 0):
+            raise bad(f"max_kw must be positive and finite, got {self.max_kw!r}")
+        if self.min_kw > self.g_max_kw:
+            raise bad(f"min_kw = {self.min_kw} kW exceeds the largest site size {self.g_max_kw} kW")
+
+    @property
+    def g_max_kw(self) -> float:
+        """``G_max`` [kW] (``unit_kw · max_units`` when ``max_kw`` is None)."""
+        return float(self.unit_kw * self.max_units if self.max_kw is None else self.max_kw)
+
+    @property
+    def unit_cost(self) -> float:
+        """Cost of one unit, ``c · g`` [$]."""
+        return float(self.cost_per_kw * self.unit_kw)
+
+
+@dataclass(frozen=True)
+class FirstStageSolution:
+    """Solution of the first-stage MILP.
+
+    Attributes
+    ----------
+    units : numpy.ndarray of int, shape (n_sites,)
+        ``n_i``, PV units per site.
+    sited : numpy.ndarray of bool, shape (n_sites,)
+        ``s_i``.
+    objective : float
+        ``Σ_i v_i(n_i)`` of the learned function at ``units`` (objective units), evaluated
+        exactly from the slopes (identical for both formulations).
+    solve_seconds : float
+        Wall-clock time of the HiGHS run [s].
+    optimal : bool
+        False when HiGHS stopped at its time limit with a feasible, not proven optimal point.
+    dual_bound : float
+        HiGHS's MIP dual bound (objective units).
+    mip_gap : float
+        HiGHS's final relative MIP gap.
+    """
+
+    units: np.ndarray
+    sited: np.ndarray
+    objective: float
+    solve_seconds: float
+    optimal: bool = True
+    dual_bound: float = -math.inf
+    mip_gap: float = 0.0
+
+
+@dataclass
+class _Layout:
+    n: NDArray[np.int32]
+    s: NDArray[np.int32]
+    extra: NDArray[np.int32]  # λ (n_sites, L+1) or θ (n_sites,)
+    epi_rows: NDArray[np.int32] | None = None  # (n_sites, L)
+    n_base_rows: int = 0
+    cut_rows: list[int] = field(default_factory=list)
+
+
+class FirstStageModel:
+    """Paper C's first-stage MILP D1 with the learned value function, built once in HiGHS.
+
+    Parameters
+    ----------
+    n_sites : int
+        Number of candidate buses.
+    budget : SitingBudget
+        Siting/sizing settings; ``budget.max_units`` must equal the number of slopes per site.
+    formulation : Formulation
+        :attr:`Formulation.LAMBDA` or :attr:`Formulation.EPIGRAPH`.
+    slopes : array_like, shape (n_sites, L)
+        Initial slopes ``u_i(k)`` (objective units per PV unit). Must be nondecreasing per row
+        for the epigraph formulation.
+
+    Raises
+    ------
+    FirstStageConfigError
+        Bad shapes or values, or nonconvex slopes with the epigraph formulation.
+    FirstStageInfeasibleError
+        The settings alone are infeasible (too few sites, or the budget cannot pay for
+        ``min_sites`` sites of ``min_kw``).
+    """
+
+    def __init__(
+        self,
+        n_sites: int,
+        budget: SitingBudget,
+        formulation: Formulation,
+        slopes: ArrayLike,
+    ) -> None:
+        if not isinstance(formulation, Formulation):
+            raise FirstStageConfigError(f"formulation must be a Formulation, got {formulation!r}")
+        if int(n_sites) != n_sites or n_sites < 1:
+            raise FirstStageConfigError(f"n_sites must be a positive integer, got {n_sites!r}")
+        self.n_sites = int(n_sites)
+        self.config = budget
+        self.formulation = formulation
+        self.max_units = int(budget.max_units)
+        self._check_static_feasibility()
+        self._slopes = self._validated_slopes(slopes)
+        self._highs = highspy.Highs()
+        self._highs.setOptionValue("output_flag", False)
+        self._layout = self._build()
+        self._cuts_a: list[np.ndarray] = []
+        self._cuts_b: list[float] = []
+
+    # ------------------------------------------------------------------ checks
+
+    def _check_static_feasibility(self) -> None:
+        cfg = self.config
+        if cfg.min_sites > self.n_sites:
+            raise FirstStageInfeasibleError(
+                f"min_sites = {cfg.min_sites} exceeds the number of candidate sites {self.n_sites}"
+            )
+        min_units = math.ceil(cfg.min_kw / cfg.unit_kw - 1e-9)
+        max_units = min(self.max_units, math.floor(cfg.g_max_kw / cfg.unit_kw + 1e-9))
+        if cfg.min_sites > 0 and min_units > max_units:
+            raise FirstStageInfeasibleError(
+                f"no integer number of {cfg.unit_kw} kW units lies in [min_kw, max_kw] = "
+                f"[{cfg.min_kw}, {cfg.g_max_kw}] kW, but min_sites = {cfg.min_sites}"
+            )
+        need = cfg.min_sites * min_units * cfg.unit_cost
+        if need > cfg.budget * (1 + 1e-12):
+            raise FirstStageInfeasibleError(
+                f"budget ${cfg.budget:,.0f} cannot pay for min_sites = {cfg.min_sites} sites of "
+                f"min_kw = {cfg.min_kw} kW (needs ${need:,.0f})"
+            )
+
+    def _validated_slopes(self, slopes: ArrayLike) -> NDArray[np.float64]:
+        u = np.array(slopes, dtype=float)
+        if u.shape != (self.n_sites, self.max_units):
+            raise FirstStageConfigError(
+                f"slopes must have shape (n_sites, L) = ({self.n_sites}, {self.max_units}), "
+                f"got {u.shape}"
+            )
+        if not np.all(np.isfinite(u)):
+            raise FirstStageConfigError("slopes contain NaN or infinite values")
+        if self.formulation is Formulation.EPIGRAPH:
+            tol = _CONVEXITY_RTOL * (1.0 + float(np.abs(u).max(initial=0.0)))
+            bad = np.diff(u, axis=1) < -tol
+            if bad.any():
+                site = int(np.argwhere(bad)[0, 0])
+                raise FirstStageConfigError(
+                    f"the epigraph formulation needs nondecreasing slopes; site {site} is not "
+                    "convex (project the slopes first or use Formulation.LAMBDA)"
+                )
+        return u
+
+    # ------------------------------------------------------------------ build
+
+    def _values(self, u: NDArray[np.float64]) -> NDArray[np.float64]:
+        v = np.zeros((self.n_sites, self.max_units + 1))
+        np.cumsum(u, axis=1, out=v[:, 1:])
+        return v
+
+    def _epigraph_rhs(self, u: NDArray[np.float64]) -> NDArray[np.float64]:
+        """``v_i(k) − k u_i(k)`` for ``k = 0..L−1``, shape (n_sites, L)."""
+        v = self._values(u)[:, :-1]
+        return v - np.arange(self.max_units)[None, :] * u
+
+    def _build(self) -> _Layout:
+        m, big_l, cfg = self.n_sites, self.max_units, self.config
+        site = np.arange(m)
+        n_col = site
+        s_col = m + site
+        rows: list[np.ndarray] = []
+        cols: list[np.ndarray] = []
+        vals: list[np.ndarray] = []
+        lower: list[np.ndarray] = []
+        upper: list[np.ndarray] = []
+
+        def add(r: ArrayLike, c: ArrayLike, v: ArrayLike) -> None:
+            r_flat = np.asarray(r).ravel()
+            rows.append(r_flat)
+            cols.append(np.asarray(c).ravel())
+            vals.append(np.broadcast_to(np.asarray(v, dtype=float).ravel(), r_flat.shape))
+
+        # (38) lower: g n_i − G_min s_i ≥ 0 ; upper: g n_i − G_max s_i ≤ 0
+        r_lo, r_hi = site, m + site
+        add(r_lo, n_col, cfg.unit_kw)
+        add(r_lo, s_col, -cfg.min_kw)
+        add(r_hi, n_col, cfg.unit_kw)
+        add(r_hi, s_col, -cfg.g_max_kw)
+        lower += [np.zeros(m), np.full(m, -_INF)]
+        upper += [np.full(m, _INF), np.zeros(m)]
+        # (39) budget and (40) site count
+        r_budget, r_count = 2 * m, 2 * m + 1
+        add(np.full(m, r_budget), n_col, cfg.unit_cost)
+        add(np.full(m, r_count), s_col, 1.0)
+        lower += [np.array([-_INF]), np.array([float(cfg.min_sites)])]
+        upper += [np.array([cfg.budget]), np.array([float(cfg.max_sites)])]
+        next_row = 2 * m + 2
+
+        col_lower = [np.zeros(m), np.zeros(m)]
+        col_upper = [np.full(m, float(big_l)), np.ones(m)]
+        integer = [np.ones(m, dtype=bool), np.ones(m, dtype=bool)]
+        epi_rows = None
+        if self.formulation is Formulation.LAMBDA:
+            extra = (2 * m + np.arange(m * (big_l + 1))).reshape(m, big_l + 1)
+            r_conv = next_row + site
+            r_link = next_row + m + site
+            add(np.repeat(r_conv, big_l + 1), extra, 1.0)  # Σ_k λ_ik = 1
+            add(r_link, n_col, 1.0)  # n_i − Σ_k k λ_ik = 0
+            add(
+                np.repeat(r_link, big_l + 1),
+                extra,
+                -np.tile(np.arange(big_l + 1, dtype=float), m),
+            )
+            lower += [np.ones(m), np.zeros(m)]
+            upper += [np.ones(m), np.zeros(m)]
+            next_row += 2 * m
+            col_lower.append(np.zeros(extra.size))
+            col_upper.append(np.ones(extra.size))
+            integer.append(np.ones(extra.size, dtype=bool))
+            cost = np.concatenate([np.zeros(2 * m), self._values(self._slopes).ravel()])
+        else:
+            extra = 2 * m + site
+            epi_rows = (next_row + np.arange(m * big_l)).reshape(m, big_l)
+            # θ_i − u_i(k) n_i ≥ v_i(k) − k u_i(k)
+            add(epi_rows, np.repeat(extra, big_l), 1.0)
+            add(epi_rows, np.repeat(n_col, big_l), -self._slopes.ravel())
+            lower.append(self._epigraph_rhs(self._slopes).ravel())
+            upper.append(np.full(m * big_l, _INF))
+            next_row += m * big_l
+            col_lower.append(np.full(m, -_INF))
+            col_upper.append(np.full(m, _INF))
+            integer.append(np.zeros(m, dtype=bool))
+            cost = np.concatenate([np.zeros(2 * m), np.ones(m)])
+
+        num_col = cost.size
+        matrix = sparse.csc_matrix(
+            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+            shape=(next_row, num_col),
+        )
+        matrix.sort_indices()
+        lp = highspy.HighsLp()
+        lp.num_col_ = num_col
+        lp.num_row_ = next_row
+        lp.col_cost_ = cost
+        lp.col_lower_ = np.concatenate(col_lower)
+        lp.col_upper_ = np.concatenate(col_upper)
+        lp.row_lower_ = np.concatenate(lower)
+        lp.row_upper_ = np.concatenate(upper)
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.num_col_ = num_col
+        lp.a_matrix_.num_row_ = next_row
+        lp.a_matrix_.start_ = matrix.indptr.astype(np.int32)
+        lp.a_matrix_.index_ = matrix.indices.astype(np.int32)
+        lp.a_matrix_.value_ = matrix.data
+        self._check(self._highs.passModel(lp), "passModel")
+        is_int = np.concatenate(integer)
+        int_cols = np.flatnonzero(is_int).astype(np.int32)
+        self._check(
+            self._highs.changeColsIntegrality(
+                int_cols.size,
+                int_cols,
+                np.full(int_cols.size, int(highspy.HighsVarType.kInteger.value), dtype=np.uint8),
+            ),
+            "changeColsIntegrality",
+        )
+        return _Layout(
+            n=n_col.astype(np.int32),
+            s=s_col.astype(np.int32),
+            extra=np.asarray(extra, dtype=np.int32),
+            epi_rows=None if epi_rows is None else epi_rows.astype(np.int32),
+            n_base_rows=next_row,
+        )
+
+    @staticmethod
+    def _check(status: highspy.HighsStatus, what: str) -> None:
+        if status == highspy.HighsStatus.kError:
+            raise SolverError(f"HiGHS {what} failed")
+
+    # ------------------------------------------------------------------ updates
+
+    @property
+    def slopes(self) -> NDArray[np.float64]:
+        """Current slopes (a copy), shape (n_sites, L)."""
+        return self._slopes.copy()
+
+    @property
+    def n_cuts(self) -> int:
+        """Number of feasibility cuts added so far."""
+        return len(self._cuts_b)
+
+    def set_slopes(self, slopes: ArrayLike) -> None:
+        """Replace the learned slopes, changing only the model entries that depend on them.
+
+        LAMBDA: the costs ``v_i(k)`` of the λ columns of the sites whose slopes changed
+        (``changeColsCost``). EPIGRAPH: the ``n_i`` coefficients ``−u_i(k)`` that changed
+        (``changeCoeff``) and the right-hand sides ``v_i(k) − k u_i(k)`` that changed
+        (``changeRowsBounds``).
+
+        Parameters
+        ----------
+        slopes : array_like, shape (n_sites, L)
+            New slopes (objective units per PV unit).
+        """
+        new = self._validated_slopes(slopes)
+        changed = new != self._slopes
+        if not changed.any():
+            return
+        lay, h = self._layout, self._highs
+        if self.formulation is Formulation.LAMBDA:
+            sites = np.flatnonzero(changed.any(axis=1))
+            cols = lay.extra[sites].ravel()
+            costs = self._values(new[sites]).ravel()
+            self._check(h.changeColsCost(cols.size, cols, costs), "changeColsCost")
+        else:
+            assert lay.epi_rows is not None
+            for i, k in np.argwhere(changed):
+                self._check(
+                    h.changeCoeff(int(lay.epi_rows[i, k]), int(lay.n[i]), float(-new[i, k])),
+                    "changeCoeff",
+                )
+            old_rhs = self._epigraph_rhs(self._slopes)
+            new_rhs = self._epigraph_rhs(new)
+            moved = new_rhs != old_rhs
+            rows = lay.epi_rows[moved]
+            self._check(
+                h.changeRowsBounds(
+                    rows.size, rows, new_rhs[moved], np.full(rows.size, _INF, dtype=float)
+                ),
+                "changeRowsBounds",
+            )
+        self._slopes = new
+
+    def add_cut(self, coeffs: ArrayLike, rhs: float | ArrayLike) -> None:
+        """Append feasibility cut(s) ``coeffs · n ≥ rhs`` on the units (paper C (18)).
+
+        Parameters
+        ----------
+        coeffs : array_like, shape (n_sites,) or (n_cuts, n_sites)
+            Coefficients on ``n_i`` (cut units per PV unit).
+        rhs : float or array_like, shape (n_cuts,)
+            Right-hand side(s).
+        """
+        a = np.atleast_2d(np.asarray(coeffs, dtype=float))
+        b = np.atleast_1d(np.asarray(rhs, dtype=float)).ravel()
+        if a.ndim != 2 or a.shape[1] != self.n_sites or b.shape != (a.shape[0],):
+            raise FirstStageConfigError(
+                f"cut coefficients must have shape (n_cuts, {self.n_sites}) with one rhs per cut, "
+                f"got {a.shape} and {b.shape}"
+            )
+        if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+            raise FirstStageConfigError("cut coefficients or rhs contain NaN or infinite values")
+        csr = sparse.csr_matrix(a)
+        csr.eliminate_zeros()
+        first = self._layout.n_base_rows + self.n_cuts
+        self._check(
+            self._highs.addRows(
+                a.shape[0],
+                b,
+                np.full(b.size, _INF),
+                csr.nnz,
+                csr.indptr[:-1].astype(np.int32),
+                self._layout.n[csr.indices].astype(np.int32),
+                csr.data,
+            ),
+            "addRows",
+        )
+        self._layout.cut_rows.extend(range(first, first + a.shape[0]))
+        self._cuts_a.extend(a)
+        self._cuts_b.extend(b.tolist())
+
+    @property
+    def cuts(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """All cuts so far as ``(A, b)`` with ``A n ≥ b``; shapes (n_cuts, n_sites), (n_cuts,)."""
+        if not self._cuts_b:
+            return np.zeros((0, self.n_sites)), np.zeros(0)
+        return np.array(self._cuts_a), np.array(self._cuts_b)
+
+    # ------------------------------------------------------------------ solve
+
+    def solve(self, time_limit: float | None = None, mip_gap: float = 1e-4) -> FirstStageSolution:
+        """Solve the MILP with HiGHS.
+
+        Parameters
+        ----------
+        time_limit : float or None
+            Wall-clock limit [s]; None for no limit.
+        mip_gap : float, default 1e-4
+            Relative MIP gap at which HiGHS stops.
+
+        Returns
+        -------
+        FirstStageSolution
+
+        Raises
+        ------
+        FirstStageInfeasibleError
+            No siting satisfies the budget, site-count bounds and cuts.
+        SolverTimeLimitError
+            The time limit passed before any feasible point was found.
+        SolverError
+            Any other HiGHS failure.
+        """
+        h = self._highs
+        h.setOptionValue("time_limit", float(_INF if time_limit is None else time_limit))
+        h.setOptionValue("mip_rel_gap", float(mip_gap))
+        start = time.perf_counter()
+        h.run()
+        seconds = time.perf_counter() - start
+        status = h.getModelStatus()
+        info = h.getInfo()
+        ms = highspy.HighsModelStatus
+        if status in (ms.kInfeasible, ms.kUnboundedOrInfeasible):
+            cfg = self.config
+            raise FirstStageInfeasibleError(
+                f"first stage infeasible: {self.n_sites} sites, budget ${cfg.budget:,.0f} "
+                f"(${cfg.unit_cost:,.0f}/unit), {cfg.min_sites}..{cfg.max_sites} sites of "
+                f"{cfg.min_kw}..{cfg.g_max_kw} kW, {self.n_cuts} feasibility cut(s)"
+            )
+        has_point = info.primal_solution_status == 2  # kSolutionStatusFeasible
+        optimal = status == ms.kOptimal
+        if not optimal:
+            limits = (ms.kTimeLimit, ms.kIterationLimit, ms.kSolutionLimit, ms.kInterrupt)
+            if status in limits and has_point:
+                pass
+            elif status in limits:
+                raise SolverTimeLimitError(
+                    f"first stage: HiGHS stopped ({h.modelStatusToString(status)}) after "
+                    f"{seconds:.1f} s without a feasible point"
+                )
+            else:
+                raise SolverError(f"first stage: HiGHS returned {h.modelStatusToString(status)}")
+        x = np.asarray(h.getSolution().col_value)
+        units = np.clip(np.rint(x[self._layout.n]), 0, self.max_units).astype(np.int64)
+        sited = x[self._layout.s] > 0.5
+        values = self._values(self._slopes)
+        objective = float(values[np.arange(self.n_sites), units].sum())
+        return FirstStageSolution(
+            units=units,
+            sited=sited,
+            objective=objective,
+            solve_seconds=seconds,
+            optimal=optimal,
+            dual_bound=float(info.mip_dual_bound),
+            mip_gap=float(info.mip_gap),
+        )
