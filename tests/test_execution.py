@@ -1,0 +1,269 @@
+"""Tests of gridrecourse.execution: every executor gives the same ordered results, builds the
+worker state once per worker (not once per task), and reports the index of a failing task."""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+import time
+from collections import defaultdict
+
+import pytest
+
+from gridrecourse.errors import GridRecourseError
+from gridrecourse.execution import (
+    DaskExecutor,
+    Executor,
+    ExecutorClosedError,
+    ExecutorConfigError,
+    ExecutorKind,
+    InProcessExecutor,
+    ProcessPoolExecutor,
+    TaskFailedError,
+    make_executor,
+    state_token,
+)
+
+N_WORKERS = 2
+
+# ----------------------------------------------------------------------------------------------
+# Task functions: module level so that the worker processes can unpickle them.
+# ----------------------------------------------------------------------------------------------
+_FACTORY_CALLS = 0  # per process: how many times any state factory ran here
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def uneven_square(x: int) -> int:
+    """Square with uneven durations, so chunks complete out of order."""
+    time.sleep(0.003 * ((7 * x) % 5))
+    return x * x
+
+
+def make_state(tag: str) -> dict:
+    """A 'model': identified by (pid, thread, call number); counts its own uses."""
+    global _FACTORY_CALLS
+    _FACTORY_CALLS += 1
+    return {
+        "id": (os.getpid(), threading.get_ident(), _FACTORY_CALLS),
+        "tag": tag,
+        "uses": 0,
+    }
+
+
+def use_state(state: dict, x: int) -> tuple[tuple[int, int, int], str, int, int]:
+    state["uses"] += 1
+    return state["id"], state["tag"], state["uses"], x * x
+
+
+def failing_factory() -> None:
+    raise RuntimeError("model build failed")
+
+
+def fail_on_seven(x: int) -> int:
+    if x == 7:
+        raise ValueError(f"bad scenario {x}")
+    return x
+
+
+class TwoArgError(Exception):
+    """Cannot be unpickled (its __init__ needs two arguments, pickle passes one)."""
+
+    def __init__(self, a: int, b: int):
+        super().__init__(f"{a}/{b}")
+
+
+def fail_unpicklable(x: int) -> int:
+    if x == 3:
+        raise TwoArgError(x, 0)
+    return x
+
+
+# ----------------------------------------------------------------------------------------------
+# Fixtures: one pool / cluster per module (spawning workers is the slow part).
+# ----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def process_executor():
+    with ProcessPoolExecutor(n_workers=N_WORKERS) as ex:
+        yield ex
+
+
+@pytest.fixture(scope="module")
+def dask_executor():
+    with DaskExecutor(n_workers=N_WORKERS) as ex:
+        yield ex
+
+
+@pytest.fixture(params=[k.value for k in ExecutorKind])
+def executor(request):
+    if request.param == ExecutorKind.INPROCESS.value:
+        with InProcessExecutor() as ex:
+            yield ex
+    elif request.param == ExecutorKind.PROCESS.value:
+        yield request.getfixturevalue("process_executor")
+    else:
+        yield request.getfixturevalue("dask_executor")
+
+
+# ----------------------------------------------------------------------------------------------
+# Same results, order preserved
+# ----------------------------------------------------------------------------------------------
+def test_all_executors_same_ordered_results(executor):
+    items = list(range(23))
+    assert isinstance(executor, Executor)
+    assert executor.map(uneven_square, items) == [x * x for x in items]
+    assert executor.map(square, iter(items)) == [x * x for x in items]  # any iterable
+    assert executor.map(square, []) == []
+
+
+def test_order_preserved_with_small_chunks():
+    items = list(range(17))
+    with ProcessPoolExecutor(n_workers=N_WORKERS, chunksize=3) as ex:
+        assert ex.map(uneven_square, items) == [x * x for x in items]
+
+
+# ----------------------------------------------------------------------------------------------
+# Build once, re-solve many
+# ----------------------------------------------------------------------------------------------
+def _by_state(results):
+    uses = defaultdict(list)
+    for state_id, _tag, n_uses, _value in results:
+        uses[state_id].append(n_uses)
+    return uses
+
+
+def test_state_built_once_per_worker(executor, request):
+    tag = f"once-{request.node.name}"
+    items = list(range(40))
+    assert len(items) > executor.n_workers
+    results = executor.map(use_state, items, state_factory=functools.partial(make_state, tag))
+    assert [r[3] for r in results] == [x * x for x in items]
+    assert all(r[1] == tag for r in results)
+    uses = _by_state(results)
+    # at most one state per worker, although there are many more tasks than workers
+    assert 1 <= len(uses) <= executor.n_workers
+    # each state object was reused by every task of its worker: its use count runs 1, 2, ..., k
+    for counts in uses.values():
+        assert sorted(counts) == list(range(1, len(counts) + 1))
+
+    # an equal factory (new but equal partial) reuses the cached states in a later map call
+    again = executor.map(use_state, items, state_factory=functools.partial(make_state, tag))
+    uses_again = _by_state(again)
+    assert len(set(uses) | set(uses_again)) <= executor.n_workers
+    for state_id in set(uses) & set(uses_again):
+        assert min(uses_again[state_id]) > max(uses[state_id])
+    if isinstance(executor, InProcessExecutor):
+        assert set(uses_again) == set(uses)
+
+    # a different factory builds new states
+    other = executor.map(use_state, items, state_factory=functools.partial(make_state, tag + "x"))
+    assert not set(_by_state(other)) & set(uses)
+
+
+def test_inprocess_factory_called_once():
+    calls = []
+
+    def factory():  # a local function: unpicklable, cached for the duration of one call
+        calls.append(1)
+        return len(calls)
+
+    with InProcessExecutor() as ex:
+        assert ex.map(lambda s, x: (s, x), range(5), state_factory=factory) == [
+            (1, x) for x in range(5)
+        ]
+    assert len(calls) == 1
+
+
+def test_state_token_is_content_based():
+    assert state_token(functools.partial(make_state, "a")) == state_token(
+        functools.partial(make_state, "a")
+    )
+    assert state_token(functools.partial(make_state, "a")) != state_token(
+        functools.partial(make_state, "b")
+    )
+    with pytest.raises(ExecutorConfigError, match="cannot be pickled"):
+        state_token(lambda: 1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Errors
+# ----------------------------------------------------------------------------------------------
+def test_task_error_carries_index(executor):
+    with pytest.raises(TaskFailedError) as info:
+        executor.map(fail_on_seven, range(12), desc="demo")
+    err = info.value
+    assert isinstance(err, GridRecourseError)
+    assert err.index == 7
+    assert "task 7 of 12" in str(err) and "demo" in str(err) and "bad scenario 7" in str(err)
+    assert isinstance(err.__cause__, ValueError)
+    assert str(err.__cause__) == "bad scenario 7"
+    # the executor is still usable after a failure
+    assert executor.map(square, range(4)) == [0, 1, 4, 9]
+
+
+def test_state_factory_error(executor):
+    with pytest.raises(TaskFailedError, match="state_factory") as info:
+        executor.map(use_state, range(6), state_factory=failing_factory)
+    assert isinstance(info.value.__cause__, RuntimeError)
+    assert "model build failed" in str(info.value)
+
+
+def test_unpicklable_worker_error(process_executor):
+    with pytest.raises(TaskFailedError, match="TwoArgError") as info:
+        process_executor.map(fail_unpicklable, range(6))
+    assert info.value.index == 3
+    assert "TwoArgError" in info.value.remote_traceback
+
+
+def test_unpicklable_fn_and_factory_rejected(process_executor):
+    with pytest.raises(ExecutorConfigError, match="cannot be pickled"):
+        process_executor.map(lambda x: x, range(3))
+    with pytest.raises(ExecutorConfigError, match="cannot be pickled"):
+        process_executor.map(use_state, range(3), state_factory=lambda: {})
+
+
+def test_map_after_close():
+    ex = InProcessExecutor()
+    ex.close()
+    with pytest.raises(ExecutorClosedError):
+        ex.map(square, [1])
+
+
+# ----------------------------------------------------------------------------------------------
+# Progress
+# ----------------------------------------------------------------------------------------------
+def test_progress_callback(executor):
+    seen: list[tuple[int, int]] = []
+    executor.map(square, range(10), progress=lambda done, total: seen.append((done, total)))
+    assert seen[-1] == (10, 10)
+    assert all(total == 10 for _, total in seen)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+def test_progress_line_on_stderr(capsys):
+    with InProcessExecutor() as ex:
+        ex.map(square, range(10), desc="scenarios")
+    err = capsys.readouterr().err
+    assert "scenarios: 10/10" in err
+    assert len(err.splitlines()) <= 11  # not a line per task on a non-terminal
+
+
+# ----------------------------------------------------------------------------------------------
+# Factory
+# ----------------------------------------------------------------------------------------------
+def test_make_executor_kinds():
+    with make_executor(ExecutorKind.INPROCESS) as a, make_executor("inprocess") as b:
+        assert isinstance(a, InProcessExecutor) and isinstance(b, InProcessExecutor)
+    with make_executor("process", n_workers=1) as ex:
+        assert isinstance(ex, ProcessPoolExecutor) and ex.n_workers == 1
+    with pytest.raises(ExecutorConfigError, match="'inprocess', 'process', 'dask'"):
+        make_executor("threads")
+    with pytest.raises(ExecutorConfigError, match="address"):
+        make_executor(ExecutorKind.PROCESS, address="tcp://127.0.0.1:8786")
+    with pytest.raises(ExecutorConfigError, match="n_workers"):
+        make_executor(ExecutorKind.INPROCESS, n_workers=4)
+    with pytest.raises(ExecutorConfigError, match="n_workers"):
+        ProcessPoolExecutor(n_workers=0)
