@@ -50,8 +50,8 @@ def _emit(summary: dict, as_json: bool, human: Callable[[], None]) -> None:
 
 def cmd_info(args: argparse.Namespace) -> dict:
     """Element counts of a feeder (and of its LinDist3Flow model)."""
-    from gridrecourse.network.math_model import build_math_feeder
     from gridrecourse.evaluation.validation import prepare_for_linear_model
+    from gridrecourse.network.math_model import build_math_feeder
 
     feeder = resolve_feeder_spec(args.feeder)
     summary = dict(feeder.summary())
@@ -63,7 +63,9 @@ def cmd_info(args: argparse.Namespace) -> dict:
         model_n_buses=math.n_buses,
         model_n_nodes=math.n_nodes,
         model_n_branch_phases=math.n_branch_phases,
-        reductions=[asdict(r) | {"folded_buses": len(r.folded_buses)} for r in model_feeder.reductions],
+        reductions=[
+            asdict(r) | {"folded_buses": len(r.folded_buses)} for r in model_feeder.reductions
+        ],
     )
 
     def human() -> None:
@@ -111,8 +113,11 @@ def cmd_validate(args: argparse.Namespace) -> dict:
         f"- reductions: {'; '.join(r.reductions) or 'none'}\n\n"
         "![voltage profile](voltage_profile.png)\n"
     )
-    summary = {**asdict(result), "run_folder": str(folder.path),
-               "wall_seconds": time.perf_counter() - t0}
+    summary = {
+        **asdict(result),
+        "run_folder": str(folder.path),
+        "wall_seconds": time.perf_counter() - t0,
+    }
     folder.write_result(summary)
     progress(f"done: run folder {folder.path}")
 
@@ -122,7 +127,8 @@ def cmd_validate(args: argparse.Namespace) -> dict:
             f"{r.max_abs_voltage_error_pu:.4f} p.u. lossless, "
             f"{r.max_abs_voltage_error_pu_loss_corrected:.4f} p.u. loss-corrected; "
             f"substation P error {r.substation_p_error_pct:.2f} % "
-            f"({r.substation_p_error_pct_loss_corrected:.3f} % corrected)\nrun folder: {folder.path}"
+            f"({r.substation_p_error_pct_loss_corrected:.3f} % corrected)\n"
+            f"run folder: {folder.path}"
         )
 
     _emit(summary, args.json, human)
@@ -161,8 +167,13 @@ def cmd_opf(args: argparse.Namespace) -> dict:
     result = solve_opf(opf, SolverOptions(time_limit=args.time_limit))
     out = Path(args.out) if args.out else RunFolder.default_path("opf", feeder.name)
     folder = RunFolder(out, "opf")
-    folder.write_config({"feeder": str(args.feeder), "day_of_year": args.day,
-                         "opf": {k: v for k, v in asdict(config).items()}})
+    folder.write_config(
+        {
+            "feeder": str(args.feeder),
+            "day_of_year": args.day,
+            "opf": {k: v for k, v in asdict(config).items()},
+        }
+    )
     hours = np.arange(config.n_periods)
     hourly = pd.DataFrame(
         {
@@ -181,9 +192,17 @@ def cmd_opf(args: argparse.Namespace) -> dict:
     volts = pd.DataFrame(result.v_pu, columns=[f"h{h:02d}" for h in hours])
     volts.insert(0, "node", math.node_names)
     folder.write_table("voltages", volts)
-    opf_plot(hours, result.import_kw, hourly["pv_kw"], hourly["pv_available_kw"],
-             day.price_per_mwh, hourly["v_min_pu"], hourly["v_max_pu"],
-             folder.path / "opf_day.png", f"{feeder.name}: day {args.day}")
+    opf_plot(
+        hours,
+        result.import_kw,
+        hourly["pv_kw"],
+        hourly["pv_available_kw"],
+        day.price_per_mwh,
+        hourly["v_min_pu"],
+        hourly["v_max_pu"],
+        folder.path / "opf_day.png",
+        f"{feeder.name}: day {args.day}",
+    )
     summary = {
         "feeder": feeder.name,
         "status": result.status,
@@ -248,10 +267,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("opf", cmd_opf, "deterministic 24-h OPF with HiGHS on bundled real profiles")
     p.add_argument("--out", help="run folder (default runs/opf-<feeder>-<time>)")
     p.add_argument("--day", type=int, default=196, help="day of year 0-364 (default 196)")
-    p.add_argument("--pv-penetration", type=float, default=0.5,
-                   help="PV kW per load kW added when the feeder has no PV (default 0.5)")
-    p.add_argument("--hard-limits", action="store_true",
-                   help="hard voltage/thermal limits (may be infeasible)")
+    p.add_argument(
+        "--pv-penetration",
+        type=float,
+        default=0.5,
+        help="PV kW per load kW added when the feeder has no PV (default 0.5)",
+    )
+    p.add_argument(
+        "--hard-limits", action="store_true", help="hard voltage/thermal limits (may be infeasible)"
+    )
     p.add_argument("--no-thermal", action="store_true", help="drop thermal limits")
     p.add_argument("--time-limit", type=float, default=None, help="solver time limit (s)")
     return parser

@@ -68,7 +68,11 @@ def ensure_compiled(feeder: Feeder, workdir: Path | None = None) -> Path:
 
     Returns the master path that was compiled.
     """
-    if feeder.source_kind == "opendss" and feeder.source_path and Path(feeder.source_path).is_file():
+    if (
+        feeder.source_kind == "opendss"
+        and feeder.source_path
+        and Path(feeder.source_path).is_file()
+    ):
         master, _ = compile_opendss(feeder.source_path, solve=False)
         return master
     from gridrecourse.network.io_dss_writer import write_opendss
@@ -285,7 +289,11 @@ def _branch_loadings() -> tuple[np.ndarray, list[str]]:
     while element > 0:
         name = dss.CktElement.Name()
         amps = dss.CktElement.NormalAmps()
-        if dss.CktElement.Enabled() and amps > 0 and name.lower().startswith(("line.", "transformer.")):
+        if (
+            dss.CktElement.Enabled()
+            and amps > 0
+            and name.lower().startswith(("line.", "transformer."))
+        ):
             cur = np.asarray(dss.CktElement.CurrentsMagAng(), dtype=float)[0::2]
             n = dss.CktElement.NumPhases()
             loadings.append(100.0 * float(cur[:n].max()) / amps)

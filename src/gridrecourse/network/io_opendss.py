@@ -18,6 +18,7 @@ redirects) is handled by OpenDSS, not re-parsed here.
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from collections import Counter
@@ -136,16 +137,34 @@ def compile_opendss(
         Missing file, missing redirected file, or an OpenDSS parse error (message names both).
     """
     master = _check_master(path)
-    _run("Clear", master)
-    _run(f'Compile "{master}"', master)
+    cwd = os.getcwd()
+    try:
+        _run("Clear", master)
+        _run(f'Compile "{master}"', master)
+    finally:
+        os.chdir(cwd)  # OpenDSS's Compile changes the process working directory
     if dss.Circuit.NumBuses() == 0:
         raise FeederInputError(f"{master}: compiled to an empty circuit (no buses)")
+    _check_finite_loads(master)
     if not solve:
         return master, True
     _run(f"Set maxiterations={max_iterations} maxcontroliter={max_control_iterations}", master)
     _run("Set mode=snapshot", master)
     _run("Solve", master)
     return master, bool(dss.Solution.Converged())
+
+
+def _check_finite_loads(master: Path) -> None:
+    """Reject NaN or infinite load powers before OpenDSS tries (and fails) to solve them."""
+    idx = dss.Loads.First()
+    while idx > 0:
+        kw, kvar = float(dss.Loads.kW()), float(dss.Loads.kvar())
+        if not (np.isfinite(kw) and np.isfinite(kvar)):
+            raise FeederInputError(
+                f"{master}: Load.{dss.Loads.Name()} has kW={kw}, kvar={kvar}; expected finite "
+                "numbers"
+            )
+        idx = dss.Loads.Next()
 
 
 def _parse_bus(spec: str, n_conductors: int) -> tuple[str, tuple[int, ...]]:
@@ -221,17 +240,23 @@ def _read_lines() -> tuple[list[Line], list[Switch], list[str]]:
         enabled = bool(dss.CktElement.Enabled())
         norm_amps = float(dss.CktElement.NormalAmps()) or float("inf")
         is_switch = bool(dss.Lines.IsSwitch())
-        if is_switch or not enabled:
-            closed = enabled and not (
-                dss.CktElement.IsOpen(1, 0) or dss.CktElement.IsOpen(2, 0)
-            )
-            if not enabled and not is_switch:
+        is_open = enabled and (dss.CktElement.IsOpen(1, 0) or dss.CktElement.IsOpen(2, 0))
+        if is_switch or not enabled or is_open:
+            closed = enabled and not is_open
+            if not is_switch:
+                # a disabled line, or one opened by a command or a protective device
                 disabled_as_open.append(name)
             switches.append(Switch(name, bus1, bus2, phases1, phases2, closed, norm_amps))
         else:
             yprim = np.asarray(dss.CktElement.YPrim(), dtype=float)
             yc = (yprim[0::2] + 1j * yprim[1::2]).reshape(2 * n_cond, 2 * n_cond)
-            z = _series_impedance(yc, n_cond, n_phases)
+            try:
+                z = _series_impedance(yc, n_cond, n_phases)
+            except np.linalg.LinAlgError as exc:
+                raise FeederInputError(
+                    f"Line.{name}: its series admittance matrix is singular (zero length or "
+                    "zero impedance?); expected a non-zero impedance or switch=yes"
+                ) from exc
             y_shunt = 2.0 * (yc[:n_cond, :n_cond] + yc[:n_cond, n_cond:])[:n_phases, :n_phases]
             lines.append(
                 Line(
@@ -311,8 +336,14 @@ _UNIT_TO_KM = {
 
 
 def _length_km() -> float:
+    """Line length in km; a unitless line takes the units of its linecode (as OpenDSS does)."""
     units = int(dss.Lines.Units())
-    return float(dss.Lines.Length()) * _UNIT_TO_KM.get(units, 0.0)
+    code = dss.Lines.LineCode()
+    length = float(dss.Lines.Length())
+    if units == 0 and code:
+        dss.LineCodes.Name(code)
+        units = int(dss.LineCodes.Units())
+    return length * _UNIT_TO_KM.get(units, 0.0)
 
 
 def _read_transformers() -> tuple[list[Transformer], list[str]]:
@@ -533,6 +564,11 @@ def _read_shunts() -> dict[str, list]:
             )
         )
         idx = dss.Storages.Next()
+    for load in out["loads"]:
+        if not (np.isfinite(load.kw) and np.isfinite(load.kvar)):
+            raise FeederInputError(
+                f"Load.{load.name}: kW={load.kw}, kvar={load.kvar}; expected finite numbers"
+            )
     out["skipped"] = skipped
     return out
 
@@ -548,7 +584,11 @@ def _read_roots() -> tuple[Root, ...]:
         angle = float(dss.Vsources.AngleDeg())
         shifts = {1: 0.0, 2: -120.0, 3: 120.0}
         roots.append(
-            Root(bus=bus, v_pu=tuple(pu for _ in phases), angle_deg=tuple(angle + shifts[p] for p in phases))
+            Root(
+                bus=bus,
+                v_pu=tuple(pu for _ in phases),
+                angle_deg=tuple(angle + shifts[p] for p in phases),
+            )
         )
         idx = dss.Vsources.Next()
     return tuple(roots)

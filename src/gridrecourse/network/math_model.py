@@ -172,7 +172,9 @@ class MathFeeder:
     @property
     def node_names(self) -> list[str]:
         """``bus.phase`` names of the nodes (phase as 1, 2, 3, as in OpenDSS)."""
-        return [f"{self.bus_names[b]}.{p}" for b, p in zip(self.node_bus, self.node_phase)]
+        return [
+            f"{self.bus_names[b]}.{p}" for b, p in zip(self.node_bus, self.node_phase, strict=True)
+        ]
 
     def node_index(self) -> dict[str, int]:
         """Map ``bus.phase`` (OpenDSS node name) to node index."""
@@ -287,8 +289,12 @@ def _delta_shares(px: int, py: int) -> tuple[complex, complex]:
 
 
 def _shunt_map(
-    elements, node_lookup: dict[tuple[int, int], int], bus_index: dict[str, int], n_nodes: int,
-    kind: str, dropped: list[str],
+    elements,
+    node_lookup: dict[tuple[int, int], int],
+    bus_index: dict[str, int],
+    n_nodes: int,
+    kind: str,
+    dropped: list[str],
 ) -> sp.csr_matrix:
     """Sparse (N, n_elements) matrix spreading each element's complex power onto nodes."""
     rows: list[int] = []
@@ -394,7 +400,11 @@ def build_math_feeder(
     for r in feeder.roots:
         b = bus_index[r.bus]
         bus_phases = feeder.buses[b].phases
-        for p, vpu in zip(bus_phases, r.v_pu):
+        if len(r.v_pu) != len(bus_phases):
+            raise FeederInputError(
+                f"root {r.bus!r}: {len(r.v_pu)} voltages given for phases {bus_phases}"
+            )
+        for p, vpu in zip(bus_phases, r.v_pu, strict=True):
             lookup[(b, p)] = len(node_bus)
             node_bus.append(b)
             node_phase.append(p)
@@ -430,7 +440,7 @@ def build_math_feeder(
             z_ohm = el.z_ohm if forward else el.z_ohm_reverse
             z_base = kv_ln_bus[child] ** 2 * 1000.0 / s_base_kva
             new_nodes = []
-            for c, (pp, pc) in enumerate(zip(p_par, p_chi)):
+            for c, (pp, pc) in enumerate(zip(p_par, p_chi, strict=False)):
                 parent_node = lookup.get((par_bus, pp))
                 if parent_node is None:
                     orphan.append(f"{el.name} phase {pc}")
@@ -485,8 +495,12 @@ def build_math_feeder(
     # Rated kvar at rated kV; at the bus base, b = Q_rated * (V_base / V_rated)^2 per unit.
     cap_scale = np.array(
         [
-            (kv_ln_bus[bus_index[c.bus]] * (np.sqrt(3) if (len(c.phases) > 1 or
-             c.connection is Connection.DELTA) else 1.0) / c.kv) ** 2
+            (
+                kv_ln_bus[bus_index[c.bus]]
+                * (np.sqrt(3) if (len(c.phases) > 1 or c.connection is Connection.DELTA) else 1.0)
+                / c.kv
+            )
+            ** 2
             if c.bus in bus_index and c.kv > 0
             else 1.0
             for c in feeder.capacitors

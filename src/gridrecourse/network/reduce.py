@@ -72,6 +72,7 @@ def _report(
 
 def _keep_buses(feeder: Feeder, keep: set[str], **changes) -> Feeder:
     """A copy of ``feeder`` restricted to ``keep`` buses (elements touching others dropped)."""
+
     def inside(*buses: str) -> bool:
         return all(b in keep for b in buses)
 
@@ -87,9 +88,7 @@ def _keep_buses(feeder: Feeder, keep: set[str], **changes) -> Feeder:
         capacitors=tuple(x for x in feeder.capacitors if inside(x.bus)),
         loads=changes.pop("loads", tuple(x for x in feeder.loads if inside(x.bus))),
         pv_systems=changes.pop("pv_systems", tuple(x for x in feeder.pv_systems if inside(x.bus))),
-        generators=changes.pop(
-            "generators", tuple(x for x in feeder.generators if inside(x.bus))
-        ),
+        generators=changes.pop("generators", tuple(x for x in feeder.generators if inside(x.bus))),
         storage=changes.pop("storage", tuple(x for x in feeder.storage if inside(x.bus))),
         **changes,
     )
@@ -235,9 +234,7 @@ def root_at_substations(
     reduced = _keep_buses(
         feeder,
         keep,
-        transformers=tuple(
-            x for x in others if all(w.bus in keep for w in x.windings)
-        ),
+        transformers=tuple(x for x in others if all(w.bus in keep for w in x.windings)),
         roots=tuple(roots),
     )
     report = _report(

@@ -126,11 +126,9 @@ def orient_radial(
     roots_arr = np.asarray(roots, dtype=int)
     rows = np.concatenate([u, v, np.full(len(roots_arr), super_root), roots_arr])
     cols = np.concatenate([v, u, roots_arr, np.full(len(roots_arr), super_root)])
-    graph = coo_matrix(
-        (np.ones(len(rows)), (rows, cols)), shape=(n_buses + 1, n_buses + 1)
-    ).tocsr()
+    graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n_buses + 1, n_buses + 1)).tocsr()
 
-    n_comp, labels = connected_components(graph, directed=False)
+    _, labels = connected_components(graph, directed=False)
     root_label = labels[super_root]
     in_root_comp = labels[:n_buses] == root_label
     # Edges inside the energized component (each group counted once) vs. buses: a tree has

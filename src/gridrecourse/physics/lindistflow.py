@@ -28,6 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
+from gridrecourse.errors import InvalidSeriesError
 from gridrecourse.network.math_model import _NOMINAL_ANGLE, GAMMA, MathFeeder
 
 
@@ -176,6 +177,14 @@ class LinDist3Flow:
         """
         p = np.asarray(p_pu, dtype=float)
         q = np.asarray(q_pu, dtype=float)
+        for label, arr in (("p", p), ("q", q)):
+            bad = ~np.isfinite(arr)
+            if bad.any():
+                node = int(np.flatnonzero(bad.reshape(len(arr), -1).any(axis=1))[0])
+                raise InvalidSeriesError(
+                    f"net load {label} at node {self.math.node_names[node]} is "
+                    f"{arr.reshape(len(arr), -1)[node][0]}; expected finite values"
+                )
         squeeze = p.ndim == 1
         if squeeze:
             p, q = p[:, None], q[:, None]

@@ -11,7 +11,8 @@ Minimize the cost of energy imported at the substation over ``T`` periods::
 
 The voltage band is soft: violations ``s`` cost ``voltage_penalty_per_pu_h`` each (p.u. of v²
 per hour), because with regulator taps fixed a feeder may already sit outside the band (IEEE 13
-does at OpenDSS's own taps); ``voltage_penalty_per_pu_h=None`` makes the band hard. Thermal limits are soft in the same way
+does at OpenDSS's own taps); ``voltage_penalty_per_pu_h=None`` makes the band hard. Thermal
+limits are soft in the same way
 (``thermal_penalty_per_pu_h``): imported ratings are often defaults (OpenDSS's 400 A), and a
 feeder whose base case already exceeds them should still solve and report the overloads.
 
@@ -38,7 +39,7 @@ DEFAULT_POLYGON_SIDES = 12
 
 
 def polygon_rows(n_sides: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """Rows ``cos θ_k p + sin θ_k q ≤ scale · S`` of a polygon *inscribed* in the circle of radius S.
+    """Rows ``cos θ_k p + sin θ_k q ≤ scale · S`` of a polygon inscribed in the circle of radius S.
 
     METHODS §1.4 replaces ``p² + q² ≤ S²`` by a regular polygon with ``θ_k = 2πk/n``. With
     ``scale = cos(π/n)`` the polygon lies inside the circle (vertices on it), so a solution
@@ -105,9 +106,7 @@ class OPFConfig:
                 )
             if name != "price_per_mwh" and np.any(arr < 0):
                 raise InvalidSeriesError(f"OPFConfig.{name} has negative values")
-        if not (
-            len(self.load_profile) == len(self.pv_profile) == len(self.price_per_mwh)
-        ):
+        if not (len(self.load_profile) == len(self.pv_profile) == len(self.price_per_mwh)):
             raise InvalidSeriesError(
                 "OPFConfig: load_profile, pv_profile and price_per_mwh must have equal length"
             )
@@ -220,20 +219,28 @@ def build_opf(math: MathFeeder, config: OPFConfig) -> OPFModel:
     cons: dict[str, ConstraintBlock] = {}
     zeros = np.zeros(e * T)
     cons["branch-p_balance"] = m.add_constraints(
-        "branch-p_balance", [(p, kron(physics.flow)), (pv_p, kron(re)), (pv_q, kron(-im))],
-        lb=zeros, ub=zeros,
+        "branch-p_balance",
+        [(p, kron(physics.flow)), (pv_p, kron(re)), (pv_q, kron(-im))],
+        lb=zeros,
+        ub=zeros,
     )
     cons["branch-q_balance"] = m.add_constraints(
         "branch-q_balance",
-        [(q, kron(physics.flow)), (v, kron(sp.diags(physics.cap_b))), (pv_p, kron(im)),
-         (pv_q, kron(re))],
-        lb=zeros, ub=zeros,
+        [
+            (q, kron(physics.flow)),
+            (v, kron(sp.diags(physics.cap_b))),
+            (pv_p, kron(im)),
+            (pv_q, kron(re)),
+        ],
+        lb=zeros,
+        ub=zeros,
     )
     volt = sp.identity(e, format="csr") - physics.voltage_parent
     cons["branch-voltage_drop"] = m.add_constraints(
         "branch-voltage_drop",
         [(p, kron(physics.m_p)), (q, kron(physics.m_q)), (v, kron(volt))],
-        lb=zeros, ub=zeros,
+        lb=zeros,
+        ub=zeros,
     )
     ones_root = sp.csr_matrix(np.ones((1, len(physics.root))))
     root_pv = pv_map[physics.root]
@@ -242,9 +249,13 @@ def build_opf(math: MathFeeder, config: OPFConfig) -> OPFModel:
         [
             (p0, sp.identity(T)),
             (p, kron(-(ones_root @ physics.root_outflow))),
-            (pv_p, kron(sp.csr_matrix(np.ones((1, len(physics.root)))) @ sp.csr_matrix(root_pv.real))),
+            (
+                pv_p,
+                kron(sp.csr_matrix(np.ones((1, len(physics.root)))) @ sp.csr_matrix(root_pv.real)),
+            ),
         ],
-        lb=np.zeros(T), ub=np.zeros(T),
+        lb=np.zeros(T),
+        ub=np.zeros(T),
     )
     if soft:
         penalty = config.voltage_penalty_per_pu_h * config.period_hours
@@ -264,13 +275,16 @@ def build_opf(math: MathFeeder, config: OPFConfig) -> OPFModel:
         polyq = sp.kron(sp.identity(n_pv), np.c_[sin], format="csr")
         s_pv = np.repeat(pv_kva / s_base * inscribe, k)
         cons["pv-capability"] = m.add_constraints(
-            "pv-capability", [(pv_p, kron(poly)), (pv_q, kron(polyq))],
+            "pv-capability",
+            [(pv_p, kron(poly)), (pv_q, kron(polyq))],
             ub=np.tile(s_pv, T),
         )
     rating = math.rating_pu[physics.nonroot]
     rated = np.flatnonzero(np.isfinite(rating) & (rating > 0))
     if config.thermal_limits and len(rated):
-        sel = sp.csr_matrix((np.ones(len(rated)), (np.arange(len(rated)), rated)), shape=(len(rated), e))
+        sel = sp.csr_matrix(
+            (np.ones(len(rated)), (np.arange(len(rated)), rated)), shape=(len(rated), e)
+        )
         poly_p = sp.kron(sel, np.c_[cos], format="csr")
         poly_q = sp.kron(sel, np.c_[sin], format="csr")
         terms = [(p, kron(poly_p)), (q, kron(poly_q))]
@@ -327,8 +341,13 @@ def set_operating_data(
     kvar = math.load_kvar if load_kvar is None else load_kvar
     s_nom = (math.load_map @ (kw + 1j * kvar)) / s_base  # (N,)
     # other fixed injections (generators, storage at their dispatch)
-    s_nom_fixed = -(math.gen_map @ (math.gen_kw + 1j * math.gen_kvar)
-                    + math.storage_map @ (math.storage_kw + 1j * math.storage_kvar)) / s_base
+    s_nom_fixed = (
+        -(
+            math.gen_map @ (math.gen_kw + 1j * math.gen_kvar)
+            + math.storage_map @ (math.storage_kw + 1j * math.storage_kvar)
+        )
+        / s_base
+    )
     s_t = np.outer(s_nom, np.asarray(load_profile)) + s_nom_fixed[:, None]  # (N, T)
     p_rhs = s_t.real[physics.nonroot].T.ravel()
     q_rhs = s_t.imag[physics.nonroot].T.ravel()

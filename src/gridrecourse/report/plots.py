@@ -7,9 +7,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
 PHASE_COLORS = {1: "tab:red", 2: "tab:green", 3: "tab:blue"}
 PHASE_LABELS = {1: "a", 2: "b", 3: "c"}
@@ -36,13 +36,32 @@ def voltage_profile_plot(table: pd.DataFrame, path: Path, title: str) -> Path:
         if sub.empty:
             continue
         label = PHASE_LABELS[phase]
-        ax.scatter(sub["distance_km"], sub["v_ac_pu"], s=10, color=color, alpha=0.7,
-                   label=f"phase {label}: OpenDSS AC")
-        ax.scatter(sub["distance_km"], sub["v_lin_pu"], s=14, marker="x", color=color,
-                   alpha=0.6, label=f"phase {label}: LinDist3Flow")
+        ax.scatter(
+            sub["distance_km"],
+            sub["v_ac_pu"],
+            s=10,
+            color=color,
+            alpha=0.7,
+            label=f"phase {label}: OpenDSS AC",
+        )
+        ax.scatter(
+            sub["distance_km"],
+            sub["v_lin_pu"],
+            s=14,
+            marker="x",
+            color=color,
+            alpha=0.6,
+            label=f"phase {label}: LinDist3Flow",
+        )
         if "v_lin_corrected_pu" in sub:
-            ax.scatter(sub["distance_km"], sub["v_lin_corrected_pu"], s=12, marker="+",
-                       color="k", alpha=0.25)
+            ax.scatter(
+                sub["distance_km"],
+                sub["v_lin_corrected_pu"],
+                s=12,
+                marker="+",
+                color="k",
+                alpha=0.25,
+            )
     ax.axhline(1.05, color="grey", lw=0.8, ls="--")
     ax.axhline(0.95, color="grey", lw=0.8, ls="--")
     ax.set_xlabel("distance from substation (km)")
