@@ -97,7 +97,7 @@ def prepare_for_linear_model(feeder: Feeder, snapshot: ACSnapshot | None = None)
         idx = snapshot.index()
         v_pu = {}
         for b in feeder.buses:
-            keys = [f"{b.name}.{p}" for p in b.phases]
+            keys = [f"{b.name}.{p}".lower() for p in b.phases]
             if all(k in idx for k in keys):
                 v_pu[b.name] = tuple(float(snapshot.v_pu[idx[k]]) for k in keys)
     return root_at_substations(feeder, v_pu)
@@ -112,8 +112,8 @@ def _map_injections(
     transformer's primary terminal, so the transformer and triplex losses the primary carries
     are included.
     """
-    node_of = math.node_index()
-    folded = {bus for r in feeder.reductions for bus, _, _ in r.folded_buses}
+    node_of = {name.lower(): i for name, i in math.node_index().items()}  # OpenDSS: no case
+    folded = {bus.lower() for r in feeder.reductions for bus, _, _ in r.folded_buses}
     s = np.zeros(math.n_nodes, dtype=complex)
     values = snapshot.injection_kw + 1j * snapshot.injection_kvar
     targets = np.array([node_of.get(name, -1) for name in snapshot.node_names])
@@ -121,14 +121,14 @@ def _map_injections(
     np.add.at(s, targets[ok], values[ok])
     if folded:
         for xf in original.transformers:
-            if not xf.is_center_tapped or xf.windings[1].bus not in folded:
+            if not xf.is_center_tapped or xf.windings[1].bus.lower() not in folded:
                 continue
             primary = xf.windings[0]
             dss.Circuit.SetActiveElement(f"Transformer.{xf.name}")
             powers = np.asarray(dss.CktElement.Powers(), dtype=float)
             n_cond = dss.CktElement.NumConductors()
             terminal = powers[: 2 * n_cond]
-            node = node_of.get(f"{primary.bus}.{primary.phases[0]}", -1)
+            node = node_of.get(f"{primary.bus}.{primary.phases[0]}".lower(), -1)
             if node >= 0:
                 s[node] += terminal[0::2].sum() + 1j * terminal[1::2].sum()
     return s / math.s_base_kva
@@ -169,7 +169,7 @@ def _compare(sol: PowerFlowSolution, v_ac: np.ndarray, v_ac_phasor, math) -> np.
 
 def _ac_root_power(math: MathFeeder, feeder: Feeder) -> complex:
     """AC complex power (kVA) entering the modeled feeder at its root buses."""
-    roots = {r.bus for r in feeder.roots}
+    roots = {r.bus.lower() for r in feeder.roots}
     total = 0j
     for name in set(math.branch_names):
         dss.Circuit.SetActiveElement(name)
@@ -210,7 +210,7 @@ def validate_feeder(spec: FeederSpec) -> ValidationRun:
 
     s = _map_injections(snapshot, feeder, model_feeder, math)
     idx = snapshot.index()
-    take = np.array([idx[n] for n in math.node_names])
+    take = np.array([idx[n.lower()] for n in math.node_names])
     v_ac, v_ac_phasor = snapshot.v_pu[take], snapshot.v_phasor_pu[take]
     v_root = v_ac[math.is_root]
     t1 = time.perf_counter()
