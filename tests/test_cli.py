@@ -48,3 +48,23 @@ def test_unknown_feeder_gives_error_json(capsys):
     summary = json.loads(capsys.readouterr().out)
     assert summary["error"] == "UnknownFeederError"
     assert "no-such-feeder" in summary["message"]
+
+
+def test_info_on_json_feeder_round_trip(tmp_path, capsys):
+    from gridrecourse.network.io_json import feeder_to_json
+    from gridrecourse.network.loading import resolve_feeder_spec
+
+    feeder = resolve_feeder_spec("case33bw")
+    path = feeder_to_json(feeder, tmp_path / "case33bw.json")
+    assert main(["info", str(path), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["n_buses"] == 33
+    assert summary["n_open_switches"] == 5  # the five tie lines of case33bw
+
+
+def test_default_feeder_validates(tmp_path, capsys):
+    assert main(["validate", "--json", "--out", str(tmp_path / "v")]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["feeder"] == "ieee_european_lv_asymmetric"
+    assert summary["n_buses"] == 907
+    assert summary["max_abs_voltage_error_pu"] < 0.01

@@ -56,3 +56,14 @@ def test_ac_check_reports_voltage_violations_from_pushed_taps(feeder_dir):
     calmer = check_decisions(feeder, neutral)
     assert calmer.v_max_pu < 1.05 < report.v_max_pu
     assert calmer.v_min_pu < 0.95 and calmer.n_voltage_violations > 0
+
+
+@pytest.mark.parametrize("name", ["case33bw", "ieee_european_lv"])
+def test_pandapower_feeders_within_one_percent(name):
+    """Built-in feeders (no ../shared needed): written to DSS, solved by OpenDSS, compared."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = validate_feeder(name).result
+    assert result.ac_converged
+    assert result.max_abs_voltage_error_pu <= SMALL_FEEDER_LIMIT_PU
+    assert result.max_abs_voltage_error_pu_loss_corrected < result.max_abs_voltage_error_pu

@@ -65,6 +65,8 @@ MODELED_CLASSES = frozenset(
 MEASUREMENT_CLASSES = frozenset({"EnergyMeter", "Monitor", "Sensor"})
 
 DEFAULT_MAX_ITERATIONS = 100
+#: OpenDSS's own default; a script that needs another frequency sets it itself.
+DEFAULT_BASE_FREQUENCY_HZ = 60
 DEFAULT_MAX_CONTROL_ITERATIONS = 100
 
 
@@ -140,6 +142,8 @@ def compile_opendss(
     cwd = os.getcwd()
     try:
         _run("Clear", master)
+        # DefaultBaseFrequency survives Clear: a 50 Hz script must not leak into the next one.
+        _run(f"Set DefaultBaseFrequency={DEFAULT_BASE_FREQUENCY_HZ}", master)
         _run(f'Compile "{master}"', master)
     finally:
         os.chdir(cwd)  # OpenDSS's Compile changes the process working directory
