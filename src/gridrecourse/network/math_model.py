@@ -46,7 +46,12 @@ from gridrecourse.network.components import (
     Feeder,
     Transformer,
 )
-from gridrecourse.network.topology import BranchEdge, TreeOrder, orient_radial
+from gridrecourse.network.topology import (
+    BranchEdge,
+    TreeOrder,
+    accumulate_to_root,
+    orient_radial,
+)
 
 DEFAULT_S_BASE_KVA = 1000.0
 _NOMINAL_ANGLE = {1: 0.0, 2: -2 * np.pi / 3, 3: 2 * np.pi / 3}
@@ -510,7 +515,7 @@ def build_math_feeder(
 
     parent = np.asarray(node_parent, dtype=int)
     lengths = np.asarray(node_length)
-    distance = _accumulate_distance(parent, lengths)
+    distance = accumulate_to_root(parent, lengths)
     kinds = tuple(el.kind for el in elements)
     return MathFeeder(
         name=feeder.name,
@@ -554,16 +559,3 @@ def build_math_feeder(
         deenergized_buses=tuple(bus_names[i] for i in np.flatnonzero(~tree.energized)),
         notes=tuple(notes),
     )
-
-
-def _accumulate_distance(parent: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Path length from the root of every node (pointer jumping over the parent array)."""
-    dist = lengths.copy()
-    ancestor = parent.copy()
-    while True:
-        idx = np.flatnonzero(ancestor >= 0)
-        if len(idx) == 0:
-            return dist
-        up = ancestor[idx]
-        dist[idx] += dist[up]
-        ancestor[idx] = ancestor[up]

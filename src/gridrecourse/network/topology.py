@@ -67,23 +67,35 @@ def _loop_error(
     )
 
 
-def tree_depth(parent: np.ndarray) -> np.ndarray:
-    """Depth of every node of a forest from its parent array (pointer jumping, O(log depth)).
+def accumulate_to_root(parent: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Sum of ``values`` along the path from every node up to its root (pointer jumping).
 
     Parameters
     ----------
     parent : ndarray of int
-        Parent index, ``-1`` at roots.
+        Parent index of each node of a forest, ``-1`` at roots.
+    values : ndarray
+        Value of each node's edge to its parent (0 at roots).
+
+    Returns
+    -------
+    ndarray
+        Path sums, in O(log depth) vectorized passes.
     """
-    depth = (parent >= 0).astype(int)
+    total = np.asarray(values).copy()
     ancestor = parent.copy()
     while True:
         idx = np.flatnonzero(ancestor >= 0)
         if len(idx) == 0:
-            return depth
+            return total
         up = ancestor[idx]
-        depth[idx] += depth[up]
+        total[idx] += total[up]
         ancestor[idx] = ancestor[up]
+
+
+def tree_depth(parent: np.ndarray) -> np.ndarray:
+    """Number of edges from every node of a forest to its root."""
+    return accumulate_to_root(parent, (parent >= 0).astype(int))
 
 
 def orient_radial(
