@@ -22,7 +22,7 @@ import os
 import re
 import warnings
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -457,9 +457,21 @@ def _powers_kw_kvar() -> tuple[float, float]:
     return float(np.sum(s[0 : 2 * n : 2])), float(np.sum(s[1 : 2 * n : 2]))
 
 
-def _read_shunts() -> dict[str, list]:
-    out: dict[str, list] = {"capacitors": [], "loads": [], "pv": [], "gen": [], "storage": []}
-    skipped: list[str] = []
+@dataclass
+class _ShuntElements:
+    """Shunt elements read from the compiled circuit."""
+
+    capacitors: list[Capacitor] = field(default_factory=list)
+    loads: list[Load] = field(default_factory=list)
+    pv_systems: list[PVSystem] = field(default_factory=list)
+    generators: list[Generator] = field(default_factory=list)
+    storage: list[Storage] = field(default_factory=list)
+    skipped_disabled: list[str] = field(default_factory=list)
+
+
+def _read_shunts() -> _ShuntElements:
+    out = _ShuntElements()
+    skipped = out.skipped_disabled
 
     idx = dss.Capacitors.First()
     while idx > 0:
@@ -467,7 +479,7 @@ def _read_shunts() -> dict[str, list]:
         is_delta = bool(dss.Capacitors.IsDelta())
         phases = _shunt_phases(nodes, n_ph, is_delta)
         states = list(dss.Capacitors.States())
-        out["capacitors"].append(
+        out.capacitors.append(
             Capacitor(
                 name=name,
                 bus=bus,
@@ -491,7 +503,7 @@ def _read_shunts() -> dict[str, list]:
         dss.Loads.Name(name)
         is_delta = bool(dss.Loads.IsDelta())
         phases = _shunt_phases(nodes, n_ph, is_delta)
-        out["loads"].append(
+        out.loads.append(
             Load(
                 name=name,
                 bus=bus,
@@ -511,7 +523,7 @@ def _read_shunts() -> dict[str, list]:
         name, bus, nodes, n_ph = _shunt_common()
         phases = _shunt_phases(nodes, n_ph, False)
         p, q = _powers_kw_kvar()
-        out["pv"].append(
+        out.pv_systems.append(
             PVSystem(
                 name=name,
                 bus=bus,
@@ -532,7 +544,7 @@ def _read_shunts() -> dict[str, list]:
         is_delta = bool(dss.Generators.IsDelta())
         phases = _shunt_phases(nodes, n_ph, is_delta)
         p, q = _powers_kw_kvar()
-        out["gen"].append(
+        out.generators.append(
             Generator(
                 name=name,
                 bus=bus,
@@ -552,7 +564,7 @@ def _read_shunts() -> dict[str, list]:
         full = f"Storage.{name}"
         phases = _shunt_phases(nodes, n_ph, False)
         p, q = _powers_kw_kvar()
-        out["storage"].append(
+        out.storage.append(
             Storage(
                 name=name,
                 bus=bus,
@@ -568,12 +580,11 @@ def _read_shunts() -> dict[str, list]:
             )
         )
         idx = dss.Storages.Next()
-    for load in out["loads"]:
+    for load in out.loads:
         if not (np.isfinite(load.kw) and np.isfinite(load.kvar)):
             raise FeederInputError(
                 f"Load.{load.name}: kW={load.kw}, kvar={load.kvar}; expected finite numbers"
             )
-    out["skipped"] = skipped
     return out
 
 
@@ -646,11 +657,11 @@ def read_compiled_circuit(master: Path, converged: bool) -> tuple[Feeder, OpenDS
         switches=tuple(switches),
         transformers=tuple(transformers),
         regulators=tuple(regulators),
-        capacitors=tuple(shunts["capacitors"]),
-        loads=tuple(shunts["loads"]),
-        pv_systems=tuple(shunts["pv"]),
-        generators=tuple(shunts["gen"]),
-        storage=tuple(shunts["storage"]),
+        capacitors=tuple(shunts.capacitors),
+        loads=tuple(shunts.loads),
+        pv_systems=tuple(shunts.pv_systems),
+        generators=tuple(shunts.generators),
+        storage=tuple(shunts.storage),
         source_path=str(master),
         source_kind="opendss",
         frequency_hz=float(dss.Solution.Frequency()),
@@ -661,7 +672,7 @@ def read_compiled_circuit(master: Path, converged: bool) -> tuple[Feeder, OpenDS
         element_counts=counts,
         unsupported=unsupported,
         disabled_lines_as_open_switches=tuple(disabled_as_open),
-        skipped_disabled=tuple(skipped_xf + shunts["skipped"]),
+        skipped_disabled=tuple(skipped_xf + shunts.skipped_disabled),
     )
     return feeder, report
 
