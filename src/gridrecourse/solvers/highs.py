@@ -5,6 +5,10 @@ Variables and constraints are declared in named *blocks* (``branch-p``, ``bus-v`
 a handful of sparse operations regardless of feeder size. The model is built once; re-solving
 with new right-hand sides, bounds or costs changes vectors in the live HiGHS instance, which
 keeps its basis as a warm start.
+
+Convex quadratic objectives (a diagonal Hessian, :meth:`LinearModel.add_quadratic_cost`) are
+passed to HiGHS's QP solver; HiGHS solves continuous convex QPs but not MIQPs. For an infeasible
+LP, :meth:`LinearModel.dual_ray` returns HiGHS's Farkas certificate (a dual ray on the rows).
 """
 
 from __future__ import annotations
@@ -75,6 +79,9 @@ class Solution:
     solve_seconds : float
     mip_gap : float
         Relative gap reported by HiGHS (0 for LPs).
+    dual_bound : float
+        HiGHS's MIP dual (lower) bound for a MIP; ``objective`` for an LP/QP solved to
+        optimality; NaN when HiGHS reports none.
     """
 
     objective: float
@@ -83,6 +90,7 @@ class Solution:
     status: str
     solve_seconds: float
     mip_gap: float = 0.0
+    dual_bound: float = float("nan")
 
     def value(self, block: VariableBlock) -> np.ndarray:
         """Values of one variable block."""
@@ -91,6 +99,23 @@ class Solution:
     def dual(self, block: ConstraintBlock) -> np.ndarray:
         """Duals of one constraint block."""
         return self.row_dual[block.slice]
+
+
+#: Thread count HiGHS's process-wide scheduler was last set up for (0: HiGHS's default).
+_SCHEDULER_THREADS = [0]
+
+
+def _use_threads(h: highspy.Highs, threads: int | None) -> None:
+    """Set ``threads`` on ``h``, resetting HiGHS's global scheduler when the count changes.
+
+    HiGHS creates one thread pool per process at the first run; a later run asking for another
+    count fails with model status "Not Set". Resetting the (idle) pool avoids that.
+    """
+    wanted = 0 if threads is None else int(threads)
+    if wanted != _SCHEDULER_THREADS[0]:
+        highspy.Highs.resetGlobalScheduler(True)
+        _SCHEDULER_THREADS[0] = wanted
+    h.setOptionValue("threads", wanted)
 
 
 def _bound(value, size: int) -> np.ndarray:
@@ -118,6 +143,7 @@ class LinearModel:
         self.n_rows = 0
         self._highs: highspy.Highs | None = None
         self.offset = 0.0
+        self._quadratic: dict[str, np.ndarray] = {}
 
     def add_variables(
         self, name: str, size: int, lb=0.0, ub=np.inf, cost=0.0, integer: bool = False
@@ -210,6 +236,23 @@ class LinearModel:
         h = highspy.Highs()
         h.setOptionValue("output_flag", bool(options.verbose))
         h.passModel(lp)
+        if self._quadratic:
+            if integer.any():
+                raise SolverError(
+                    f"model {self.name!r} has integer variables and a quadratic objective; "
+                    "HiGHS solves continuous QPs only (no MIQP)"
+                )
+            diag = np.zeros(self.n_cols)
+            for name, values in self._quadratic.items():
+                diag[self.variables[name].slice] += values
+            hessian = highspy.HighsHessian()
+            hessian.dim_ = self.n_cols
+            hessian.format_ = highspy.HessianFormat.kTriangular
+            hessian.start_ = np.arange(self.n_cols + 1, dtype=np.int32)
+            hessian.index_ = np.arange(self.n_cols, dtype=np.int32)
+            hessian.value_ = 2.0 * diag  # HiGHS minimizes c'x + 1/2 x'Hx
+            if h.passHessian(hessian) == highspy.HighsStatus.kError:
+                raise SolverError(f"model {self.name!r}: HiGHS rejected the Hessian")
         return h
 
     def solve(self, options: SolverOptions | None = None) -> Solution:
@@ -231,8 +274,7 @@ class LinearModel:
         if options.time_limit is not None:
             h.setOptionValue("time_limit", float(options.time_limit))
         h.setOptionValue("mip_rel_gap", float(options.mip_gap))
-        if options.threads is not None:
-            h.setOptionValue("threads", int(options.threads))
+        _use_threads(h, options.threads)
         t0 = time.perf_counter()
         h.run()
         seconds = time.perf_counter() - t0
@@ -258,7 +300,89 @@ class LinearModel:
             status=h.modelStatusToString(status),
             solve_seconds=seconds,
             mip_gap=float(info.mip_gap) if np.isfinite(info.mip_gap) else 0.0,
+            dual_bound=self._dual_bound(h, info, status),
         )
+
+    def _dual_bound(self, h: highspy.Highs, info, status) -> float:
+        if self._integer and np.concatenate(self._integer).any():
+            bound = float(info.mip_dual_bound)
+            return bound if np.isfinite(bound) else float("nan")
+        if status == highspy.HighsModelStatus.kOptimal:
+            return float(info.objective_function_value)
+        return float("nan")
+
+    def add_quadratic_cost(self, block: VariableBlock, diagonal) -> None:
+        """Add ``Σ_k diagonal_k · x_k²`` over the columns of ``block`` to the objective.
+
+        The Hessian is diagonal and must be positive semidefinite (``diagonal ≥ 0``): the
+        model becomes a convex QP, which HiGHS solves with its QP solver (continuous models
+        only; :meth:`solve` raises :class:`SolverError` if the model also has integer
+        columns). Calling it again for the same block adds to the diagonal. Row duals of a QP
+        keep the LP convention (d objective / d row bound).
+
+        Parameters
+        ----------
+        block : VariableBlock
+        diagonal : float or array_like, shape (block.size,)
+            Coefficient of each column's square (objective units per unit²).
+
+        Raises
+        ------
+        ValueError
+            Negative or non-finite coefficients, or a block of another model.
+        """
+        if self.variables.get(block.name) != block:
+            raise ValueError(f"variable block {block.name!r} does not belong to {self.name!r}")
+        values = np.broadcast_to(np.asarray(diagonal, dtype=float), (block.size,)).copy()
+        if not np.all(np.isfinite(values)) or np.any(values < 0):
+            raise ValueError(
+                f"quadratic cost of {block.name!r} must be finite and >= 0 (convex QP only)"
+            )
+        previous = self._quadratic.get(block.name)
+        self._quadratic[block.name] = values if previous is None else previous + values
+        self._highs = None
+
+    @property
+    def is_quadratic(self) -> bool:
+        """True when a quadratic objective term was added."""
+        return bool(self._quadratic)
+
+    def dual_ray(self) -> np.ndarray | None:
+        """Farkas certificate of the last :meth:`solve` when it found the LP infeasible.
+
+        Returns HiGHS's dual ray ``λ`` (one value per row). For rows ``L ≤ A x ≤ U`` and
+        columns ``l ≤ x ≤ u`` it proves infeasibility as::
+
+            Σ_{λ_r>0} λ_r L_r + Σ_{λ_r<0} λ_r U_r  >  max_{l ≤ x ≤ u} (Aᵀλ)ᵀ x
+
+        (the row-bound side of ``λᵀ A x`` exceeds what the column bounds allow). When HiGHS
+        has no ray after the solve (e.g. presolve detected the infeasibility), the model is
+        re-solved once with presolve off to obtain it.
+
+        Returns
+        -------
+        ndarray, shape (n_rows,), or None
+            The ray, or ``None`` if the model was not solved, is not infeasible, or HiGHS
+            cannot provide one (e.g. a MIP).
+        """
+        h = self._highs
+        if h is None:
+            return None
+        infeasible = (
+            highspy.HighsModelStatus.kInfeasible,
+            highspy.HighsModelStatus.kUnboundedOrInfeasible,
+        )
+        if h.getModelStatus() not in infeasible:
+            return None
+        _, has_ray, ray = h.getDualRay()
+        if not has_ray:
+            h.setOptionValue("presolve", "off")
+            try:
+                h.run()
+                _, has_ray, ray = h.getDualRay()
+            finally:
+                h.setOptionValue("presolve", "choose")
+        return np.asarray(ray, dtype=float).copy() if has_ray else None
 
     def set_row_bounds(self, block: ConstraintBlock, lb, ub) -> None:
         """Change the bounds of a constraint block in place (keeps the warm start)."""

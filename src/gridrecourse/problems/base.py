@@ -1,0 +1,958 @@
+"""The two-stage stochastic program every method shares (METHODS §2).
+
+::
+
+    min_x  cᵀx + Σ_ω π_ω Q(x, ξ_ω)
+    s.t.   A x within [row_lb, row_ub],  lb ≤ x ≤ ub,  x_j integer for j ∈ J
+
+    Q(x, ξ_ω) = min_y  dᵀy + Σ_j h_j y_j²
+                s.t.   L_ω ≤ W y + S_ω T x ≤ U_ω,   l ≤ y ≤ u
+
+A problem is *declared* as sparse blocks, never as per-element Python objects:
+
+* :class:`FirstStageSpec` — the first-stage variable blocks (bounds, integrality, cost ``c``)
+  and constraint blocks (sparse rows over them).
+* :class:`SecondStageSpec` — one scenario's recourse: variable blocks (bounds, linear cost
+  ``d``, optional diagonal quadratic cost ``h ≥ 0``) and constraint blocks ``W`` (sparse
+  matrices per variable block). The rows that carry the first-stage decision are ONE named
+  block (:attr:`SecondStageSpec.linking`, e.g. ``"pv-linking"``); its technology matrix ``T``
+  is fixed and each scenario scales its rows by ``S_ω = diag(technology_scale_ω)`` (for PV
+  siting: the PV availability of each site).
+* :class:`ScenarioData` — what changes between scenarios: row bounds ``L_ω, U_ω`` and the
+  technology scale, as ``(S, ·)`` arrays.
+
+From these, :class:`SecondStageModel` builds the recourse LP/QP **once** and re-solves it for any
+``(x, ω)`` by changing row bounds only (``L_ω − S_ω T x``, ``U_ω − S_ω T x``; HiGHS keeps its
+basis as a warm start), and the extensive form (:mod:`gridrecourse.methods.extensive_form`)
+stacks ``S`` copies with :func:`add_second_stage_blocks` (``kron(I_S, W)``). Both read the duals
+of the linking block: ``∂Q/∂x = −T_ωᵀ S_ω λ_ω`` with ``λ`` the linking-row duals (HiGHS
+convention ``∂ objective / ∂ row bound``). An infeasible recourse LP yields a Farkas ray and a
+feasibility cut ``αᵀx ≥ β`` (paper C eq. 18).
+
+References
+----------
+J. R. Birge and F. Louveaux, *Introduction to Stochastic Programming*, 2nd ed., Springer 2011
+(two-stage recourse, feasibility cuts). Paper C ("SPAR-OPF") §II, eqs. (1)–(4), (18).
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Generic, TypeVar
+
+import numpy as np
+import scipy.sparse as sp
+
+from gridrecourse.errors import (
+    GridRecourseError,
+    InfeasibleModelError,
+    SolverError,
+    SolverTimeLimitError,
+)
+from gridrecourse.solvers.highs import ConstraintBlock, LinearModel, Solution, VariableBlock
+from gridrecourse.solvers.options import SolverOptions
+
+__all__ = [
+    "ConstraintBlockSpec",
+    "FeasibilityCut",
+    "FirstStageSpec",
+    "ProblemSpecError",
+    "ScenarioData",
+    "SecondStageModel",
+    "SecondStageResult",
+    "SecondStageSpec",
+    "SolveStatus",
+    "TwoStageProblem",
+    "VariableBlockSpec",
+    "add_second_stage_blocks",
+    "tangent_rows",
+]
+
+#: Relative size below which a Farkas-ray entry is treated as zero (numerical noise).
+_RAY_TOLERANCE = 1e-9
+#: Relative optimality gap at which the cutting-plane QP fallback stops (LP tolerances ~1e-7).
+_QP_FALLBACK_TOLERANCE = 1e-7
+#: Iteration limit of the cutting-plane QP fallback.
+_QP_FALLBACK_ITERATIONS = 200
+#: Matrix entries at or below this magnitude are round-off (e.g. γ products of 1e-16) and dropped.
+_MATRIX_ZERO = 1e-12
+
+
+class ProblemSpecError(GridRecourseError, ValueError):
+    """A two-stage problem declaration is inconsistent; the message names the block."""
+
+
+class SolveStatus(str, Enum):
+    """Outcome of a solve."""
+
+    #: solved to optimality (MIP: within the requested gap)
+    OPTIMAL = "optimal"
+    #: stopped at the time limit with a feasible incumbent (a valid, reportable outcome)
+    TIME_LIMIT = "time_limit"
+    #: the model is infeasible
+    INFEASIBLE = "infeasible"
+
+    @classmethod
+    def from_highs(cls, status: str) -> SolveStatus:
+        """Map a HiGHS model-status string (``Solution.status``)."""
+        text = status.lower()
+        if "optimal" in text:
+            return cls.OPTIMAL
+        if "infeasible" in text:
+            return cls.INFEASIBLE
+        return cls.TIME_LIMIT
+
+
+def _vector(value: float | np.ndarray, size: int, what: str) -> np.ndarray:
+    try:
+        arr = np.broadcast_to(np.asarray(value, dtype=float), (size,)).copy()
+    except ValueError as exc:
+        raise ProblemSpecError(f"{what}: expected a scalar or {size} values ({exc})") from None
+    if np.isnan(arr).any():
+        raise ProblemSpecError(f"{what} contains NaN")
+    arr.setflags(write=False)
+    return arr
+
+
+@dataclass(frozen=True, eq=False)
+class VariableBlockSpec:
+    """A block of ``size`` columns of one stage (one scenario's copy for the second stage).
+
+    Attributes
+    ----------
+    name : str
+        Block name (``"branch-p"``, ``"pv-p"`` …); unique within its stage.
+    size : int
+    lb, ub : ndarray, shape (size,)
+        Column bounds (±inf allowed); scalars are broadcast.
+    cost : ndarray, shape (size,)
+        Linear objective coefficient (objective units per unit of the variable).
+    quadratic : ndarray, shape (size,), optional
+        Diagonal quadratic cost ``h_j`` (objective ``+= Σ h_j y_j²``, ``h ≥ 0``; second stage).
+    quadratic_range : tuple of two ndarrays, optional
+        ``(lo, hi)`` per column: the range the variable is expected to span over the scenarios
+        and feasible first stages; the extensive form places its tangent planes on it.
+    integer : bool
+        Integer columns (first stage only).
+    penalty : bool
+        The linear cost is a soft-limit penalty (reported separately from the objective).
+    """
+
+    name: str
+    size: int
+    lb: np.ndarray | float = 0.0
+    ub: np.ndarray | float = np.inf
+    cost: np.ndarray | float = 0.0
+    quadratic: np.ndarray | None = None
+    quadratic_range: tuple[np.ndarray, np.ndarray] | None = None
+    integer: bool = False
+    penalty: bool = False
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        if int(self.size) != self.size or self.size < 0:
+            raise ProblemSpecError(f"variable block {self.name!r}: size must be >= 0")
+        set_(self, "size", int(self.size))
+        set_(self, "lb", _vector(self.lb, self.size, f"variable block {self.name!r} lb"))
+        set_(self, "ub", _vector(self.ub, self.size, f"variable block {self.name!r} ub"))
+        set_(self, "cost", _vector(self.cost, self.size, f"variable block {self.name!r} cost"))
+        if np.any(self.lb > self.ub):
+            j = int(np.argmax(self.lb > self.ub))
+            raise ProblemSpecError(f"variable block {self.name!r}: lb > ub at column {j}")
+        if self.quadratic is not None:
+            q = _vector(self.quadratic, self.size, f"variable block {self.name!r} quadratic")
+            if np.any(q < 0) or not np.all(np.isfinite(q)):
+                raise ProblemSpecError(
+                    f"variable block {self.name!r}: quadratic cost must be finite and >= 0"
+                )
+            set_(self, "quadratic", q)
+        if self.quadratic_range is not None:
+            lo, hi = self.quadratic_range
+            set_(
+                self,
+                "quadratic_range",
+                (
+                    _vector(lo, self.size, f"{self.name!r} quadratic_range lo"),
+                    _vector(hi, self.size, f"{self.name!r} quadratic_range hi"),
+                ),
+            )
+
+    @property
+    def has_quadratic(self) -> bool:
+        """True when some column has a positive quadratic cost."""
+        return self.quadratic is not None and bool(np.any(self.quadratic > 0))
+
+
+@dataclass(frozen=True, eq=False)
+class ConstraintBlockSpec:
+    """Rows ``lb ≤ Σ_k M_k y_k ≤ ub`` over named variable blocks of the same stage.
+
+    Attributes
+    ----------
+    name : str
+        Block name (``"branch-voltage_drop"``, ``"pv-linking"`` …).
+    terms : tuple of (str, scipy.sparse.csr_matrix)
+        ``(variable block name, matrix)``; every matrix has the block's row count.
+    lb, ub : ndarray, shape (n_rows,)
+        Nominal bounds (scenario-independent default; :class:`ScenarioData` overrides them).
+    """
+
+    name: str
+    terms: tuple[tuple[str, sp.csr_matrix], ...]
+    lb: np.ndarray | float = -np.inf
+    ub: np.ndarray | float = np.inf
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        if not self.terms:
+            raise ProblemSpecError(f"constraint block {self.name!r} has no terms")
+        terms = tuple((name, _clean(m)) for name, m in self.terms)
+        rows = {m.shape[0] for _, m in terms}
+        if len(rows) != 1:
+            raise ProblemSpecError(f"constraint block {self.name!r}: term row counts differ")
+        set_(self, "terms", terms)
+        n = rows.pop()
+        set_(self, "lb", _vector(self.lb, n, f"constraint block {self.name!r} lb"))
+        set_(self, "ub", _vector(self.ub, n, f"constraint block {self.name!r} ub"))
+
+    @property
+    def size(self) -> int:
+        """Number of rows."""
+        return int(self.terms[0][1].shape[0])
+
+
+def _clean(matrix: sp.spmatrix | np.ndarray) -> sp.csr_matrix:
+    """CSR copy without explicit entries of magnitude <= :data:`_MATRIX_ZERO` (round-off)."""
+    m = sp.csr_matrix(matrix, dtype=float, copy=True)
+    m.data[np.abs(m.data) <= _MATRIX_ZERO] = 0.0
+    m.eliminate_zeros()
+    m.sum_duplicates()
+    # settle scipy's lazily cached format flags now: a problem must pickle to the same bytes
+    # before and after use (executors key the per-worker model cache on that pickle)
+    _ = m.has_sorted_indices, m.has_canonical_format
+    return m
+
+
+def _check_blocks(
+    stage: str,
+    variables: Sequence[VariableBlockSpec],
+    constraints: Sequence[ConstraintBlockSpec],
+) -> None:
+    names = [v.name for v in variables]
+    if len(set(names)) != len(names):
+        raise ProblemSpecError(f"{stage}: duplicate variable block names {names}")
+    sizes = {v.name: v.size for v in variables}
+    cnames = [c.name for c in constraints]
+    if len(set(cnames)) != len(cnames):
+        raise ProblemSpecError(f"{stage}: duplicate constraint block names {cnames}")
+    for c in constraints:
+        for name, m in c.terms:
+            if name not in sizes:
+                raise ProblemSpecError(
+                    f"{stage}: constraint block {c.name!r} refers to unknown variable block "
+                    f"{name!r} (known: {names})"
+                )
+            if m.shape[1] != sizes[name]:
+                raise ProblemSpecError(
+                    f"{stage}: constraint block {c.name!r}: matrix for {name!r} has "
+                    f"{m.shape[1]} columns, the block has {sizes[name]}"
+                )
+
+
+def _offsets(sizes: Sequence[int]) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+
+
+@dataclass(frozen=True, eq=False)
+class FirstStageSpec:
+    """First-stage variables ``x`` and constraints (METHODS §2; paper C D1 for PV siting).
+
+    ``x`` is the concatenation of the variable blocks in order.
+    """
+
+    variables: tuple[VariableBlockSpec, ...]
+    constraints: tuple[ConstraintBlockSpec, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "variables", tuple(self.variables))
+        object.__setattr__(self, "constraints", tuple(self.constraints))
+        _check_blocks("first stage", self.variables, self.constraints)
+
+    @property
+    def size(self) -> int:
+        """Number of first-stage variables ``n_x``."""
+        return int(sum(v.size for v in self.variables))
+
+    def slice(self, name: str) -> slice:
+        """Position of variable block ``name`` in ``x``."""
+        off = _offsets([v.size for v in self.variables])
+        for k, v in enumerate(self.variables):
+            if v.name == name:
+                return slice(int(off[k]), int(off[k + 1]))
+        raise ProblemSpecError(f"first stage has no variable block {name!r}")
+
+    @property
+    def cost(self) -> np.ndarray:
+        """``c``, shape (n_x,)."""
+        return np.concatenate([v.cost for v in self.variables])
+
+    @property
+    def lb(self) -> np.ndarray:
+        """Lower bounds of ``x``."""
+        return np.concatenate([v.lb for v in self.variables])
+
+    @property
+    def ub(self) -> np.ndarray:
+        """Upper bounds of ``x``."""
+        return np.concatenate([v.ub for v in self.variables])
+
+    @property
+    def integer(self) -> np.ndarray:
+        """Integrality mask of ``x``."""
+        return np.concatenate([np.full(v.size, v.integer) for v in self.variables])
+
+    def matrix(self) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+        """All first-stage rows as ``(A, row_lb, row_ub)`` over ``x``."""
+        n = self.size
+        if not self.constraints:
+            return sp.csr_matrix((0, n)), np.zeros(0), np.zeros(0)
+        blocks = []
+        for c in self.constraints:
+            row = sp.csr_matrix((c.size, n))
+            for name, m in c.terms:
+                s = self.slice(name)
+                pad = sp.hstack(
+                    [sp.csr_matrix((c.size, s.start)), m, sp.csr_matrix((c.size, n - s.stop))]
+                )
+                row = row + pad
+            blocks.append(row)
+        a = sp.vstack(blocks, format="csr")
+        return (
+            a,
+            np.concatenate([c.lb for c in self.constraints]),
+            np.concatenate([c.ub for c in self.constraints]),
+        )
+
+    def is_feasible(self, x: np.ndarray, tol: float = 1e-7) -> bool:
+        """True when ``x`` satisfies the bounds, integrality and rows within ``tol``."""
+        x = np.asarray(x, dtype=float)
+        if x.shape != (self.size,):
+            raise ProblemSpecError(f"x must have shape ({self.size},), got {x.shape}")
+        if np.any(x < self.lb - tol) or np.any(x > self.ub + tol):
+            return False
+        integer = self.integer
+        if np.any(np.abs(x[integer] - np.round(x[integer])) > tol):
+            return False
+        a, lo, hi = self.matrix()
+        ax = a @ x
+        scale = 1.0 + np.abs(ax)
+        return bool(np.all(ax >= lo - tol * scale) and np.all(ax <= hi + tol * scale))
+
+
+@dataclass(frozen=True, eq=False)
+class SecondStageSpec:
+    """One scenario's recourse problem ``min dᵀy + Σ h y² : L ≤ W y + S T x ≤ U, l ≤ y ≤ u``.
+
+    Attributes
+    ----------
+    variables, constraints : tuple
+        Blocks of ``y`` and of the rows (``W``), in model order.
+    linking : str
+        Name of the constraint block that carries the first-stage decision (its duals are the
+        slopes methods such as SPAR need).
+    technology : scipy.sparse.csr_matrix, shape (n_linking_rows, n_x)
+        ``T``: coefficients of ``x`` in the linking rows (scaled per scenario).
+    objective_offset : float
+        Constant added to every scenario's objective.
+    """
+
+    variables: tuple[VariableBlockSpec, ...]
+    constraints: tuple[ConstraintBlockSpec, ...]
+    linking: str
+    technology: sp.csr_matrix
+    objective_offset: float = 0.0
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "variables", tuple(self.variables))
+        set_(self, "constraints", tuple(self.constraints))
+        set_(self, "technology", _clean(self.technology))
+        _check_blocks("second stage", self.variables, self.constraints)
+        names = [c.name for c in self.constraints]
+        if self.linking not in names:
+            raise ProblemSpecError(
+                f"second stage: linking block {self.linking!r} is not a constraint block "
+                f"(known: {names})"
+            )
+        if any(v.integer for v in self.variables):
+            raise ProblemSpecError("second stage: integer recourse is not supported")
+        if self.technology.shape[0] != self.linking_block.size:
+            raise ProblemSpecError(
+                f"second stage: technology matrix has {self.technology.shape[0]} rows, linking "
+                f"block {self.linking!r} has {self.linking_block.size}"
+            )
+
+    @property
+    def linking_block(self) -> ConstraintBlockSpec:
+        """The linking constraint block."""
+        return next(c for c in self.constraints if c.name == self.linking)
+
+    @property
+    def n_rows(self) -> int:
+        """Rows of one scenario."""
+        return int(sum(c.size for c in self.constraints))
+
+    @property
+    def n_cols(self) -> int:
+        """Columns of one scenario."""
+        return int(sum(v.size for v in self.variables))
+
+    def row_slice(self, name: str) -> slice:
+        """Position of constraint block ``name`` in a scenario's row vector."""
+        off = _offsets([c.size for c in self.constraints])
+        for k, c in enumerate(self.constraints):
+            if c.name == name:
+                return slice(int(off[k]), int(off[k + 1]))
+        raise ProblemSpecError(f"second stage has no constraint block {name!r}")
+
+    def col_slice(self, name: str) -> slice:
+        """Position of variable block ``name`` in a scenario's column vector."""
+        off = _offsets([v.size for v in self.variables])
+        for k, v in enumerate(self.variables):
+            if v.name == name:
+                return slice(int(off[k]), int(off[k + 1]))
+        raise ProblemSpecError(f"second stage has no variable block {name!r}")
+
+    @property
+    def row_lb(self) -> np.ndarray:
+        """Nominal row lower bounds of one scenario."""
+        return np.concatenate([c.lb for c in self.constraints])
+
+    @property
+    def row_ub(self) -> np.ndarray:
+        """Nominal row upper bounds of one scenario."""
+        return np.concatenate([c.ub for c in self.constraints])
+
+    @property
+    def col_lb(self) -> np.ndarray:
+        """Column lower bounds ``l``."""
+        return np.concatenate([v.lb for v in self.variables])
+
+    @property
+    def col_ub(self) -> np.ndarray:
+        """Column upper bounds ``u``."""
+        return np.concatenate([v.ub for v in self.variables])
+
+    def matrix(self) -> sp.csr_matrix:
+        """``W`` of one scenario (rows × columns, in block order)."""
+        off = _offsets([v.size for v in self.variables])
+        pos = {v.name: int(off[k]) for k, v in enumerate(self.variables)}
+        rows, cols, vals = [], [], []
+        roff = 0
+        for c in self.constraints:
+            for name, m in c.terms:
+                coo = m.tocoo()
+                rows.append(coo.row + roff)
+                cols.append(coo.col + pos[name])
+                vals.append(coo.data)
+            roff += c.size
+        return sp.csr_matrix(
+            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+            shape=(self.n_rows, self.n_cols),
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class ScenarioData:
+    """The scenario-dependent vectors of the second stage for ``S`` scenarios.
+
+    Attributes
+    ----------
+    indices : ndarray of int, shape (S,)
+        Scenario indices in the problem's scenario set.
+    row_lb, row_ub : ndarray, shape (S, n_rows)
+        ``L_ω``, ``U_ω`` (before the first-stage term is moved to the right-hand side).
+    technology_scale : ndarray, shape (S, n_linking_rows)
+        ``S_ω``: scales the rows of ``T`` in scenario ω.
+    """
+
+    indices: np.ndarray
+    row_lb: np.ndarray
+    row_ub: np.ndarray
+    technology_scale: np.ndarray
+
+    def __post_init__(self) -> None:
+        s = len(self.indices)
+        for name in ("row_lb", "row_ub", "technology_scale"):
+            arr = getattr(self, name)
+            if arr.ndim != 2 or arr.shape[0] != s:
+                raise ProblemSpecError(
+                    f"ScenarioData.{name} must have shape (S={s}, ·), got {arr.shape}"
+                )
+
+
+@dataclass(frozen=True)
+class FeasibilityCut:
+    """A feasibility cut ``coefficients · x ≥ rhs`` from a Farkas ray (paper C eq. 18).
+
+    Every first stage whose recourse is feasible in the scenario satisfies it; the first stage
+    that produced the ray violates it. Coefficients are over the full ``x`` (for PV siting,
+    :meth:`gridrecourse.problems.siting.PVSitingProblem.units_cut` restricts them to ``n``).
+    """
+
+    scenario: int
+    coefficients: np.ndarray
+    rhs: float
+
+    def violation(self, x: np.ndarray) -> float:
+        """``rhs − coefficients · x`` (positive: ``x`` is cut off)."""
+        return float(self.rhs - self.coefficients @ np.asarray(x, dtype=float))
+
+
+@dataclass(frozen=True, eq=False)
+class SecondStageResult:
+    """The recourse value ``Q(x, ξ_ω)`` of one scenario at a fixed first stage.
+
+    Attributes
+    ----------
+    scenario : int
+        Scenario index.
+    objective : float
+        ``Q(x, ξ_ω)`` in the problem's objective units (``inf`` when infeasible); includes
+        soft-limit penalties.
+    feasible : bool
+    penalty : float
+        Part of ``objective`` paid for soft-limit violations (0 with hard limits).
+    linking_duals : ndarray, shape (n_linking_rows,)
+        Duals of the linking rows, ``∂Q / ∂(row bound)`` (NaN when infeasible).
+    subgradient : ndarray, shape (n_x,)
+        ``∂Q/∂x = −T_ωᵀ S_ω λ`` (NaN when infeasible); for PV siting the ``n_i`` entries are
+        paper C's slope estimates ``ĝ_i = dual(44) × g × PV_mult``.
+    farkas_ray : ndarray, shape (n_linking_rows,), optional
+        Farkas-ray values on the linking rows when infeasible (orientation: proves
+        infeasibility as documented in :meth:`LinearModel.dual_ray`).
+    cut : FeasibilityCut, optional
+        Feasibility cut from the ray (infeasible scenarios only).
+    solve_seconds : float
+        HiGHS time of the solve (s).
+    values : ndarray, optional
+        Column values ``y`` (only when requested).
+    """
+
+    scenario: int
+    objective: float
+    feasible: bool
+    penalty: float
+    linking_duals: np.ndarray
+    subgradient: np.ndarray
+    farkas_ray: np.ndarray | None = None
+    cut: FeasibilityCut | None = None
+    solve_seconds: float = 0.0
+    values: np.ndarray | None = field(default=None, repr=False)
+
+
+DecisionT = TypeVar("DecisionT")
+
+
+class TwoStageProblem(ABC, Generic[DecisionT]):
+    """A two-stage stochastic program declared as sparse blocks (see the module docstring).
+
+    Subclasses provide the first stage, one scenario's recourse structure, the scenario
+    probabilities and the scenario vectors; EF, PH, SPAR and evaluation only use this interface.
+    Instances must be picklable (they are shipped to worker processes): keep solver objects and
+    factorizations out of them.
+    """
+
+    name: str = "two-stage"
+
+    @property
+    @abstractmethod
+    def first_stage(self) -> FirstStageSpec:
+        """First-stage variables and constraints."""
+
+    @property
+    @abstractmethod
+    def second_stage(self) -> SecondStageSpec:
+        """One scenario's recourse structure."""
+
+    @property
+    @abstractmethod
+    def probability(self) -> np.ndarray:
+        """Scenario probabilities ``π``, shape (S,)."""
+
+    @abstractmethod
+    def scenario_data(self, indices: Sequence[int] | np.ndarray) -> ScenarioData:
+        """Scenario vectors for ``indices`` (vectorized over them)."""
+
+    @abstractmethod
+    def decode(self, x: np.ndarray) -> DecisionT:
+        """The typed first-stage decision of a vector ``x``."""
+
+    @property
+    def n_scenarios(self) -> int:
+        """Number of scenarios ``S``."""
+        return len(self.probability)
+
+    def build_second_stage(self) -> SecondStageModel:
+        """Build the recourse model once (re-solve it with :meth:`SecondStageModel.solve`)."""
+        return SecondStageModel(self)
+
+
+@dataclass(frozen=True, eq=False)
+class StackedBlocks:
+    """Blocks of ``S`` stacked second-stage copies in a :class:`LinearModel`.
+
+    Within each block the scenario is the slow index: column ``ω · size + k``.
+    """
+
+    variables: Mapping[str, VariableBlock]
+    constraints: Mapping[str, ConstraintBlock]
+    n_scenarios: int
+
+
+def add_second_stage_blocks(
+    model: LinearModel,
+    spec: SecondStageSpec,
+    weights: np.ndarray,
+    *,
+    data: ScenarioData | None = None,
+    first_stage: Mapping[str, VariableBlock] | None = None,
+    first_stage_spec: FirstStageSpec | None = None,
+    exact_quadratic: bool = True,
+) -> StackedBlocks:
+    """Add ``S = len(weights)`` copies of the recourse to ``model`` (vectorized over copies).
+
+    Every constraint block becomes ``kron(I_S, W_block)``; costs are ``kron(weights, d)``. With
+    ``first_stage`` (extensive form) the linking rows get the terms
+    ``diag(S_ω) kron(1_S, T)`` on the first-stage columns and ``data`` supplies the row bounds
+    as they are; without it (a single recourse model, ``x`` fixed later) rows start at the
+    nominal bounds.
+
+    Parameters
+    ----------
+    model : LinearModel
+    spec : SecondStageSpec
+    weights : ndarray, shape (S,)
+        Cost weight of each copy (probabilities; ``[1.0]`` for a single recourse model).
+    data : ScenarioData, optional
+        Row bounds and technology scale of the ``S`` copies.
+    first_stage, first_stage_spec : optional
+        First-stage blocks already in ``model`` and their spec (extensive form).
+    exact_quadratic : bool
+        Add the quadratic costs as a Hessian (a QP); ``False`` leaves them to the caller
+        (the extensive form's tangent planes).
+    """
+    w = np.asarray(weights, dtype=float)
+    s = len(w)
+    eye = sp.identity(s, format="csr")
+    variables: dict[str, VariableBlock] = {}
+    for v in spec.variables:
+        block = model.add_variables(
+            v.name, s * v.size, lb=np.tile(v.lb, s), ub=np.tile(v.ub, s), cost=np.kron(w, v.cost)
+        )
+        variables[v.name] = block
+        if exact_quadratic and v.has_quadratic:
+            model.add_quadratic_cost(block, np.kron(w, v.quadratic))
+    constraints: dict[str, ConstraintBlock] = {}
+    for c in spec.constraints:
+        terms: list[tuple[VariableBlock, sp.spmatrix]] = [
+            (variables[name], sp.kron(eye, m, format="csr")) for name, m in c.terms
+        ]
+        if data is not None:
+            rs = spec.row_slice(c.name)
+            lb, ub = data.row_lb[:, rs].ravel(), data.row_ub[:, rs].ravel()
+        else:
+            lb, ub = np.tile(c.lb, s), np.tile(c.ub, s)
+        if first_stage is not None and c.name == spec.linking:
+            if first_stage_spec is None or data is None:
+                raise ProblemSpecError("the extensive form needs first_stage_spec and data")
+            scale = sp.diags(data.technology_scale.ravel())
+            stacked_t = scale @ sp.kron(np.ones((s, 1)), spec.technology, format="csr")
+            for fv in first_stage_spec.variables:
+                cols = stacked_t[:, first_stage_spec.slice(fv.name)]
+                if cols.nnz:
+                    terms.append((first_stage[fv.name], cols))
+        constraints[c.name] = model.add_constraints(c.name, terms, lb=lb, ub=ub)
+    return StackedBlocks(variables=variables, constraints=constraints, n_scenarios=s)
+
+
+def tangent_rows(
+    h: np.ndarray, columns: np.ndarray, block_size: int, points: np.ndarray, owner: np.ndarray
+) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray]:
+    """Tangent planes ``ℓ_j ≥ h_j (2 t y_j − t²)`` of ``h_j y_j²`` (outer linearization).
+
+    Parameters
+    ----------
+    h : ndarray, shape (nq,)
+        Positive quadratic coefficients of the approximated columns.
+    columns : ndarray of int, shape (nq,)
+        Their positions in the variable block (of ``block_size`` columns).
+    block_size : int
+    points : ndarray, shape (R,)
+        Tangent points ``t`` (one row each).
+    owner : ndarray of int, shape (R,)
+        Index ``j`` (0..nq−1) of the column each point belongs to (any number per column).
+
+    Returns
+    -------
+    a_epigraph : csr_matrix, shape (R, nq)
+        Coefficients of ``ℓ`` (ones).
+    a_block : csr_matrix, shape (R, block_size)
+        Coefficients ``−2 h_j t`` of ``y``.
+    rhs : ndarray, shape (R,)
+        Lower bounds ``−h_j t²`` (rows ``ℓ_j − 2 h_j t y_j ≥ −h_j t²``).
+    """
+    rows = np.arange(len(points))
+    hj = h[owner]
+    a_epigraph = sp.csr_matrix((np.ones(len(points)), (rows, owner)), shape=(len(points), len(h)))
+    a_block = sp.csr_matrix(
+        (-2.0 * hj * points, (rows, columns[owner])), shape=(len(points), block_size)
+    )
+    return a_epigraph, a_block, -hj * points**2
+
+
+class SecondStageModel:
+    """The recourse model of a :class:`TwoStageProblem`, built once and re-solved.
+
+    :meth:`solve` moves ``S_ω T x`` to the row bounds of the linking block and sets every
+    block's bounds to the scenario's; nothing else changes, so HiGHS warm-starts from the
+    previous basis. Quadratic recourse (e.g. losses) is solved exactly as a QP.
+
+    Parameters
+    ----------
+    problem : TwoStageProblem
+    """
+
+    def __init__(self, problem: TwoStageProblem):
+        t0 = time.perf_counter()
+        self.problem = problem
+        self.spec = problem.second_stage
+        self.model = LinearModel(f"second-stage-{problem.name}")
+        self.blocks = add_second_stage_blocks(self.model, self.spec, np.ones(1))
+        self.linking: ConstraintBlock = self.blocks.constraints[self.spec.linking]
+        self._link_rows = self.spec.row_slice(self.spec.linking)
+        self._penalty_cost = np.concatenate(
+            [v.cost if v.penalty else np.zeros(v.size) for v in self.spec.variables]
+        )
+        self._w: sp.csc_matrix | None = None
+        self._feasibility_lp: LinearModel | None = None
+        self.build_seconds = time.perf_counter() - t0
+
+    def _bounds(self, x: np.ndarray, scenario: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        data = self.problem.scenario_data(np.array([scenario]))
+        lb, ub = data.row_lb[0].copy(), data.row_ub[0].copy()
+        shift = data.technology_scale[0] * (self.spec.technology @ x)
+        lb[self._link_rows] -= shift
+        ub[self._link_rows] -= shift
+        return lb, ub, data.technology_scale[0]
+
+    def _apply(self, model: LinearModel, blocks: StackedBlocks, lb, ub) -> None:
+        for c in self.spec.constraints:
+            rs = self.spec.row_slice(c.name)
+            model.set_row_bounds(blocks.constraints[c.name], lb[rs], ub[rs])
+
+    def solve(
+        self,
+        x: np.ndarray,
+        scenario: int,
+        options: SolverOptions | None = None,
+        *,
+        keep_values: bool = False,
+        farkas: bool = True,
+    ) -> SecondStageResult:
+        """Solve ``Q(x, ξ_scenario)``.
+
+        Parameters
+        ----------
+        x : ndarray, shape (n_x,)
+            First-stage decision (need not be integer: the recourse is continuous in ``x``).
+        scenario : int
+            Scenario index.
+        options : SolverOptions, optional
+        keep_values : bool
+            Return the column values ``y`` in the result.
+        farkas : bool
+            On infeasibility, compute the Farkas ray and feasibility cut.
+
+        Returns
+        -------
+        SecondStageResult
+        """
+        x = np.asarray(x, dtype=float)
+        n_x = self.spec.technology.shape[1]
+        if x.shape != (n_x,):
+            raise ProblemSpecError(f"x must have shape ({n_x},), got {x.shape}")
+        lb, ub, scale = self._bounds(x, int(scenario))
+        self._apply(self.model, self.blocks, lb, ub)
+        try:
+            sol = self.model.solve(options)
+        except InfeasibleModelError:
+            return self._infeasible(x, int(scenario), lb, ub, scale, options, farkas)
+        except SolverTimeLimitError:
+            raise
+        except SolverError:
+            if not self.model.is_quadratic:
+                raise
+            sol = self._qp_by_cutting_planes(lb, ub, options)
+        duals = sol.dual(self.linking).copy()
+        subgradient = -(self.spec.technology.T @ (scale * duals))
+        return SecondStageResult(
+            scenario=int(scenario),
+            objective=float(sol.objective) + self.spec.objective_offset,
+            feasible=True,
+            penalty=float(self._penalty_cost @ sol.x),
+            linking_duals=duals,
+            subgradient=np.asarray(subgradient, dtype=float),
+            solve_seconds=sol.solve_seconds,
+            values=sol.x.copy() if keep_values else None,
+        )
+
+    def _qp_by_cutting_planes(
+        self, lb: np.ndarray, ub: np.ndarray, options: SolverOptions | None
+    ) -> Solution:
+        """Fallback when HiGHS's active-set QP solver fails (status "Solve error").
+
+        Kelley's cutting-plane method on the separable quadratic: an LP with ``ℓ_j ≥ h_j y_j²``
+        outer-approximated by tangents, adding the tangent at each LP solution until the exact
+        objective ``dᵀy + Σ h y²`` at the LP point exceeds the LP bound by at most
+        :data:`_QP_FALLBACK_TOLERANCE` (relative). The returned objective is exact at a
+        feasible ``y`` and the duals are the last LP's (they converge to the QP duals).
+        """
+        quad = [
+            (v, np.flatnonzero(v.quadratic > 0)) for v in self.spec.variables if v.has_quadratic
+        ]
+        points = []
+        for v, cols in quad:  # start at the ends and middle of each range (or at 0)
+            if v.quadratic_range is not None:
+                lo, hi = (r[cols] for r in v.quadratic_range)
+                points.append(np.c_[lo, 0.5 * (lo + hi), hi])
+            else:
+                points.append(np.zeros((len(cols), 1)))
+        n_rows, n_cols = self.spec.n_rows, self.spec.n_cols
+        t0 = time.perf_counter()
+        for _ in range(_QP_FALLBACK_ITERATIONS):
+            lp = LinearModel(f"qp-fallback-{self.problem.name}")
+            blocks = add_second_stage_blocks(lp, self.spec, np.ones(1), exact_quadratic=False)
+            self._apply(lp, blocks, lb, ub)
+            for (v, cols), pts in zip(quad, points, strict=True):
+                ell = lp.add_variables(f"{v.name}-tangent", len(cols), lb=0.0, cost=1.0)
+                owner = np.repeat(np.arange(len(cols)), pts.shape[1])
+                a_l, a_y, rhs = tangent_rows(v.quadratic[cols], cols, v.size, pts.ravel(), owner)
+                lp.add_constraints(
+                    f"{v.name}-tangent_planes",
+                    [(ell, a_l), (blocks.variables[v.name], a_y)],
+                    lb=rhs,
+                )
+            sol = lp.solve(options)
+            y = sol.x[:n_cols]
+            exact = float(np.concatenate([v.cost for v in self.spec.variables]) @ y)
+            for v, cols in quad:
+                yv = y[self.spec.col_slice(v.name)][cols]
+                exact += float(np.sum(v.quadratic[cols] * yv**2))
+            if exact - sol.objective <= _QP_FALLBACK_TOLERANCE * max(1.0, abs(exact)):
+                break
+            points = [
+                np.c_[pts, y[self.spec.col_slice(v.name)][cols]]
+                for (v, cols), pts in zip(quad, points, strict=True)
+            ]
+        else:
+            raise SolverError(
+                f"model {self.model.name!r}: the QP solver failed and the cutting-plane fallback "
+                f"did not converge in {_QP_FALLBACK_ITERATIONS} iterations"
+            )
+        return Solution(
+            objective=exact,
+            x=y,
+            row_dual=sol.row_dual[:n_rows],
+            status=sol.status,
+            solve_seconds=time.perf_counter() - t0,
+        )
+
+    def _infeasible(
+        self,
+        x: np.ndarray,
+        scenario: int,
+        lb: np.ndarray,
+        ub: np.ndarray,
+        scale: np.ndarray,
+        options: SolverOptions | None,
+        farkas: bool,
+    ) -> SecondStageResult:
+        n_link = self.linking.size
+        nan_link = np.full(n_link, np.nan)
+        ray_link, cut = None, None
+        t0 = time.perf_counter()
+        if farkas:
+            model = self.model
+            if model.is_quadratic:  # HiGHS gives rays for LPs: use the same rows without h
+                if self._feasibility_lp is None:
+                    self._feasibility_lp = LinearModel(f"feasibility-{self.problem.name}")
+                    self._lp_blocks = add_second_stage_blocks(
+                        self._feasibility_lp, self.spec, np.ones(1), exact_quadratic=False
+                    )
+                model = self._feasibility_lp
+                self._apply(model, self._lp_blocks, lb, ub)
+                try:
+                    model.solve(options)
+                except InfeasibleModelError:
+                    pass
+            ray = model.dual_ray()
+            if ray is not None:
+                cut, oriented = self._cut_from_ray(ray, x, scenario, lb, ub, scale)
+                ray_link = oriented[self._link_rows] if oriented is not None else None
+        return SecondStageResult(
+            scenario=scenario,
+            objective=float("inf"),
+            feasible=False,
+            penalty=float("nan"),
+            linking_duals=nan_link,
+            subgradient=np.full(self.spec.technology.shape[1], np.nan),
+            farkas_ray=ray_link,
+            cut=cut,
+            solve_seconds=time.perf_counter() - t0,
+        )
+
+    def _cut_from_ray(
+        self,
+        ray: np.ndarray,
+        x: np.ndarray,
+        scenario: int,
+        lb: np.ndarray,
+        ub: np.ndarray,
+        scale: np.ndarray,
+    ) -> tuple[FeasibilityCut | None, np.ndarray | None]:
+        """Feasibility cut ``αᵀx ≥ β`` from a row ray (see :meth:`LinearModel.dual_ray`).
+
+        For a ray ``λ`` (oriented so that it proves infeasibility) the row side
+        ``Σ_{λ>0} λ L(x) + Σ_{λ<0} λ U(x)`` may not exceed ``max_{l≤y≤u} (Wᵀλ)ᵀ y`` for any
+        feasible ``x``; only the linking bounds depend on ``x`` (``−S_ω T x``), which gives
+        ``α = Tᵀ S_ω λ_link`` and ``β = row side at x = 0 − column side``.
+        """
+        if self._w is None:
+            self._w = self.spec.matrix().tocsc()
+        col_lb, col_ub = self.spec.col_lb, self.spec.col_ub
+        x_shift = np.zeros_like(lb)
+        x_shift[self._link_rows] = scale * (self.spec.technology @ x)
+        lb0, ub0 = lb + x_shift, ub + x_shift  # bounds at x = 0
+        lam = np.where(np.abs(ray) > _RAY_TOLERANCE * max(np.abs(ray).max(), 1e-300), ray, 0.0)
+        for oriented in (lam, -lam):
+            pos, neg = oriented > 0, oriented < 0
+            if np.any(~np.isfinite(lb0[pos])) or np.any(~np.isfinite(ub0[neg])):
+                continue
+            d = self._w.T @ oriented
+            d = np.where(np.abs(d) > _RAY_TOLERANCE * max(np.abs(d).max(initial=0), 1.0), d, 0.0)
+            dpos, dneg = d > 0, d < 0
+            if np.any(~np.isfinite(col_ub[dpos])) or np.any(~np.isfinite(col_lb[dneg])):
+                continue
+            row_side0 = float(oriented[pos] @ lb0[pos] + oriented[neg] @ ub0[neg])
+            col_side = float(d[dpos] @ col_ub[dpos] + d[dneg] @ col_lb[dneg])
+            lam_link = oriented[self._link_rows]
+            coefficients = np.asarray(self.spec.technology.T @ (scale * lam_link), dtype=float)
+            cut = FeasibilityCut(scenario, coefficients, row_side0 - col_side)
+            if cut.violation(x) > 0:
+                return cut, oriented
+        return None, None

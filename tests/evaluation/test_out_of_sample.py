@@ -1,0 +1,151 @@
+"""Out-of-sample evaluation: executors agree, build once per worker, means, duals, infeasibility."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gridrecourse.evaluation.out_of_sample import OutOfSampleError, evaluate_first_stage
+from gridrecourse.execution import InProcessExecutor, ProcessPoolExecutor
+from gridrecourse.methods.spar_first_stage import SitingBudget
+from gridrecourse.network.components import Bus, Connection, Feeder, Line, Load, Root
+from gridrecourse.network.math_model import build_math_feeder
+from gridrecourse.problems.siting import LimitMode, PVSitingProblem, SitingConfig, SitingObjective
+from gridrecourse.uncertainty.scenarios import ScenarioSet
+
+# ------------------------------------------------------------------------------------------
+# The 5-bus feeder of tests/problems/test_siting.py (tests have no shared package), with 8
+# scenarios here.
+KV_LN = 7.2
+Z_KM = np.array(
+    [
+        [0.3 + 0.6j, 0.1 + 0.2j, 0.1 + 0.2j],
+        [0.1 + 0.2j, 0.3 + 0.6j, 0.1 + 0.2j],
+        [0.1 + 0.2j, 0.1 + 0.2j, 0.3 + 0.6j],
+    ]
+)
+ABC = (1, 2, 3)
+RNG = np.random.default_rng(7)
+LOAD = RNG.uniform(0.3, 1.2, (8, 3))
+PV = RNG.uniform(0.0, 0.9, (8, 3))
+PROB = RNG.uniform(0.5, 1.5, 8)
+PROB = PROB / PROB.sum()
+BUDGET = SitingBudget(
+    unit_kw=50.0, max_units=3, cost_per_kw=1000.0, budget=200_000.0, min_sites=1, max_sites=2
+)
+
+
+def _line(name, a, b, km, phases=ABC):
+    idx = [p - 1 for p in phases]
+    z = Z_KM[np.ix_(idx, idx)] * km
+    return Line(name, a, b, phases, phases, z, np.zeros_like(z), np.inf, np.inf, km)
+
+
+def tiny_problem(objective=SitingObjective.VOLTAGE_DEVIATION, load_scale=1.0, **config):
+    kv_ll = KV_LN * np.sqrt(3)
+    feeder = Feeder(
+        name="tiny",
+        buses=(
+            Bus("s", ABC, KV_LN),
+            Bus("b1", ABC, KV_LN),
+            Bus("b2", ABC, KV_LN),
+            Bus("b3", ABC, KV_LN),
+            Bus("b4", (2,), KV_LN),
+        ),
+        roots=(Root("s", (1.0, 1.0, 1.0)),),
+        lines=(
+            _line("l1", "s", "b1", 4.0),
+            _line("l2", "b1", "b2", 3.0),
+            _line("l3", "b2", "b3", 3.0),
+            _line("l4", "b1", "b4", 4.0, (2,)),
+        ),
+        loads=(
+            Load("ld2", "b2", ABC, Connection.WYE, 900.0 * load_scale, 300.0 * load_scale, kv_ll),
+            Load("ld3", "b3", ABC, Connection.WYE, 600.0 * load_scale, 200.0 * load_scale, kv_ll),
+            Load("ld4", "b4", (2,), Connection.WYE, 250.0 * load_scale, 80.0 * load_scale, KV_LN),
+        ),
+    )
+    scenarios = ScenarioSet(LOAD, PV, PROB, ("b2", "b3", "b4"))
+    cfg = SitingConfig(objective=objective, budget=BUDGET, **config)
+    return PVSitingProblem(build_math_feeder(feeder), scenarios, cfg)
+
+
+# ------------------------------------------------------------------------------------------
+
+
+def test_in_process_and_process_pool_give_identical_evaluations():
+    problems = [tiny_problem(), tiny_problem(SitingObjective.LOSSES)]
+    units = [2, 0, 1]
+    with InProcessExecutor() as serial, ProcessPoolExecutor(2) as pool:
+        for prob in problems:
+            a = evaluate_first_stage(prob, prob.first_stage_vector(units), executor=serial)
+            b = evaluate_first_stage(prob, prob.first_stage_vector(units), executor=pool)
+            assert np.array_equal(a.scenario_indices, b.scenario_indices)
+            assert b.objectives == pytest.approx(a.objectives, rel=1e-9, abs=1e-12)
+            assert b.linking_duals == pytest.approx(a.linking_duals, rel=1e-6, abs=1e-9)
+            assert b.expected_objective == pytest.approx(a.expected_objective, rel=1e-9)
+
+
+def test_model_is_built_once_per_worker_and_reused(monkeypatch):
+    builds = []
+    original = PVSitingProblem.build_second_stage
+
+    def counting(self):
+        builds.append(1)
+        return original(self)
+
+    monkeypatch.setattr(PVSitingProblem, "build_second_stage", counting)
+    prob = tiny_problem()
+    with InProcessExecutor() as ex:
+        first = evaluate_first_stage(prob, prob.first_stage_vector([0, 0, 0]), executor=ex)
+        second = evaluate_first_stage(prob, prob.first_stage_vector([1, 2, 1]), executor=ex)
+    assert len(builds) == 1  # 16 scenario solves, one model
+    assert second.expected_objective < first.expected_objective
+
+
+def test_mean_duals_and_slopes_are_consistent():
+    prob = tiny_problem()
+    x = prob.first_stage_vector([1, 1, 1])
+    calls = []
+    res = evaluate_first_stage(prob, x, progress=lambda done, total: calls.append((done, total)))
+    assert calls[-1] == (8, 8)
+    assert res.n_infeasible == 0 and res.feasible.all()
+    assert res.probability == pytest.approx(PROB)
+    assert res.expected_objective == pytest.approx(PROB @ res.objectives)
+    model = prob.build_second_stage()
+    for w in (0, 5):
+        assert res.objectives[w] == pytest.approx(model.solve(x, w).objective, rel=1e-9)
+    # ĝ_i = dual(44) × g × PV_mult (paper C) is the n-part of the subgradient
+    slopes = res.linking_duals * BUDGET.unit_kw * PV
+    assert prob.slopes_per_unit(res.subgradients) == pytest.approx(slopes)
+    assert res.expected_subgradient[:3] == pytest.approx(PROB @ slopes)
+    assert np.all(res.subgradients[:, 3:] == 0)  # s does not enter the recourse
+
+
+def test_subset_decision_input_and_bad_shapes():
+    prob = tiny_problem()
+    decision = prob.decode(prob.first_stage_vector([0, 3, 1]))
+    full = evaluate_first_stage(prob, decision, desc=None)
+    sub = evaluate_first_stage(prob, decision, scenarios=[2, 6], desc=None)
+    p = PROB[[2, 6]] / PROB[[2, 6]].sum()
+    assert sub.probability == pytest.approx(p)
+    assert sub.expected_objective == pytest.approx(p @ full.objectives[[2, 6]])
+    with pytest.raises(OutOfSampleError, match="shape"):
+        evaluate_first_stage(prob, np.zeros(4), desc=None)
+    with pytest.raises(OutOfSampleError, match="scenario"):
+        evaluate_first_stage(prob, decision, scenarios=[8], desc=None)
+
+
+def test_hard_limits_count_infeasible_scenarios_and_return_cuts():
+    prob = tiny_problem(load_scale=1.5, voltage_limits=LimitMode.HARD)
+    x = np.zeros(prob.first_stage.size)
+    res = evaluate_first_stage(prob, x, desc=None)
+    heavy = LOAD.max(axis=1) > 0.8
+    assert res.n_infeasible >= 1
+    assert res.expected_objective == np.inf
+    assert np.all(res.objectives[~res.feasible] == np.inf)
+    assert np.all(np.isnan(res.linking_duals[~res.feasible]))
+    assert not np.any(res.feasible & heavy & (LOAD.min(axis=1) > 1.0))
+    assert len(res.cuts) == res.n_infeasible
+    for cut in res.cuts:
+        assert cut.violation(x) > 0
