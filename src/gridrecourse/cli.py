@@ -41,7 +41,8 @@ class Progress:
             print(f"[{self.step}/{self.total}] {message} ({elapsed:.1f} s)", file=sys.stderr)
 
 
-def _emit(summary: dict, as_json: bool, human: Callable[[], None]) -> None:
+def emit(summary: dict, as_json: bool, human: Callable[[], None]) -> None:
+    """Print one JSON object (``--json``) or the human-readable summary."""
     if as_json:
         print(json.dumps(to_jsonable(summary)))
     else:
@@ -80,7 +81,7 @@ def cmd_info(args: argparse.Namespace) -> dict:
                 f"-> {r['branches_after']}"
             )
 
-    _emit(summary, args.json, human)
+    emit(summary, args.json, human)
     return summary
 
 
@@ -131,7 +132,7 @@ def cmd_validate(args: argparse.Namespace) -> dict:
             f"run folder: {folder.path}"
         )
 
-    _emit(summary, args.json, human)
+    emit(summary, args.json, human)
     return summary
 
 
@@ -236,7 +237,7 @@ def cmd_opf(args: argparse.Namespace) -> dict:
             f"run folder: {folder.path}"
         )
 
-    _emit(summary, args.json, human)
+    emit(summary, args.json, human)
     return summary
 
 
@@ -278,6 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-thermal", action="store_true", help="drop thermal limits")
     p.add_argument("--time-limit", type=float, default=None, help="solver time limit (s)")
+
+    from gridrecourse.cli_siting import add_siting_parser
+
+    add_siting_parser(sub)
     return parser
 
 

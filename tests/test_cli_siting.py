@@ -1,0 +1,30 @@
+"""``gridrecourse siting``: JSON keys, run folder, and the EF decision evaluated exactly."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gridrecourse.cli import main
+
+REQUIRED_KEYS = {"method", "status", "objective", "wall_seconds", "n_scenarios", "units_per_bus"}
+
+
+@pytest.mark.shared
+def test_siting_ef_json_and_run_folder(feeder_dir, tmp_path, capsys):
+    out = tmp_path / "ef"
+    code = main(["siting", "ieee13", "--scenarios", "24", "--method", "ef", "--json",
+                 "--out", str(out)])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert REQUIRED_KEYS <= summary.keys()
+    assert summary["n_scenarios"] == 24
+    # The exact evaluation of the EF's first stage equals the EF's own objective (P1 is an LP:
+    # the EF models the recourse exactly), up to the MIP gap.
+    assert summary["objective"] == pytest.approx(summary["ef_objective"], rel=1e-6)
+    assert summary["ef_bound"] <= summary["objective"] * (1 + 1e-9)
+    # the whole budget is $1.5M at $1000/kW: at most 1500 kW
+    assert 0 < summary["total_pv_kw"] <= 1500.0 + 1e-9
+    for name in ("decision.csv", "scenario_objectives.csv", "result.json", "report.md"):
+        assert (out / name).is_file(), name
