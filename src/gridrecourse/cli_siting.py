@@ -229,8 +229,8 @@ def run_siting(args: argparse.Namespace) -> dict:
     def human() -> None:
         print(
             f"{method.value}: objective {evaluation.expected_objective:.6g} "
-            f"(exact, {problem.n_scenarios} scenarios), {np.sum(decision.kw):.0f} kW PV at {int(np.sum(decision.units > 0))} "
-            f"buses, {wall:.1f} s\nrun folder: {folder.path}"
+            f"(exact, {problem.n_scenarios} scenarios), {np.sum(decision.kw):.0f} kW PV at "
+            f"{int(np.sum(decision.units > 0))} buses, {wall:.1f} s\nrun folder: {folder.path}"
         )
 
     emit(summary, args.json, human)
