@@ -28,3 +28,16 @@ def test_siting_ef_json_and_run_folder(feeder_dir, tmp_path, capsys):
     assert 0 < summary["total_pv_kw"] <= 1500.0 + 1e-9
     for name in ("decision.csv", "scenario_objectives.csv", "result.json", "report.md"):
         assert (out / name).is_file(), name
+
+
+@pytest.mark.shared
+def test_siting_spar_json_reports_iterations_and_accuracy(feeder_dir, tmp_path, capsys):
+    out = tmp_path / "spar"
+    code = main(["siting", "ieee13", "--scenarios", "24", "--method", "spar",
+                 "--max-iterations", "30", "--json", "--out", str(out)])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert REQUIRED_KEYS | {"iterations", "approximation_accuracy"} <= summary.keys()
+    assert 1 <= summary["iterations"] <= 30
+    assert (out / "learned_value_functions.png").is_file()
+    assert (out / "history.csv").is_file()

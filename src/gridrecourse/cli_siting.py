@@ -106,6 +106,7 @@ def run_siting(args: argparse.Namespace) -> dict:
     method = SitingMethod(args.method)
     history = pd.DataFrame()
     extra: dict = {}
+    evaluation = None
     progress(f"solving with {method.value}")
     with make_executor(ExecutorKind(args.executor), n_workers=args.workers) as executor:
         if method is SitingMethod.EF:
@@ -147,12 +148,15 @@ def run_siting(args: argparse.Namespace) -> dict:
                 else SPARConfig(seed=args.seed, max_iterations=args.max_iterations)
             )
             spar = solve_spar(problem, spar_config, executor=executor, options=options)
-            decision, status = spar.decision, "converged" if spar.iterations else "done"
+            decision, status = spar.decision, spar.stop_reason.value
+            evaluation = spar.evaluation  # n̂ already evaluated exactly on all scenarios
             history = pd.DataFrame([vars(h) for h in spar.history])
             extra = {
                 "iterations": spar.iterations,
                 "approximation_accuracy": spar.approximation_accuracy,
                 "estimated_objective": spar.estimated_objective,
+                "seconds_per_iteration": spar.seconds_per_iteration,
+                "n_cuts": spar.n_cuts,
             }
             if args.bounds:
                 progress(f"statistical bounds: {args.replications} x {args.batch_size} scenarios")
@@ -171,10 +175,14 @@ def run_siting(args: argparse.Namespace) -> dict:
                 )
             extra["slopes"] = np.asarray(spar.slopes)
         progress("evaluating the first stage exactly on all scenarios")
-        evaluation = evaluate_first_stage(
-            problem, decision, executor=executor, options=options,
-            desc=None if args.json else "exact evaluation",
-        )
+        if evaluation is None:
+            evaluation = evaluate_first_stage(
+                problem,
+                decision,
+                executor=executor,
+                options=options,
+                desc=None if args.json else "exact evaluation",
+            )
     wall = time.perf_counter() - t0
 
     out = Path(args.out) if args.out else RunFolder.default_path("siting", str(args.feeder))
