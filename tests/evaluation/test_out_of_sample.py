@@ -7,67 +7,24 @@ import pytest
 
 from gridrecourse.evaluation.out_of_sample import OutOfSampleError, evaluate_first_stage
 from gridrecourse.execution import InProcessExecutor, ProcessPoolExecutor
-from gridrecourse.methods.spar_first_stage import SitingBudget
-from gridrecourse.network.components import Bus, Connection, Feeder, Line, Load, Root
-from gridrecourse.network.math_model import build_math_feeder
-from gridrecourse.problems.siting import LimitMode, PVSitingProblem, SitingConfig, SitingObjective
-from gridrecourse.uncertainty.scenarios import ScenarioSet
+from gridrecourse.problems.siting import LimitMode, PVSitingProblem, SitingObjective
 
 # ------------------------------------------------------------------------------------------
 # The 5-bus feeder of tests/problems/test_siting.py (tests have no shared package), with 8
 # scenarios here.
-KV_LN = 7.2
-Z_KM = np.array(
-    [
-        [0.3 + 0.6j, 0.1 + 0.2j, 0.1 + 0.2j],
-        [0.1 + 0.2j, 0.3 + 0.6j, 0.1 + 0.2j],
-        [0.1 + 0.2j, 0.1 + 0.2j, 0.3 + 0.6j],
-    ]
-)
-ABC = (1, 2, 3)
+from siting_cases import BUDGET, tiny_scenarios
+from siting_cases import tiny_problem as shared_tiny_problem
+
 RNG = np.random.default_rng(7)
 LOAD = RNG.uniform(0.3, 1.2, (8, 3))
 PV = RNG.uniform(0.0, 0.9, (8, 3))
 PROB = RNG.uniform(0.5, 1.5, 8)
 PROB = PROB / PROB.sum()
-BUDGET = SitingBudget(
-    unit_kw=50.0, max_units=3, cost_per_kw=1000.0, budget=200_000.0, min_sites=1, max_sites=2
-)
-
-
-def _line(name, a, b, km, phases=ABC):
-    idx = [p - 1 for p in phases]
-    z = Z_KM[np.ix_(idx, idx)] * km
-    return Line(name, a, b, phases, phases, z, np.zeros_like(z), np.inf, np.inf, km)
 
 
 def tiny_problem(objective=SitingObjective.VOLTAGE_DEVIATION, load_scale=1.0, **config):
-    kv_ll = KV_LN * np.sqrt(3)
-    feeder = Feeder(
-        name="tiny",
-        buses=(
-            Bus("s", ABC, KV_LN),
-            Bus("b1", ABC, KV_LN),
-            Bus("b2", ABC, KV_LN),
-            Bus("b3", ABC, KV_LN),
-            Bus("b4", (2,), KV_LN),
-        ),
-        roots=(Root("s", (1.0, 1.0, 1.0)),),
-        lines=(
-            _line("l1", "s", "b1", 4.0),
-            _line("l2", "b1", "b2", 3.0),
-            _line("l3", "b2", "b3", 3.0),
-            _line("l4", "b1", "b4", 4.0, (2,)),
-        ),
-        loads=(
-            Load("ld2", "b2", ABC, Connection.WYE, 900.0 * load_scale, 300.0 * load_scale, kv_ll),
-            Load("ld3", "b3", ABC, Connection.WYE, 600.0 * load_scale, 200.0 * load_scale, kv_ll),
-            Load("ld4", "b4", (2,), Connection.WYE, 250.0 * load_scale, 80.0 * load_scale, KV_LN),
-        ),
-    )
-    scenarios = ScenarioSet(LOAD, PV, PROB, ("b2", "b3", "b4"))
-    cfg = SitingConfig(objective=objective, budget=BUDGET, **config)
-    return PVSitingProblem(build_math_feeder(feeder), scenarios, cfg)
+    """The shared tiny feeder with 8 random scenarios."""
+    return shared_tiny_problem(objective, load_scale, tiny_scenarios(LOAD, PV, PROB), **config)
 
 
 # ------------------------------------------------------------------------------------------

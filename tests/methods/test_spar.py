@@ -32,8 +32,6 @@ from gridrecourse.methods.spar import (
 )
 from gridrecourse.methods.spar_first_stage import Formulation, SitingBudget
 from gridrecourse.methods.spar_value_function import StepRule, step_size
-from gridrecourse.network.components import Bus, Connection, Feeder, Line, Load, Root
-from gridrecourse.network.math_model import build_math_feeder
 from gridrecourse.problems.base import (
     ConstraintBlockSpec,
     FeasibilityCut,
@@ -46,90 +44,10 @@ from gridrecourse.problems.base import (
 from gridrecourse.problems.siting import (
     LimitMode,
     PVSitingProblem,
-    SitingConfig,
     SitingDecision,
-    SitingObjective,
 )
-from gridrecourse.solvers.options import SolverOptions
 from gridrecourse.uncertainty.scenarios import ScenarioSet
-
-# ------------------------------------------------------------------------------------------
-# The 5-bus feeder of tests/problems/test_siting.py (tests have no shared package):
-# s — b1 — b2 — b3 (3-phase) and b1 — b4 (phase b), loads and candidates at b2, b3, b4.
-KV_LN = 7.2
-Z_KM = np.array(
-    [
-        [0.3 + 0.6j, 0.1 + 0.2j, 0.1 + 0.2j],
-        [0.1 + 0.2j, 0.3 + 0.6j, 0.1 + 0.2j],
-        [0.1 + 0.2j, 0.1 + 0.2j, 0.3 + 0.6j],
-    ]
-)
-ABC = (1, 2, 3)
-LOAD = np.array([[1.0, 0.9, 1.1], [0.6, 0.7, 0.5], [0.8, 1.0, 0.9], [0.4, 0.5, 0.3]])
-PV = np.array([[0.9, 0.8, 0.85], [0.2, 0.3, 0.1], [0.6, 0.5, 0.7], [0.0, 0.0, 0.0]])
-PROB = np.array([0.1, 0.2, 0.3, 0.4])
-#: 50 kW units, at most 3 per bus, money for 4 units, at most 2 sites: both limits bind.
-BUDGET = SitingBudget(
-    unit_kw=50.0, max_units=3, cost_per_kw=1000.0, budget=200_000.0, min_sites=1, max_sites=2
-)
-EXACT = SolverOptions(mip_gap=1e-9)
-
-
-def _line(name, a, b, km, phases=ABC):
-    idx = [p - 1 for p in phases]
-    z = Z_KM[np.ix_(idx, idx)] * km
-    return Line(name, a, b, phases, phases, z, np.zeros_like(z), np.inf, np.inf, km)
-
-
-def tiny_feeder(load_scale: float = 1.0) -> Feeder:
-    kv_ll = KV_LN * np.sqrt(3)
-    return Feeder(
-        name="tiny",
-        buses=(
-            Bus("s", ABC, KV_LN),
-            Bus("b1", ABC, KV_LN),
-            Bus("b2", ABC, KV_LN),
-            Bus("b3", ABC, KV_LN),
-            Bus("b4", (2,), KV_LN),
-        ),
-        roots=(Root("s", (1.0, 1.0, 1.0)),),
-        lines=(
-            _line("l1", "s", "b1", 4.0),
-            _line("l2", "b1", "b2", 3.0),
-            _line("l3", "b2", "b3", 3.0),
-            _line("l4", "b1", "b4", 4.0, (2,)),
-        ),
-        loads=(
-            Load("ld2", "b2", ABC, Connection.WYE, 900.0 * load_scale, 300.0 * load_scale, kv_ll),
-            Load("ld3", "b3", ABC, Connection.WYE, 600.0 * load_scale, 200.0 * load_scale, kv_ll),
-            Load("ld4", "b4", (2,), Connection.WYE, 250.0 * load_scale, 80.0 * load_scale, KV_LN),
-        ),
-    )
-
-
-def tiny_problem(
-    load_scale: float = 1.0, scenarios: ScenarioSet | None = None, **config
-) -> PVSitingProblem:
-    cfg = SitingConfig(objective=SitingObjective.VOLTAGE_DEVIATION, budget=BUDGET, **config)
-    scen = scenarios or ScenarioSet(LOAD, PV, PROB, ("b2", "b3", "b4"))
-    return PVSitingProblem(build_math_feeder(tiny_feeder(load_scale)), scen, cfg)
-
-
-def brute_force(problem) -> dict[tuple[int, ...], float]:
-    """Exact expected recourse of every first stage that D1 admits (inf when infeasible)."""
-    fs = problem.first_stage
-    budget = problem.config.budget
-    values = {}
-    for units in itertools.product(range(budget.max_units + 1), repeat=problem.n_sites):
-        feasible_s = [
-            s
-            for s in itertools.product((0, 1), repeat=problem.n_sites)
-            if fs.is_feasible(problem.first_stage_vector(units, np.array(s, dtype=bool)))
-        ]
-        if feasible_s:
-            x = problem.first_stage_vector(units, np.array(feasible_s[0], dtype=bool))
-            values[units] = evaluate_first_stage(problem, x, desc=None).expected_objective
-    return values
+from siting_cases import EXACT, brute_force, tiny_problem
 
 
 def units_of(result) -> tuple[int, ...]:

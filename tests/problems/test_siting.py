@@ -8,8 +8,6 @@ import numpy as np
 import pytest
 
 from gridrecourse.errors import InfeasibleModelError, SolverError
-from gridrecourse.methods.spar_first_stage import SitingBudget
-from gridrecourse.network.components import Bus, Connection, Feeder, Line, Load, Root
 from gridrecourse.network.math_model import build_math_feeder
 from gridrecourse.physics.lindistflow import LinDist3Flow, net_injections
 from gridrecourse.problems.base import SecondStageModel
@@ -25,68 +23,7 @@ from gridrecourse.problems.siting import (
 from gridrecourse.solvers.highs import LinearModel
 from gridrecourse.solvers.options import SolverOptions
 from gridrecourse.uncertainty.scenarios import ScenarioSet
-
-# ------------------------------------------------------------------------------------------
-# A 5-bus feeder: s — b1 — b2 — b3 (3-phase) and b1 — b4 (phase b only), loads at b2, b3, b4.
-KV_LN = 7.2
-Z_KM = np.array(
-    [
-        [0.3 + 0.6j, 0.1 + 0.2j, 0.1 + 0.2j],
-        [0.1 + 0.2j, 0.3 + 0.6j, 0.1 + 0.2j],
-        [0.1 + 0.2j, 0.1 + 0.2j, 0.3 + 0.6j],
-    ]
-)
-ABC = (1, 2, 3)
-LOAD = np.array([[1.0, 0.9, 1.1], [0.6, 0.7, 0.5], [0.8, 1.0, 0.9], [0.4, 0.5, 0.3]])
-PV = np.array([[0.9, 0.8, 0.85], [0.2, 0.3, 0.1], [0.6, 0.5, 0.7], [0.0, 0.0, 0.0]])
-PROB = np.array([0.1, 0.2, 0.3, 0.4])
-#: 50 kW units, at most 3 per bus, money for 4 units, at most 2 sites: both limits bind.
-BUDGET = SitingBudget(
-    unit_kw=50.0, max_units=3, cost_per_kw=1000.0, budget=200_000.0, min_sites=1, max_sites=2
-)
-
-
-def _line(name: str, a: str, b: str, km: float, phases=ABC) -> Line:
-    idx = [p - 1 for p in phases]
-    z = Z_KM[np.ix_(idx, idx)] * km
-    return Line(name, a, b, phases, phases, z, np.zeros_like(z), np.inf, np.inf, km)
-
-
-def tiny_feeder(load_scale: float = 1.0) -> Feeder:
-    kv_ll = KV_LN * np.sqrt(3)
-    return Feeder(
-        name="tiny",
-        buses=(
-            Bus("s", ABC, KV_LN),
-            Bus("b1", ABC, KV_LN),
-            Bus("b2", ABC, KV_LN),
-            Bus("b3", ABC, KV_LN),
-            Bus("b4", (2,), KV_LN),
-        ),
-        roots=(Root("s", (1.0, 1.0, 1.0)),),
-        lines=(
-            _line("l1", "s", "b1", 4.0),
-            _line("l2", "b1", "b2", 3.0),
-            _line("l3", "b2", "b3", 3.0),
-            _line("l4", "b1", "b4", 4.0, (2,)),
-        ),
-        loads=(
-            Load("ld2", "b2", ABC, Connection.WYE, 900.0 * load_scale, 300.0 * load_scale, kv_ll),
-            Load("ld3", "b3", ABC, Connection.WYE, 600.0 * load_scale, 200.0 * load_scale, kv_ll),
-            Load("ld4", "b4", (2,), Connection.WYE, 250.0 * load_scale, 80.0 * load_scale, KV_LN),
-        ),
-    )
-
-
-def tiny_scenarios() -> ScenarioSet:
-    return ScenarioSet(LOAD, PV, PROB, ("b2", "b3", "b4"))
-
-
-def tiny_problem(objective=SitingObjective.VOLTAGE_DEVIATION, load_scale=1.0, **config):
-    math = build_math_feeder(tiny_feeder(load_scale))
-    cfg = SitingConfig(objective=objective, budget=BUDGET, **config)
-    return PVSitingProblem(math, tiny_scenarios(), cfg)
-
+from siting_cases import BUDGET, LOAD, PROB, PV, tiny_feeder, tiny_problem
 
 # ------------------------------------------------------------------------------------------
 # Solver additions (LinearModel.add_quadratic_cost, dual_ray, dual_bound, thread changes)
