@@ -68,3 +68,20 @@ def test_default_feeder_validates(tmp_path, capsys):
     assert summary["feeder"] == "ieee_european_lv_asymmetric"
     assert summary["n_buses"] == 907
     assert summary["max_abs_voltage_error_pu"] < 0.01
+
+
+EXPAND_KEYS = {
+    "method", "task_loss", "prediction_mse", "total_loss", "test_coverage", "realized_cost",
+    "capacity_kwh_total", "wall_seconds",
+}
+
+
+@pytest.mark.shared
+def test_expand_is_wired_into_the_main_cli(feeder_dir, tmp_path, capsys):
+    code = main(["expand", "ieee13", "--method", "eto", "--epochs", "3", "--json",
+                 "--out", str(tmp_path / "x")])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert EXPAND_KEYS <= summary.keys()
+    assert summary["method"] == "eto"
+    assert 0.0 <= summary["test_coverage"] <= 1.0

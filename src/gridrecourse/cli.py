@@ -1,4 +1,4 @@
-"""Command-line interface: ``gridrecourse info|validate|opf FEEDER``.
+"""Command-line interface: ``gridrecourse info|validate|opf|siting|expand FEEDER``.
 
 FEEDER is a built-in name (``ieee_european_lv`` by default, ``case33bw``; ``ieee13`` …
 ``ieee9500-unbal`` when the IEEE feeder folder is available), an OpenDSS master ``.dss`` or a
@@ -280,9 +280,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-thermal", action="store_true", help="drop thermal limits")
     p.add_argument("--time-limit", type=float, default=None, help="solver time limit (s)")
 
+    from gridrecourse.cli_expand import add_expand_parser
     from gridrecourse.cli_siting import add_siting_parser
 
     add_siting_parser(sub)
+    add_expand_parser(sub)
     return parser
 
 
