@@ -41,3 +41,13 @@ def test_siting_spar_json_reports_iterations_and_accuracy(feeder_dir, tmp_path, 
     assert 1 <= summary["iterations"] <= 30
     assert (out / "learned_value_functions.png").is_file()
     assert (out / "history.csv").is_file()
+
+
+@pytest.mark.shared
+def test_siting_ph_json(feeder_dir, tmp_path, capsys):
+    code = main(["siting", "ieee13", "--scenarios", "24", "--method", "ph",
+                 "--max-iterations", "5", "--json", "--out", str(tmp_path / "ph")])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert REQUIRED_KEYS | {"iterations", "converged"} <= summary.keys()
+    assert 1 <= summary["iterations"] <= 6  # iteration 0 plus at most 5 PH iterations
