@@ -364,14 +364,19 @@ def table_p1_1200(args, executor) -> dict:
     bounds = []
     for batch in [] if args.skip_bounds else args.batch_size_list:
         log(f"bounds: N = {batch}, K = {args.replications}")
-        b = spar_statistical_bounds(
-            problem,
-            SPARConfig(seed=args.bounds_seed),
-            batch_size=batch,
-            n_replications=args.replications,
-            executor=executor,
-            ef_options=SolverOptions(mip_gap=args.ef_gap, time_limit=args.batch_ef_time_limit),
-        )
+        try:
+            b = spar_statistical_bounds(
+                problem,
+                SPARConfig(seed=args.bounds_seed),
+                batch_size=batch,
+                n_replications=args.replications,
+                executor=executor,
+                ef_options=SolverOptions(mip_gap=args.ef_gap, time_limit=args.batch_ef_time_limit),
+            )
+        except Exception as exc:  # keep the other batch sizes
+            log(f"bounds N = {batch} failed: {type(exc).__name__}: {exc}")
+            bounds.append({"batch_size": batch, "error": f"{type(exc).__name__}: {exc}"})
+            continue
         row = {
             "batch_size": batch,
             "replications": args.replications,
@@ -384,6 +389,9 @@ def table_p1_1200(args, executor) -> dict:
             "lb_mean": b.lower.mean,
             "spar_seconds_mean": float(b.spar_seconds.mean()),
             "ef_batch_seconds_mean": float(b.ef_seconds.mean()),
+            "lb_from_wait_and_see": int(sum(s.value == "wait_and_see" for s in b.lower_sources)),
+            "ub_samples": b.upper_samples,
+            "lb_samples": b.lower_samples,
             "wall_seconds": b.wall_seconds,
             "brackets_reference": bool(b.lower.low <= reference <= b.upper.high)
             if math.isfinite(reference)
@@ -586,6 +594,9 @@ def print_tables(results: dict[str, dict]) -> None:
                 text += f"  accuracy {100 * acc:.1f} %"
             print(text)
         for row in table.get("bounds", []):
+            if "error" in row:
+                print(f"  N={row['batch_size']:4d}  error: {row['error']}")
+                continue
             print(
                 f"  N={row['batch_size']:4d}  UB [{row['ub_ci'][0]:.4f}, {row['ub_ci'][1]:.4f}]"
                 f"  LB [{row['lb_ci'][0]:.4f}, {row['lb_ci'][1]:.4f}]  BG {row['bounds_gap']:.4f}"
@@ -682,7 +693,11 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.table_list:
             log(f"table {name}")
             t_table = time.perf_counter()
-            RESULTS[name] = RUNNERS[name](args, executor)
+            try:
+                RESULTS[name] = RUNNERS[name](args, executor)
+            except Exception as exc:  # report the other tables
+                log(f"table {name} failed: {type(exc).__name__}: {exc}")
+                RESULTS[name] = {"error": f"{type(exc).__name__}: {exc}"}
             RESULTS[name]["table_seconds"] = time.perf_counter() - t_table
     summary = {
         "benchmark": "bench_siting",

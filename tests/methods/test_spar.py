@@ -15,12 +15,13 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from gridrecourse.errors import InfeasibleModelError
+from gridrecourse.errors import InfeasibleModelError, SolverTimeLimitError
 from gridrecourse.evaluation.out_of_sample import evaluate_first_stage
 from gridrecourse.methods import spar as spar_module
 from gridrecourse.methods.extensive_form import solve_extensive_form
 from gridrecourse.methods.spar import (
     Intercept,
+    LowerBoundSource,
     SPARBounds,
     SPARConfig,
     SPARConfigError,
@@ -382,13 +383,17 @@ def test_separable_slopes_with_one_sampled_scenario_per_iteration():
 # Statistical bounds bracket the EF optimum
 
 
-def test_statistical_bounds_bracket_the_extensive_form_optimum():
+def random_24_problem():
     rng = np.random.default_rng(7)
     s = 24
     load = rng.uniform(0.3, 1.1, (s, 3))
     pv = np.clip(rng.uniform(-0.2, 1.0, (s, 3)), 0.0, None)
     scen = ScenarioSet(load, pv, np.full(s, 1.0 / s), ("b2", "b3", "b4"))
-    prob = tiny_problem(scenarios=scen)
+    return tiny_problem(scenarios=scen)
+
+
+def test_statistical_bounds_bracket_the_extensive_form_optimum():
+    prob = random_24_problem()
     z_star = solve_extensive_form(prob, EXACT).objective
     cfg = SPARConfig(seed=5, max_iterations=60)
     bounds = spar_statistical_bounds(prob, cfg, batch_size=6, n_replications=4, ef_options=EXACT)
@@ -402,6 +407,38 @@ def test_statistical_bounds_bracket_the_extensive_form_optimum():
     k = 0
     ev = evaluate_first_stage(prob, prob.first_stage_vector(bounds.units[k]), desc=None)
     assert bounds.upper_samples[k] == pytest.approx(ev.expected_objective, rel=1e-9)
+    assert bounds.lower_sources == (LowerBoundSource.EXTENSIVE_FORM,) * 4
+
+
+def test_lower_bound_falls_back_to_wait_and_see_without_an_incumbent(monkeypatch):
+    """A batch EF that times out without an incumbent yields the wait-and-see value
+    Σ_j w_j min_x Q(x, ω_j), which never exceeds the batch EF optimum."""
+    prob = random_24_problem()
+    cfg = SPARConfig(seed=5, max_iterations=30)
+    exact = spar_statistical_bounds(prob, cfg, batch_size=6, n_replications=3, ef_options=EXACT)
+    real_ef = spar_module.solve_extensive_form
+
+    def timing_out(problem, options=None, *, scenarios=None, **kwargs):
+        if scenarios is not None and len(scenarios) > 1:
+            raise SolverTimeLimitError("no incumbent (test)")
+        return real_ef(problem, options, scenarios=scenarios, **kwargs)
+
+    monkeypatch.setattr(spar_module, "solve_extensive_form", timing_out)
+    fallback = spar_statistical_bounds(prob, cfg, batch_size=6, n_replications=3, ef_options=EXACT)
+    assert fallback.lower_sources == (LowerBoundSource.WAIT_AND_SEE,) * 3
+    assert np.all(np.isnan(fallback.lower_incumbents))
+    assert np.all(fallback.lower_samples <= exact.lower_samples + 1e-9)
+    # independent reference for one batch: the same batch drawn again, solved scenario-wise
+    draws = np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(4)[0]).integers(
+        0, prob.n_scenarios, size=(3, 6)
+    )
+    by_scenario = {
+        int(w): real_ef(prob, EXACT, scenarios=[int(w)]).objective for w in np.unique(draws[0])
+    }
+    assert fallback.lower_samples[0] == pytest.approx(
+        np.mean([by_scenario[int(w)] for w in draws[0]]), rel=1e-7
+    )
+    np.testing.assert_array_equal(fallback.upper_samples, exact.upper_samples)
 
 
 # ------------------------------------------------------------------------------------------

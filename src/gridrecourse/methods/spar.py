@@ -1,7 +1,7 @@
 """SPAR-OPF driver: learn a separable value function, site PV, bound the optimum (paper C).
 
 Paper C ("SPAR-OPF", seed 003; METHODS.md §3) solves the two-stage PV siting problem by
-learning a separable piecewise-linear convex approximation ``V(n) ≈ V(0) + Σ_i v_i(n_i)`` of the
+learning a separable piecewise-linear convex approximation ``V(n) ≈ c + Σ_i v_i(n_i)`` of the
 expected recourse from one sampled scenario per iteration (Algorithms 1 and 3)::
 
     slopes u ← 0
@@ -91,7 +91,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from gridrecourse.errors import GridRecourseError, InfeasibleModelError
+from gridrecourse.errors import GridRecourseError, InfeasibleModelError, SolverTimeLimitError
 from gridrecourse.evaluation.bounds import StatisticalBounds, statistical_bounds
 from gridrecourse.evaluation.out_of_sample import OutOfSampleResult, evaluate_first_stage
 from gridrecourse.execution import Executor, InProcessExecutor, ProgressCallback
@@ -120,6 +120,7 @@ from gridrecourse.solvers.options import SolverOptions
 
 __all__ = [
     "Intercept",
+    "LowerBoundSource",
     "SPARBounds",
     "SPARConfig",
     "SPARConfigError",
@@ -173,6 +174,16 @@ class Intercept(str, Enum):
     SAMPLED = "sampled"
     #: ``c = V(0)``, the exact expected recourse without PV (one evaluation of ``n = 0``)
     EXACT_ZERO = "exact_zero"
+
+
+class LowerBoundSource(str, Enum):
+    """Where a lower-bound sample of :func:`spar_statistical_bounds` comes from."""
+
+    #: MIP dual bound of the batch extensive form (paper C (32)–(36))
+    EXTENSIVE_FORM = "extensive_form"
+    #: the batch EF found no incumbent (or bound) within its time limit: the wait-and-see
+    #: value ``Σ_j w_j min_x Q(x, ω_j)``, which is ≤ the batch optimum, hence also valid
+    WAIT_AND_SEE = "wait_and_see"
 
 
 class StopReason(str, Enum):
@@ -821,7 +832,9 @@ class SPARBounds(StatisticalBounds):
     lower_samples : numpy.ndarray, shape (K,)
         EF dual bounds on the batches (objective units).
     lower_incumbents : numpy.ndarray, shape (K,)
-        EF incumbent objectives on the batches (objective units).
+        EF incumbent objectives on the batches (objective units; NaN without incumbent).
+    lower_sources : tuple of LowerBoundSource
+        Where each lower-bound sample comes from (EF dual bound or the wait-and-see fallback).
     estimated_objectives : numpy.ndarray, shape (K,)
         SPAR's own estimates ``V̂(x̂_k)`` (paper C Table II "Obj" is of this kind).
     units : numpy.ndarray of int, shape (K, n_sites)
@@ -837,6 +850,7 @@ class SPARBounds(StatisticalBounds):
     upper_samples: np.ndarray = field(default_factory=lambda: np.zeros(0))
     lower_samples: np.ndarray = field(default_factory=lambda: np.zeros(0))
     lower_incumbents: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    lower_sources: tuple[LowerBoundSource, ...] = ()
     estimated_objectives: np.ndarray = field(default_factory=lambda: np.zeros(0))
     units: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=int))
     spar_seconds: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -857,6 +871,7 @@ class _EfReplication:
     objective: float
     bound: float
     wall_seconds: float
+    source: LowerBoundSource
 
 
 def _problem_state(problem: SPARProblem) -> SPARProblem:
@@ -888,15 +903,43 @@ def _spar_replication(
     )
 
 
+def _wait_and_see_bound(problem: SPARProblem, indices: np.ndarray, options: SolverOptions) -> float:
+    """``Σ_j w_j min_x Q(x, ω_j)`` over a batch (``LowerBoundSource.WAIT_AND_SEE``).
+
+    Each term is a one-scenario extensive form (small; solved without the time limit); its MIP
+    dual bound is used. ``w_j`` are the batch weights of the EF (probabilities renormalized).
+    """
+    unique, inverse = np.unique(np.asarray(indices, dtype=int), return_inverse=True)
+    single = SolverOptions(mip_gap=options.mip_gap, threads=options.threads)
+    bounds = np.array(
+        [
+            solve_extensive_form(problem, single, scenarios=[int(w)]).bound  # type: ignore[arg-type]
+            for w in unique
+        ]
+    )
+    weight = np.asarray(problem.probability, dtype=float)[np.asarray(indices, dtype=int)]
+    return float((weight / weight.sum()) @ bounds[inverse])
+
+
 def _ef_replication(
     problem: SPARProblem, indices: np.ndarray, *, options: SolverOptions
 ) -> _EfReplication:
     t0 = time.perf_counter()
-    res = solve_extensive_form(problem, options, scenarios=indices)  # type: ignore[arg-type]
+    objective, bound = math.nan, math.nan
+    try:
+        res = solve_extensive_form(problem, options, scenarios=indices)  # type: ignore[arg-type]
+        objective, bound = float(res.objective), float(res.bound)
+    except SolverTimeLimitError:
+        pass  # no incumbent within the limit: fall back below
+    source = LowerBoundSource.EXTENSIVE_FORM
+    if not math.isfinite(bound):
+        bound = _wait_and_see_bound(problem, indices, options)
+        source = LowerBoundSource.WAIT_AND_SEE
     return _EfReplication(
-        objective=float(res.objective),
-        bound=float(res.bound),
+        objective=objective,
+        bound=bound,
         wall_seconds=time.perf_counter() - t0,
+        source=source,
     )
 
 
@@ -924,7 +967,11 @@ def spar_statistical_bounds(
       ``x̂_k``; its exact expected recourse over ALL scenarios is the sample ``U_k ≥ z*``.
     * **LB** (paper C (32)–(36)): the extensive form on batch ``k`` (to ``ef_options``); its
       MIP dual bound is the sample ``L_k`` (valid also when the gap is not closed and, for the
-      P2 losses, with the tangent-plane outer approximation, which only lowers it).
+      P2 losses, with the tangent-plane outer approximation, which only lowers it). If the EF
+      finds no incumbent within ``ef_options.time_limit`` (HiGHS then reports no bound), the
+      sample is the batch's wait-and-see value ``Σ_j w_j min_x Q(x, ω_j)`` (one-scenario
+      EFs), a weaker but still valid lower bound of the batch optimum
+      (:class:`LowerBoundSource`).
 
     Intervals: :func:`~gridrecourse.evaluation.bounds.statistical_bounds` (t-quantile for
     ``K < 30``); ``gap = UB.high − LB.low``, ``gap_pct`` relative to the mean UB sample.
@@ -1011,6 +1058,7 @@ def spar_statistical_bounds(
         upper_samples=upper,
         lower_samples=lower,
         lower_incumbents=np.array([r.objective for r in ef_runs]),
+        lower_sources=tuple(r.source for r in ef_runs),
         estimated_objectives=np.array([r.estimated_objective for r in spar_runs]),
         units=np.vstack([r.units for r in spar_runs]),
         spar_seconds=np.array([r.learn_seconds for r in spar_runs]),
