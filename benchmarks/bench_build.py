@@ -55,18 +55,28 @@ def main(argv: list[str] | None = None) -> int:
     rows = {}
     for name in FEEDERS:
         seconds, nodes, n_rows = build_seconds(name, args.repeat)
-        rows[name] = {"build_seconds": seconds, "n_nodes": nodes, "n_rows": n_rows,
-                      "us_per_node": 1e6 * seconds / nodes}
+        rows[name] = {
+            "build_seconds": seconds,
+            "n_nodes": nodes,
+            "n_rows": n_rows,
+            "us_per_node": 1e6 * seconds / nodes,
+        }
     ratio = rows["ieee9500"]["us_per_node"] / rows["ieee123"]["us_per_node"]
-    summary = {"feeders": rows, "time_per_node_ratio_9500_over_123": ratio,
-               "max_ratio": MAX_RATIO, "linear": ratio <= MAX_RATIO}
+    summary = {
+        "feeders": rows,
+        "time_per_node_ratio_9500_over_123": ratio,
+        "max_ratio": MAX_RATIO,
+        "linear": ratio <= MAX_RATIO,
+    }
     if args.json:
         print(json.dumps(summary))
     else:
         print(f"{'feeder':<10} {'nodes':>7} {'LP rows':>9} {'build s':>9} {'us/node':>9}")
         for name, r in rows.items():
-            print(f"{name:<10} {r['n_nodes']:>7} {r['n_rows']:>9} {r['build_seconds']:>9.3f} "
-                  f"{r['us_per_node']:>9.1f}")
+            print(
+                f"{name:<10} {r['n_nodes']:>7} {r['n_rows']:>9} {r['build_seconds']:>9.3f} "
+                f"{r['us_per_node']:>9.1f}"
+            )
         print(f"time-per-node ratio ieee9500/ieee123 = {ratio:.2f} (must be <= {MAX_RATIO})")
     return 0 if ratio <= MAX_RATIO else 1
 

@@ -136,10 +136,45 @@ def build_problem(
 # ------------------------------------------------------------------------------ methods
 
 
+def reused_ef(table: str, problem: PVSitingProblem, args: argparse.Namespace) -> MethodRun | None:
+    """The EF row of ``table`` from a previous run's JSON (``--ef-from``), if it matches.
+
+    The EF does not depend on SPAR's settings, and on the large table it takes an hour: a
+    previous ``--json`` output of this script on the same table (same scenario count and
+    scenario seed) is reused instead of solving it again; the row says where it came from.
+    """
+    if not args.ef_from:
+        return None
+    with open(args.ef_from, encoding="utf-8") as fh:
+        previous = json.load(fh)
+    row = previous.get("tables", {}).get(table, {}).get("methods", {}).get("ef")
+    prev_args = parse_args(previous.get("argv", []))
+    if (
+        row is None
+        or previous["tables"][table].get("n_scenarios") != problem.n_scenarios
+        or prev_args.scenario_seed != args.scenario_seed
+    ):
+        log(f"--ef-from {args.ef_from}: no matching EF row for table {table}; solving the EF")
+        return None
+    extra = {k: v for k, v in row.items() if k not in ("method", "objective", "wall_seconds")}
+    extra.pop("gap_pct", None)
+    extra["reused_from"] = args.ef_from
+    extra["bound"] = math.nan if extra.get("bound") is None else extra["bound"]
+    log(f"EF of table {table} reused from {args.ef_from}: {row['objective']}")
+    return MethodRun("ef", float(row["objective"]), float(row["wall_seconds"]), math.nan, extra)
+
+
 def run_ef(
-    problem: PVSitingProblem, args: argparse.Namespace, executor: Executor, time_limit: float
+    problem: PVSitingProblem,
+    args: argparse.Namespace,
+    executor: Executor,
+    time_limit: float,
+    table: str = "",
 ) -> MethodRun:
     """EF to ``--ef-gap`` within ``time_limit``; exact evaluation of its first stage."""
+    previous = reused_ef(table, problem, args)
+    if previous is not None:
+        return previous
     log(f"EF on {problem.n_scenarios} scenarios (gap {args.ef_gap}, limit {time_limit:.0f} s)")
     t0 = time.perf_counter()
     try:
@@ -212,6 +247,12 @@ def spar_record(res: SPARResult, seed: int, reference: float) -> dict[str, Any]:
         "expected_penalty": res.evaluation.expected_penalty if res.evaluation else math.nan,
         "n_sited": int(np.sum(res.decision.units > 0)),
         "total_kw": res.decision.total_kw,
+        # plain SPAR's own decision (before polishing) and the polish rounds evaluated
+        "learned_objective": res.polish_objectives[0] if res.polish_objectives else res.objective,
+        "learned_gap_pct": pct(
+            res.polish_objectives[0] if res.polish_objectives else res.objective, reference
+        ),
+        "polish_decisions_evaluated": len(res.polish_objectives),
     }
 
 
@@ -244,6 +285,7 @@ def run_spar_seeds(
         "objective_max": float(objs.max()),
         "gap_pct_max": float(np.nanmax(gaps)) if np.isfinite(gaps).any() else math.nan,
         "approximation_accuracy": float(np.mean([r["approximation_accuracy"] for r in runs])),
+        "learned_gap_pct_mean": float(np.mean([r["learned_gap_pct"] for r in runs])),
         "iterations": float(np.mean([r["iterations"] for r in runs])),
         "seconds_per_iteration": float(np.mean([r["seconds_per_iteration"] for r in runs])),
         "config": _config_dict(config),
@@ -316,10 +358,12 @@ def _config_dict(config: SPARConfig) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ tables
 
 
-def table_p1_96(args, executor, objective=SitingObjective.VOLTAGE_DEVIATION) -> dict:
+def table_p1_96(
+    args, executor, objective=SitingObjective.VOLTAGE_DEVIATION, table: str = "p1_96"
+) -> dict:
     n = args.small_scenarios
     problem = build_problem("ieee123", n, objective, args.scenario_seed)
-    ef = run_ef(problem, args, executor, args.ef_small_time_limit)
+    ef = run_ef(problem, args, executor, args.ef_small_time_limit, table)
     reference, kind = ef_reference(ef)
     ef.gap_pct = pct(ef.objective, reference)
     spar = run_spar_seeds(problem, SPARConfig(), args.seed_list, reference, executor)
@@ -346,7 +390,7 @@ def table_p1_96(args, executor, objective=SitingObjective.VOLTAGE_DEVIATION) -> 
 
 
 def table_p2_96(args, executor) -> dict:
-    return table_p1_96(args, executor, SitingObjective.LOSSES)
+    return table_p1_96(args, executor, SitingObjective.LOSSES, "p2_96")
 
 
 def table_p1_1200(args, executor) -> dict:
@@ -354,12 +398,15 @@ def table_p1_1200(args, executor) -> dict:
     problem = build_problem("ieee123", n, SitingObjective.VOLTAGE_DEVIATION, args.scenario_seed)
     ef = None
     if not args.skip_large_ef:
-        ef = run_ef(problem, args, executor, args.ef_time_limit)
+        ef = run_ef(problem, args, executor, args.ef_time_limit, "p1_1200")
     reference, kind = ef_reference(ef)
     if ef is not None:
         ef.gap_pct = pct(ef.objective, reference)
     spar = run_spar_seeds(problem, SPARConfig(), args.seed_list, reference, executor)
     spar.extra["target_seconds_per_seed"] = 120.0
+    if ef is not None and math.isfinite(ef.objective):
+        for row in [spar.extra, *spar.extra["per_seed"]]:
+            row["gap_to_ef_incumbent_pct"] = pct(row.get("objective", spar.objective), ef.objective)
     batched = spar_batch_runs(problem, args, reference, executor)
     bounds = []
     for batch in [] if args.skip_bounds else args.batch_size_list:
@@ -639,6 +686,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ef-time-limit", type=float, default=3600.0, help="EF, large table [s]")
     p.add_argument("--ef-small-time-limit", type=float, default=3600.0, help="EF, 96 [s]")
     p.add_argument("--skip-large-ef", action="store_true", help="no EF on the large table")
+    p.add_argument(
+        "--ef-from",
+        default=None,
+        metavar="JSON",
+        help="reuse the EF rows of a previous --json output (same tables and scenario seed)",
+    )
     p.add_argument("--batch-sizes", default="50,100,150,200")
     p.add_argument("--replications", type=int, default=5, help="K of the SAA bounds")
     p.add_argument("--skip-bounds", action="store_true", help="no SAA bounds (p1_1200)")

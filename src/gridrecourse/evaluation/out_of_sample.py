@@ -105,6 +105,15 @@ def _build_state(problem: TwoStageProblem) -> SecondStageModel:
     return problem.build_second_stage()
 
 
+def recourse_state_factory(problem: TwoStageProblem) -> functools.partial[SecondStageModel]:
+    """The executor ``state_factory`` of the recourse model of ``problem``.
+
+    Every caller that maps scenario solves over an executor with this factory shares the
+    models the workers already built (the executor caches state by the factory's pickle).
+    """
+    return functools.partial(_build_state, problem)
+
+
 def _solve_scenario(
     model: SecondStageModel, scenario: int, *, x: np.ndarray, options: SolverOptions
 ) -> SecondStageResult:
@@ -167,7 +176,7 @@ def evaluate_first_stage(
         results: list[SecondStageResult] = ex.map(
             functools.partial(_solve_scenario, x=x, options=options),
             [int(i) for i in idx],
-            state_factory=functools.partial(_build_state, problem),
+            state_factory=recourse_state_factory(problem),
             desc=desc,
             progress=progress,
         )
