@@ -71,15 +71,32 @@ def test_default_feeder_validates(tmp_path, capsys):
 
 
 EXPAND_KEYS = {
-    "method", "task_loss", "prediction_mse", "total_loss", "test_coverage", "realized_cost",
-    "capacity_kwh_total", "wall_seconds",
+    "method",
+    "task_loss",
+    "prediction_mse",
+    "total_loss",
+    "test_coverage",
+    "realized_cost",
+    "capacity_kwh_total",
+    "wall_seconds",
 }
 
 
 @pytest.mark.shared
 def test_expand_is_wired_into_the_main_cli(feeder_dir, tmp_path, capsys):
-    code = main(["expand", "ieee13", "--method", "eto", "--epochs", "3", "--json",
-                 "--out", str(tmp_path / "x")])
+    code = main(
+        [
+            "expand",
+            "ieee13",
+            "--method",
+            "eto",
+            "--epochs",
+            "3",
+            "--json",
+            "--out",
+            str(tmp_path / "x"),
+        ]
+    )
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
     assert EXPAND_KEYS <= summary.keys()

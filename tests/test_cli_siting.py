@@ -14,8 +14,9 @@ REQUIRED_KEYS = {"method", "status", "objective", "wall_seconds", "n_scenarios",
 @pytest.mark.shared
 def test_siting_ef_json_and_run_folder(feeder_dir, tmp_path, capsys):
     out = tmp_path / "ef"
-    code = main(["siting", "ieee13", "--scenarios", "24", "--method", "ef", "--json",
-                 "--out", str(out)])
+    code = main(
+        ["siting", "ieee13", "--scenarios", "24", "--method", "ef", "--json", "--out", str(out)]
+    )
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
     assert REQUIRED_KEYS <= summary.keys()
@@ -33,8 +34,21 @@ def test_siting_ef_json_and_run_folder(feeder_dir, tmp_path, capsys):
 @pytest.mark.shared
 def test_siting_spar_json_reports_iterations_and_accuracy(feeder_dir, tmp_path, capsys):
     out = tmp_path / "spar"
-    code = main(["siting", "ieee13", "--scenarios", "24", "--method", "spar",
-                 "--max-iterations", "30", "--json", "--out", str(out)])
+    code = main(
+        [
+            "siting",
+            "ieee13",
+            "--scenarios",
+            "24",
+            "--method",
+            "spar",
+            "--max-iterations",
+            "30",
+            "--json",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
     assert REQUIRED_KEYS | {"iterations", "approximation_accuracy"} <= summary.keys()
@@ -45,8 +59,21 @@ def test_siting_spar_json_reports_iterations_and_accuracy(feeder_dir, tmp_path, 
 
 @pytest.mark.shared
 def test_siting_ph_json(feeder_dir, tmp_path, capsys):
-    code = main(["siting", "ieee13", "--scenarios", "24", "--method", "ph",
-                 "--max-iterations", "5", "--json", "--out", str(tmp_path / "ph")])
+    code = main(
+        [
+            "siting",
+            "ieee13",
+            "--scenarios",
+            "24",
+            "--method",
+            "ph",
+            "--max-iterations",
+            "5",
+            "--json",
+            "--out",
+            str(tmp_path / "ph"),
+        ]
+    )
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
     assert REQUIRED_KEYS | {"iterations", "converged"} <= summary.keys()

@@ -517,8 +517,6 @@ def test_mini_batches_on_a_process_pool_match_in_process(tiny):
     with make_executor(ExecutorKind.PROCESS, n_workers=2) as ex:
         parallel = solve_spar(prob, cfg, executor=ex)
     assert [h.scenarios for h in parallel.history] == [h.scenarios for h in reference.history]
-    assert [tuple(h.units) for h in parallel.history] == [
-        tuple(h.units) for h in reference.history
-    ]
+    assert [tuple(h.units) for h in parallel.history] == [tuple(h.units) for h in reference.history]
     assert parallel.slopes == pytest.approx(reference.slopes, abs=1e-12)
     assert parallel.objective == pytest.approx(reference.objective, rel=1e-12)
