@@ -476,7 +476,7 @@ class SPARResult:
         ``learn_seconds``).
     polish_objectives : tuple of float
         Exact objectives of the decisions visited by the polish rounds, the learned one first
-        (empty without polishing).
+        (empty without polishing); over the ``scenarios`` batch when one was given.
     """
 
     decision: Any
@@ -665,13 +665,14 @@ def _evaluate_with_repair(
     final: FirstStageSolution,
     executor: Executor,
     options: SolverOptions | None,
+    scenarios: np.ndarray | None = None,
 ) -> tuple[FirstStageSolution, OutOfSampleResult]:
-    """Exact evaluation of ``final``; infeasible scenarios add cuts and the first stage is
-    re-solved (at most ``max_repair_rounds`` times)."""
+    """Exact evaluation of ``final`` (on ``scenarios``, default all); infeasible scenarios add
+    cuts and the first stage is re-solved (at most ``max_repair_rounds`` times)."""
     evaluation = None
     for _ in range(stages.config.max_repair_rounds + 1):
         x_hat = problem.first_stage_vector(final.units, final.sited)
-        evaluation = _evaluate(problem, x_hat, executor, options)
+        evaluation = _evaluate(problem, x_hat, executor, options, scenarios)
         if evaluation.n_infeasible == 0 or not evaluation.cuts:
             break
         for c in evaluation.cuts:
@@ -688,6 +689,7 @@ def _evaluate_and_polish(
     final: FirstStageSolution,
     executor: Executor,
     options: SolverOptions | None,
+    scenarios: np.ndarray | None = None,
 ) -> tuple[FirstStageSolution, OutOfSampleResult, list[float]]:
     """Exact evaluation of the learned decision, then ``polish_rounds`` full-gradient rounds.
 
@@ -701,7 +703,9 @@ def _evaluate_and_polish(
     -------
     (decision, its evaluation, exact objectives of the evaluated decisions, learned one first)
     """
-    final, evaluation = _evaluate_with_repair(problem, stages, slopes, final, executor, options)
+    final, evaluation = _evaluate_with_repair(
+        problem, stages, slopes, final, executor, options, scenarios
+    )
     rounds = stages.config.polish_rounds
     if rounds == 0:
         return final, evaluation, []
@@ -723,7 +727,7 @@ def _evaluate_and_polish(
             break
         seen.add(key)
         current, current_eval = _evaluate_with_repair(
-            problem, stages, slopes, proposal, executor, options
+            problem, stages, slopes, proposal, executor, options, scenarios
         )
         objectives.append(float(current_eval.expected_objective))
         if current_eval.expected_objective < best[1].expected_objective:
@@ -761,8 +765,16 @@ def _evaluate(
     x: np.ndarray,
     executor: Executor | None,
     options: SolverOptions | None,
+    scenarios: np.ndarray | None = None,
 ) -> OutOfSampleResult:
-    return evaluate_first_stage(problem, x, executor=executor, options=options, desc=None)  # type: ignore[arg-type]
+    return evaluate_first_stage(
+        problem,  # type: ignore[arg-type]
+        x,
+        scenarios=scenarios,
+        executor=executor,
+        options=options,
+        desc=None,
+    )
 
 
 # ------------------------------------------------------------------------------ driver
@@ -934,10 +946,24 @@ def solve_spar(
         ex = InProcessExecutor() if own else executor
         try:
             # the polish works on a copy: ``slopes`` stay the learned function (Fig. 2, accuracy)
-            final, evaluation, polish = _evaluate_and_polish(
-                problem, stages, slopes, final, ex, options
-            )
-            if polish:
+            if scenarios is None:
+                final, evaluation, polish = _evaluate_and_polish(
+                    problem, stages, slopes, final, ex, options
+                )
+            else:
+                # a SAA batch: polish on the batch (the problem SPAR learns), then evaluate
+                # the chosen decision on ALL scenarios
+                if cfg.polish_rounds > 0:
+                    batch = np.asarray(scenarios, dtype=int)
+                    final, _, polish = _evaluate_and_polish(
+                        problem, stages, slopes, final, ex, options, batch
+                    )
+                    learn_seconds = time.perf_counter() - t_start
+                    t_eval = time.perf_counter()
+                final, evaluation = _evaluate_with_repair(
+                    problem, stages, slopes, final, ex, options
+                )
+            if polish and scenarios is None:
                 # the polish rounds are part of the method: their exact evaluations chose n̂
                 learn_seconds = time.perf_counter() - t_start
                 t_eval = time.perf_counter()
