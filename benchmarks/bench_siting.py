@@ -47,7 +47,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -335,7 +335,7 @@ def spar_batch_runs(
         runs.append(
             run_spar_seeds(
                 problem,
-                SPARConfig(scenarios_per_iteration=batch),
+                spar_config(args, scenarios_per_iteration=batch),
                 args.seed_list,
                 reference,
                 executor,
@@ -346,9 +346,14 @@ def spar_batch_runs(
 
 
 def _with_seed(config: SPARConfig, seed: int) -> SPARConfig:
-    from dataclasses import replace
-
     return replace(config, seed=seed)
+
+
+def spar_config(args: argparse.Namespace, **settings: Any) -> SPARConfig:
+    """SPAR settings of a table: the defaults, ``--polish-rounds`` if given, then ``settings``."""
+    if args.polish_rounds is not None:
+        settings.setdefault("polish_rounds", args.polish_rounds)
+    return SPARConfig(**settings)
 
 
 def _config_dict(config: SPARConfig) -> dict[str, Any]:
@@ -366,7 +371,7 @@ def table_p1_96(
     ef = run_ef(problem, args, executor, args.ef_small_time_limit, table)
     reference, kind = ef_reference(ef)
     ef.gap_pct = pct(ef.objective, reference)
-    spar = run_spar_seeds(problem, SPARConfig(), args.seed_list, reference, executor)
+    spar = run_spar_seeds(problem, spar_config(args), args.seed_list, reference, executor)
     methods = [ef, spar, *spar_batch_runs(problem, args, reference, executor)]
     if objective is SitingObjective.LOSSES:
         for run in methods[1:]:
@@ -402,7 +407,7 @@ def table_p1_1200(args, executor) -> dict:
     reference, kind = ef_reference(ef)
     if ef is not None:
         ef.gap_pct = pct(ef.objective, reference)
-    spar = run_spar_seeds(problem, SPARConfig(), args.seed_list, reference, executor)
+    spar = run_spar_seeds(problem, spar_config(args), args.seed_list, reference, executor)
     spar.extra["target_seconds_per_seed"] = 120.0
     if ef is not None and math.isfinite(ef.objective):
         for row in [spar.extra, *spar.extra["per_seed"]]:
@@ -414,7 +419,7 @@ def table_p1_1200(args, executor) -> dict:
         try:
             b = spar_statistical_bounds(
                 problem,
-                SPARConfig(seed=args.bounds_seed),
+                spar_config(args, seed=args.bounds_seed),
                 batch_size=batch,
                 n_replications=args.replications,
                 executor=executor,
@@ -473,7 +478,7 @@ def table_rules(args, executor) -> dict:
     for rule in StepRule:
         run = run_spar_seeds(
             problem,
-            SPARConfig(step_rule=rule),
+            spar_config(args, step_rule=rule),
             args.seed_list,
             reference,
             executor,
@@ -560,7 +565,8 @@ def table_ieee9500(args, executor) -> dict:
         "ieee9500", n, SitingObjective.VOLTAGE_DEVIATION, args.scenario_seed, taps
     )
     seeds = args.seed_list[: args.seeds_9500]
-    spar = run_spar_seeds(problem, SPARConfig(), seeds, math.nan, executor)
+    config_9500 = spar_config(args, polish_rounds=args.polish_9500)
+    spar = run_spar_seeds(problem, config_9500, seeds, math.nan, executor)
     spar.extra["target_seconds_per_seed"] = 900.0
     out: dict[str, Any] = {
         "feeder": "ieee9500",
@@ -584,7 +590,7 @@ def table_ieee9500(args, executor) -> dict:
         for batch in args.batch_size_list:
             b = spar_statistical_bounds(
                 problem,
-                SPARConfig(seed=args.bounds_seed),
+                replace(config_9500, seed=args.bounds_seed),
                 batch_size=batch,
                 n_replications=args.replications,
                 executor=executor,
@@ -704,6 +710,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=TapSetting.OPENDSS.value,
         help="ieee9500 regulator taps (default opendss: at tap 1.0 the feeder sags far below "
         "0.95 p.u. and the P1 objective is ~96 %% soft-limit penalty)",
+    )
+    p.add_argument(
+        "--polish-rounds",
+        type=int,
+        default=None,
+        help="SPAR polish rounds on the ieee123 tables (default: SPARConfig's; 0 = plain SPAR)",
+    )
+    p.add_argument(
+        "--polish-9500",
+        type=int,
+        default=2,
+        help="SPAR polish rounds on the ieee9500 (each one evaluates all scenarios)",
     )
     p.add_argument("--ratio-iterations", type=int, default=40)
     p.add_argument("--reference", type=float, default=None, help="gap reference for 'rules'")
