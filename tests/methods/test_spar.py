@@ -409,6 +409,14 @@ def test_statistical_bounds_bracket_the_extensive_form_optimum():
     ev = evaluate_first_stage(prob, prob.first_stage_vector(bounds.units[k]), desc=None)
     assert bounds.upper_samples[k] == pytest.approx(ev.expected_objective, rel=1e-9)
     assert bounds.lower_sources == (LowerBoundSource.EXTENSIVE_FORM,) * 4
+    # LP-relaxation lower bounds: same batches, each sample at most the batch EF's bound
+    relaxed_options = replace(EXACT, relax_integrality=True)
+    relaxed = spar_statistical_bounds(
+        prob, cfg, batch_size=6, n_replications=4, ef_options=relaxed_options
+    )
+    assert relaxed.lower_sources == (LowerBoundSource.RELAXATION,) * 4
+    assert np.all(relaxed.lower_samples <= bounds.lower_samples + 1e-9)
+    assert np.all(relaxed.lower_samples > 0) and relaxed.lower.low <= z_star
 
 
 def test_lower_bound_falls_back_to_wait_and_see_without_an_incumbent(monkeypatch):

@@ -274,6 +274,7 @@ class LinearModel:
         if options.time_limit is not None:
             h.setOptionValue("time_limit", float(options.time_limit))
         h.setOptionValue("mip_rel_gap", float(options.mip_gap))
+        h.setOptionValue("solve_relaxation", bool(options.relax_integrality))
         _use_threads(h, options.threads)
         t0 = time.perf_counter()
         h.run()
@@ -300,11 +301,11 @@ class LinearModel:
             status=h.modelStatusToString(status),
             solve_seconds=seconds,
             mip_gap=float(info.mip_gap) if np.isfinite(info.mip_gap) else 0.0,
-            dual_bound=self._dual_bound(h, info, status),
+            dual_bound=self._dual_bound(h, info, status, options.relax_integrality),
         )
 
-    def _dual_bound(self, h: highspy.Highs, info, status) -> float:
-        if self._integer and np.concatenate(self._integer).any():
+    def _dual_bound(self, h: highspy.Highs, info, status, relaxed: bool = False) -> float:
+        if self._integer and np.concatenate(self._integer).any() and not relaxed:
             bound = float(info.mip_dual_bound)
             return bound if np.isfinite(bound) else float("nan")
         if status == highspy.HighsModelStatus.kOptimal:

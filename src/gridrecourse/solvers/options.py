@@ -19,9 +19,13 @@ class SolverOptions:
         Solver threads (None: solver default).
     verbose : bool
         Print the solver log.
+    relax_integrality : bool
+        Solve the continuous relaxation of a MIP (HiGHS ``solve_relaxation``); its optimum is
+        then a lower bound of the MIP's (minimization) and is reported as the dual bound.
     """
 
     time_limit: float | None = None
     mip_gap: float = 1e-4
     threads: int | None = None
     verbose: bool = False
+    relax_integrality: bool = False
