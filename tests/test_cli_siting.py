@@ -53,6 +53,9 @@ def test_siting_spar_json_reports_iterations_and_accuracy(feeder_dir, tmp_path, 
     summary = json.loads(capsys.readouterr().out)
     assert REQUIRED_KEYS | {"iterations", "approximation_accuracy"} <= summary.keys()
     assert 1 <= summary["iterations"] <= 30
+    # polishing (default) keeps the best exactly evaluated decision: never above SPAR's own
+    assert summary["polish_decisions_evaluated"] >= 1
+    assert summary["objective"] <= summary["learned_objective"] * (1 + 1e-12)
     assert (out / "learned_value_functions.png").is_file()
     assert (out / "history.csv").is_file()
 

@@ -80,6 +80,12 @@ def add_siting_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--time-limit", type=float, default=None, help="EF solver limit (s)")
     p.add_argument("--mip-gap", type=float, default=1e-4)
     p.add_argument("--max-iterations", type=int, default=None, help="SPAR/PH iteration cap")
+    p.add_argument(
+        "--polish-rounds",
+        type=int,
+        default=None,
+        help="SPAR: full-gradient rounds after learning (default 20; 0 = paper C's plain SPAR)",
+    )
     p.add_argument("--bounds", action="store_true", help="SPAR: SAA statistical bounds")
     p.add_argument("--batch-size", type=int, default=24, help="bounds: scenarios per batch")
     p.add_argument("--replications", type=int, default=5, help="bounds: replications")
@@ -142,11 +148,12 @@ def run_siting(args: argparse.Namespace) -> dict:
         else:
             from gridrecourse.methods.spar import SPARConfig, solve_spar, spar_statistical_bounds
 
-            spar_config = (
-                SPARConfig(seed=args.seed)
-                if args.max_iterations is None
-                else SPARConfig(seed=args.seed, max_iterations=args.max_iterations)
-            )
+            settings: dict[str, int] = {"seed": args.seed}
+            if args.max_iterations is not None:
+                settings["max_iterations"] = args.max_iterations
+            if args.polish_rounds is not None:
+                settings["polish_rounds"] = args.polish_rounds
+            spar_config = SPARConfig(**settings)
             spar = solve_spar(problem, spar_config, executor=executor, options=options)
             decision, status = spar.decision, spar.stop_reason.value
             evaluation = spar.evaluation  # n̂ already evaluated exactly on all scenarios
@@ -157,6 +164,10 @@ def run_siting(args: argparse.Namespace) -> dict:
                 "estimated_objective": spar.estimated_objective,
                 "seconds_per_iteration": spar.seconds_per_iteration,
                 "n_cuts": spar.n_cuts,
+                "learned_objective": spar.polish_objectives[0]
+                if spar.polish_objectives
+                else spar.objective,
+                "polish_decisions_evaluated": len(spar.polish_objectives),
             }
             if args.bounds:
                 progress(f"statistical bounds: {args.replications} x {args.batch_size} scenarios")
