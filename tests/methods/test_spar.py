@@ -528,3 +528,25 @@ def test_mini_batches_on_a_process_pool_match_in_process(tiny):
     assert [tuple(h.units) for h in parallel.history] == [tuple(h.units) for h in reference.history]
     assert parallel.slopes == pytest.approx(reference.slopes, abs=1e-12)
     assert parallel.objective == pytest.approx(reference.objective, rel=1e-12)
+
+
+def test_two_sided_updates_and_first_observation_initialization(tiny):
+    prob, _, _ = tiny
+    both = solve_spar(prob, SPARConfig(seed=1, update_sides="both", max_iterations=20))
+    big_l = both.slopes.shape[1]
+    left_updates = sum(int(np.sum((h.units > 0) & (h.units < big_l))) for h in both.history)
+    assert both.visits.sum() == 3 * both.iterations + left_updates
+    assert np.all(np.diff(both.slopes, axis=1) >= -1e-12)
+    one = solve_spar(
+        prob,
+        SPARConfig(
+            seed=1,
+            slope_initialization="first_observation",
+            exploration_iterations=0,
+            max_iterations=1,
+            evaluate=False,
+        ),
+    )
+    # one observation per site, copied over the whole row: every v_i is linear
+    assert np.all(one.slopes == one.slopes[:, :1])
+    assert np.any(one.slopes != 0.0)

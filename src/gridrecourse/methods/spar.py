@@ -662,6 +662,17 @@ class _Stages:
         return 1
 
 
+def _left_segments(units: np.ndarray, max_units: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sites with ``0 < n_i < L`` and the index ``n_i − 1`` of their left segment.
+
+    Read by :func:`update` as points whose right segment is ``u_i(n_i − 1)`` (at ``n_i = L``
+    the right-segment update already falls back to the left one).
+    """
+    n = np.asarray(units, dtype=np.intp)
+    sites = np.flatnonzero((n > 0) & (n < max_units))
+    return sites, n[sites] - 1
+
+
 def _evaluate_with_repair(
     problem: SPARProblem,
     stages: _Stages,
@@ -722,9 +733,8 @@ def _evaluate_and_polish(
             break
         ghat = problem.slopes_per_unit(current_eval.expected_subgradient)
         slopes = update(slopes, None, current.units, ghat, 1.0)
-        units = np.asarray(current.units)
-        left = np.flatnonzero((units > 0) & (units < stages.max_units))
-        slopes = update(slopes, left, units[left] - 1, ghat[left], 1.0)
+        left, kl = _left_segments(current.units, stages.max_units)
+        slopes = update(slopes, left, kl, ghat[left], 1.0)
         proposal = stages.solve_first(slopes, explore=False)
         key = tuple(int(u) for u in proposal.units)
         if key in seen:
@@ -886,9 +896,7 @@ def solve_spar(
             else:
                 slopes = update(slopes, None, sol.units, ghat, alpha)
             if cfg.update_sides is UpdateSides.BOTH:
-                units = np.asarray(sol.units)
-                left = np.flatnonzero((units > 0) & (units < big_l))
-                kl = units[left] - 1
+                left, kl = _left_segments(sol.units, big_l)
                 visits[left, kl] += 1
                 alpha_left = (
                     step_sizes(cfg.step_rule, visits[left, kl], cfg.step_constant)
