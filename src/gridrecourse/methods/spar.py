@@ -1132,9 +1132,15 @@ def _ef_replication(
     if options.relax_integrality:
         ef = build_extensive_form(problem, scenarios=indices)  # type: ignore[arg-type]
         relaxed = ef.model.solve(options)
+        if not math.isfinite(relaxed.dual_bound):  # stopped early: no valid bound
+            raise SolverTimeLimitError(
+                f"LP relaxation of the batch extensive form ({len(indices)} scenarios) "
+                f"ended with status {relaxed.status!r} within {options.time_limit} s: no "
+                "valid lower bound; raise the batch EF time limit"
+            )
         return _EfReplication(
             objective=math.nan,
-            bound=float(relaxed.objective),
+            bound=float(relaxed.dual_bound),
             wall_seconds=time.perf_counter() - t0,
             source=LowerBoundSource.RELAXATION,
         )
