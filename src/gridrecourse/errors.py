@@ -64,4 +64,15 @@ class InfeasibleModelError(SolverError):
 
 
 class SolverTimeLimitError(SolverError):
-    """The solver hit its time limit without an acceptable solution."""
+    """The solver hit its time limit without an acceptable solution.
+
+    Attributes
+    ----------
+    dual_bound : float
+        The MIP dual bound reached (objective units; NaN when unknown): still a valid lower
+        bound of a minimization when no incumbent was found.
+    """
+
+    def __init__(self, message: str, dual_bound: float = float("nan")) -> None:
+        super().__init__(message)
+        self.dual_bound = float(dual_bound)

@@ -153,3 +153,13 @@ def test_ieee123_ef_p1_with_24_bundled_scenarios(feeder_dir):
         f"(no PV {none.expected_objective:.4f}), bound {res.bound:.4f}, gap {res.gap:.2e}, "
         f"{res.decision.total_kw:.0f} kW at {res.decision.units_by_bus()}"
     )
+
+
+def test_mip_start_keeps_the_optimum_and_checks_its_size():
+    prob = tiny_problem()
+    values = brute_force(prob)
+    worst = max(values, key=values.get)
+    res = solve_extensive_form(prob, EXACT, start=prob.first_stage_vector(np.array(worst)))
+    assert res.objective == pytest.approx(min(values.values()), rel=1e-9)
+    with pytest.raises(ValueError, match="first stage"):
+        solve_extensive_form(prob, EXACT, start=np.zeros(1))

@@ -27,3 +27,15 @@ def test_mip_and_its_relaxation_on_the_same_model():
     assert relaxed.dual_bound == pytest.approx(-1.5)  # the relaxation bounds the MIP from below
     again = model.solve(SolverOptions(mip_gap=0.0))  # the option does not stick to the model
     assert again.objective == pytest.approx(-1.0)
+
+
+def test_partial_mip_start_and_bound_on_time_limit():
+    model = knapsack()
+    xy = model.variables["xy"]
+    model.set_start({xy: np.array([1.0, 0.0])})
+    sol = model.solve(SolverOptions(mip_gap=0.0))
+    assert sol.objective == pytest.approx(-1.0)
+    with pytest.raises(ValueError, match="2 finite values"):
+        model.set_start({xy: np.array([np.nan, 0.0])})
+    model.set_start(None)
+    assert model.solve(SolverOptions(mip_gap=0.0)).objective == pytest.approx(-1.0)

@@ -56,7 +56,7 @@ from typing import Generic, TypeVar
 import numpy as np
 import scipy.sparse as sp
 
-from gridrecourse.errors import GridRecourseError
+from gridrecourse.errors import GridRecourseError, SolverTimeLimitError
 from gridrecourse.problems.base import (
     SolveStatus,
     StackedBlocks,
@@ -373,6 +373,7 @@ def solve_extensive_form(
     *,
     scenarios: Sequence[int] | np.ndarray | None = None,
     tangent_points: int = DEFAULT_TANGENT_POINTS,
+    start: np.ndarray | None = None,
 ) -> ExtensiveFormResult[D]:
     """Build and solve the extensive form with HiGHS to ``options.mip_gap`` / ``time_limit``.
 
@@ -386,6 +387,10 @@ def solve_extensive_form(
         Subset of scenarios (SAA batches); probabilities renormalized.
     tangent_points : int
         ``K`` for quadratic recourse (module docstring).
+    start : ndarray, shape (n_x,), optional
+        A first-stage vector given to HiGHS as a partial MIP start (HiGHS completes the
+        recourse by an LP and, if feasible, starts from that incumbent). For large instances
+        where HiGHS finds no incumbent on its own within the time limit.
 
     Returns
     -------
@@ -401,8 +406,24 @@ def solve_extensive_form(
     """
     t0 = time.perf_counter()
     ef = build_extensive_form(problem, scenarios=scenarios, tangent_points=tangent_points)
-    sol = ef.model.solve(options)
     fs, spec = problem.first_stage, problem.second_stage
+    if start is not None:
+        x0 = np.asarray(start, dtype=float).reshape(-1)
+        if x0.size != fs.size:
+            raise ValueError(f"EF start must have the first stage's {fs.size} entries")
+        bounds = np.cumsum([0] + [v.size for v in fs.variables])
+        ef.model.set_start(
+            {
+                ef.first_stage[v.name]: x0[bounds[k] : bounds[k + 1]]
+                for k, v in enumerate(fs.variables)
+            }
+        )
+    try:
+        sol = ef.model.solve(options)
+    except SolverTimeLimitError as exc:  # keep the bound, in the problem's objective units
+        raise SolverTimeLimitError(
+            str(exc), dual_bound=exc.dual_bound + spec.objective_offset
+        ) from exc
     x = np.concatenate([sol.value(ef.first_stage[v.name]) for v in fs.variables])
     integer = fs.integer
     x[integer] = np.round(x[integer])

@@ -144,6 +144,7 @@ class LinearModel:
         self._highs: highspy.Highs | None = None
         self.offset = 0.0
         self._quadratic: dict[str, np.ndarray] = {}
+        self._start: tuple[np.ndarray, np.ndarray] | None = None
 
     def add_variables(
         self, name: str, size: int, lb=0.0, ub=np.inf, cost=0.0, integer: bool = False
@@ -276,6 +277,9 @@ class LinearModel:
         h.setOptionValue("mip_rel_gap", float(options.mip_gap))
         h.setOptionValue("solve_relaxation", bool(options.relax_integrality))
         _use_threads(h, options.threads)
+        if self._start is not None:
+            index, value = self._start
+            h.setSolution(int(index.size), index.astype(np.int32), value.astype(np.float64))
         t0 = time.perf_counter()
         h.run()
         seconds = time.perf_counter() - t0
@@ -287,9 +291,11 @@ class LinearModel:
         if status == highspy.HighsModelStatus.kUnboundedOrInfeasible:
             raise InfeasibleModelError(f"model {self.name!r} is infeasible or unbounded")
         if status == highspy.HighsModelStatus.kTimeLimit and not has_solution:
+            bound = self._dual_bound(h, info, status, options.relax_integrality)
             raise SolverTimeLimitError(
                 f"model {self.name!r}: time limit {options.time_limit} s reached without a "
-                "feasible solution"
+                f"feasible solution (dual bound {bound:.6g})",
+                dual_bound=bound,
             )
         if status not in (highspy.HighsModelStatus.kOptimal, highspy.HighsModelStatus.kTimeLimit):
             raise SolverError(f"model {self.name!r}: HiGHS status {h.modelStatusToString(status)}")
@@ -311,6 +317,34 @@ class LinearModel:
         if status == highspy.HighsModelStatus.kOptimal:
             return float(info.objective_function_value)
         return float("nan")
+
+    def set_start(self, values: dict[VariableBlock, np.ndarray] | None) -> None:
+        """A (partial) MIP start: values of some blocks, given to HiGHS before each solve.
+
+        HiGHS completes a partial start by solving the LP with those columns fixed and uses
+        it as the first incumbent when it is feasible (HiGHS ``setSolution`` with indices).
+        ``None`` removes the start.
+
+        Raises
+        ------
+        ValueError
+            A block of another model, a wrong length or non-finite values.
+        """
+        if values is None:
+            self._start = None
+            return
+        index, value = [], []
+        for block, v in values.items():
+            if self.variables.get(block.name) != block:
+                raise ValueError(f"variable block {block.name!r} does not belong to {self.name!r}")
+            arr = np.asarray(v, dtype=float).reshape(-1)
+            if arr.size != block.size or not np.all(np.isfinite(arr)):
+                raise ValueError(
+                    f"start of {block.name!r} needs {block.size} finite values, got {arr.size}"
+                )
+            index.append(block.indices)
+            value.append(arr)
+        self._start = (np.concatenate(index), np.concatenate(value))
 
     def add_quadratic_cost(self, block: VariableBlock, diagonal) -> None:
         """Add ``Σ_k diagonal_k · x_k²`` over the columns of ``block`` to the objective.
