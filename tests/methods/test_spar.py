@@ -518,6 +518,18 @@ def test_polish_keeps_the_best_exactly_evaluated_decision(tiny):
         assert res.objective == pytest.approx(values[best], rel=1e-9)
 
 
+def test_polish_on_a_subsample_then_exact_on_all(tiny):
+    prob, values, _ = tiny
+    cfg = SPARConfig(seed=0, exploration_iterations=2, max_iterations=3, polish_scenarios=2)
+    res = solve_spar(prob, cfg)
+    assert len(res.polish_objectives) >= 1
+    # the reported objective is the exact value over all 4 scenarios of the chosen decision
+    assert res.objective == pytest.approx(values[units_of(res)], rel=1e-9)
+    assert res.evaluation is not None and res.evaluation.scenario_indices.size == 4
+    with pytest.raises(SPARConfigError, match="polish_scenarios"):
+        SPARConfig(polish_scenarios=0)
+
+
 def test_mini_batches_on_a_process_pool_match_in_process(tiny):
     prob, _, _ = tiny
     cfg = SPARConfig(seed=2, scenarios_per_iteration=3, max_iterations=25)
