@@ -59,20 +59,21 @@ Choices where paper C is silent (our choices, all options of :class:`SPARConfig`
   learned when the other sites had no PV, so on a non-separable feeder it measures the
   separability error as well (IEEE 123, P1: ``Σ_i v_i(n̂_i)`` overstates the improvement
   severalfold). With hard limits ``V(0)`` may be infinite; the accuracy is then NaN.
-* **Polish** (``polish_rounds``, default 20; 0 gives paper C's plain SPAR). The exact
-  evaluation of ``n̂`` over all scenarios yields, for free, the exact expected subgradient of
-  the scenario-average recourse at ``n̂``. A polish round writes it (step 1) into the slopes on
-  BOTH sides of ``n̂_i`` (``u_i(n̂_i − 1)`` and ``u_i(n̂_i)``), re-solves the first stage and
-  evaluates the new decision exactly; rounds stop at a repeated decision and the best
-  evaluated decision is returned. With more than ``polish_scenarios`` (200) scenarios the
-  rounds evaluate on a fixed seeded subsample and only the chosen decision on all (IEEE 123,
-  1200 scenarios: a round then costs 200 recourse solves, not 1200). Why: P1 on a real
-  feeder is far from separable (PV at neighbouring buses substitutes), and the left slopes of ``n̂`` are stale single-scenario
-  observations made when the other sites held different PV; they keep one-scenario SPAR about
-  2 % above the EF optimum (IEEE 123, 96 scenarios, 5 seeds: mean +2.07 %, every seed at the
-  20-site limit while the EF uses 9). Measured with 20 rounds: mean +0.74 % (max +1.12 %),
-  14.5 s per seed against the EF's 250–380 s. Mini-batches alone (``scenarios_per_iteration``
-  32 or 48) reached only +1.4 %; all 96 scenarios per iteration +0.85 % at 55 s.
+* **Polish** (``polish_rounds``, default 20; 0 gives paper C's plain SPAR). The exact evaluation
+  of ``n̂`` over all scenarios yields, for free, the exact expected subgradient of the
+  scenario-average recourse at ``n̂``. A polish round writes it (step 1) into the slopes on BOTH
+  sides of ``n̂_i`` (``u_i(n̂_i − 1)`` and ``u_i(n̂_i)``), re-solves the first stage and
+  evaluates the new decision exactly; rounds stop at a repeated decision and the best evaluated
+  decision is returned. With more than ``polish_scenarios`` (200) scenarios the rounds evaluate
+  on a fixed seeded subsample and only the chosen decision on all (IEEE 123, 1200 scenarios: a
+  round then costs 200 recourse solves, not 1200). Why: P1 on a real feeder is far from
+  separable (PV at neighbouring buses substitutes), and the left slopes of ``n̂`` are stale
+  single-scenario observations made when the other sites held different PV; they keep
+  one-scenario SPAR about 2 % above the EF optimum (IEEE 123, 96 scenarios, 5 seeds: mean +2.07
+  %, every seed at the 20-site limit while the EF uses 9). Measured with 20 rounds: mean +0.74 %
+  (max +1.12 %), 14.5 s per seed against the EF's 250–380 s. Mini-batches alone
+  (``scenarios_per_iteration`` 32 or 48) reached only +1.4 %; all 96 scenarios per iteration
+  +0.85 % at 55 s.
 * **Final repair.** If the exact evaluation of ``n̂`` finds infeasible scenarios (hard limits),
   their Farkas cuts are added and the first stage re-solved (at most ``max_repair_rounds``).
 
