@@ -797,7 +797,7 @@ class SecondStageModel:
         except SolverError:
             if not self.model.is_quadratic:
                 raise
-            sol = self._qp_by_cutting_planes(lb, ub, options)
+            sol = self._cold_qp_or_cutting_planes(lb, ub, options)
         duals = sol.dual(self.linking).copy()
         subgradient = -(self.spec.technology.T @ (scale * duals))
         return SecondStageResult(
@@ -810,6 +810,17 @@ class SecondStageModel:
             solve_seconds=sol.solve_seconds,
             values=sol.x.copy() if keep_values else None,
         )
+
+    def _cold_qp_or_cutting_planes(
+        self, lb: np.ndarray, ub: np.ndarray, options: SolverOptions | None
+    ) -> Solution:
+        """HiGHS's QP solver failed from the warm start: retry it cold, then cutting planes."""
+        self.model.reset()
+        try:
+            return self.model.solve(options)
+        except SolverError:
+            self.model.reset()
+            return self._qp_by_cutting_planes(lb, ub, options)
 
     def _qp_by_cutting_planes(
         self, lb: np.ndarray, ub: np.ndarray, options: SolverOptions | None

@@ -318,6 +318,10 @@ class LinearModel:
             return float(info.objective_function_value)
         return float("nan")
 
+    def reset(self) -> None:
+        """Drop the live HiGHS instance: the next :meth:`solve` starts cold from the model."""
+        self._highs = None
+
     def set_start(self, values: dict[VariableBlock, np.ndarray] | None) -> None:
         """A (partial) MIP start: values of some blocks, given to HiGHS before each solve.
 

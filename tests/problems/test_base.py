@@ -1,0 +1,34 @@
+"""Second-stage recovery when HiGHS's QP solver fails (problems.base)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gridrecourse.errors import SolverError
+from gridrecourse.problems.siting import SitingObjective
+from gridrecourse.solvers.highs import LinearModel
+from siting_cases import tiny_problem
+
+
+def test_failed_warm_qp_is_retried_cold_then_by_cutting_planes(monkeypatch):
+    prob = tiny_problem(SitingObjective.LOSSES)
+    x = prob.first_stage_vector(np.array([1, 0, 1]))
+    reference = prob.build_second_stage().solve(x, 2)
+    original = LinearModel.solve
+    failures = {"left": 1}
+
+    def flaky(self, options=None):
+        if self.is_quadratic and failures["left"] > 0:
+            failures["left"] -= 1
+            raise SolverError("simulated QP failure")
+        return original(self, options)
+
+    monkeypatch.setattr(LinearModel, "solve", flaky)
+    model = prob.build_second_stage()
+    cold = model.solve(x, 2)  # warm attempt fails, the cold retry succeeds
+    assert cold.objective == pytest.approx(reference.objective, rel=1e-9)
+    assert cold.subgradient == pytest.approx(reference.subgradient, rel=1e-6, abs=1e-9)
+    failures["left"] = 2  # warm and cold fail: Kelley's cutting planes on the tangent LP
+    planes = model.solve(x, 2)
+    assert planes.objective == pytest.approx(reference.objective, rel=1e-5)
