@@ -262,7 +262,9 @@ def spar_record(res: SPARResult, seed: int, reference: float) -> dict[str, Any]:
         "n_sited": int(np.sum(res.decision.units > 0)),
         "units": [int(u) for u in res.decision.units],
         "total_kw": res.decision.total_kw,
-        # plain SPAR's own decision (before polishing) and the polish rounds evaluated
+        # plain SPAR's own decision (before polishing), valued on the polish scenarios: all of
+        # them, or SPARConfig.polish_scenarios of them on large sets (then not comparable
+        # with "objective", which is always over all scenarios)
         "learned_objective": res.polish_objectives[0] if res.polish_objectives else res.objective,
         "learned_gap_pct": pct(
             res.polish_objectives[0] if res.polish_objectives else res.objective, reference
