@@ -244,6 +244,7 @@ def ef_reference(ef: MethodRun | None) -> tuple[float, str]:
 
 
 def spar_record(res: SPARResult, seed: int, reference: float) -> dict[str, Any]:
+    learned = res.polish_objectives[0] if res.polish_objectives else res.objective
     return {
         "seed": seed,
         "objective": res.objective,
@@ -265,10 +266,8 @@ def spar_record(res: SPARResult, seed: int, reference: float) -> dict[str, Any]:
         # plain SPAR's own decision (before polishing), valued on the polish scenarios: all of
         # them, or SPARConfig.polish_scenarios of them on large sets (then not comparable
         # with "objective", which is always over all scenarios)
-        "learned_objective": res.polish_objectives[0] if res.polish_objectives else res.objective,
-        "learned_gap_pct": pct(
-            res.polish_objectives[0] if res.polish_objectives else res.objective, reference
-        ),
+        "learned_objective": learned,
+        "learned_gap_pct": pct(learned, reference),
         "polish_decisions_evaluated": len(res.polish_objectives),
     }
 

@@ -671,6 +671,24 @@ class _Stages:
         return 1
 
 
+def _visit(
+    config: SPARConfig,
+    visits: np.ndarray,
+    sites: np.ndarray,
+    slopes: np.ndarray,
+    n_updates: int,
+) -> float | np.ndarray:
+    """Count a visit of the (site, slope) pairs and return their step sizes.
+
+    ``PER_VISIT``: the rule at each pair's visit count (after this visit); ``GLOBAL``: the
+    rule at update ``n_updates + 1`` for all pairs. ``visits`` is updated in place.
+    """
+    visits[sites, slopes] += 1
+    if config.step_counter is StepCounter.PER_VISIT:
+        return step_sizes(config.step_rule, visits[sites, slopes], config.step_constant)
+    return step_size(config.step_rule, n_updates + 1, config.step_constant)
+
+
 def _left_segments(units: np.ndarray, max_units: int) -> tuple[np.ndarray, np.ndarray]:
     """Sites with ``0 < n_i < L`` and the index ``n_i − 1`` of their left segment.
 
@@ -912,26 +930,16 @@ def solve_spar(
             ghat = np.mean([problem.slopes_per_unit(r.subgradient) for r in results], axis=0)
             sample = float(np.mean([r.objective for r in results]))
             k = slope_index(sol.units, big_l)
-            visits[sites, k] += 1
-            alpha: float | np.ndarray = (
-                step_sizes(cfg.step_rule, visits[sites, k], cfg.step_constant)
-                if cfg.step_counter is StepCounter.PER_VISIT
-                else step_size(cfg.step_rule, n_updates + 1, cfg.step_constant)
-            )
+            alpha = _visit(cfg, visits, sites, k, n_updates)
             if n_updates == 0 and (
                 cfg.slope_initialization is SlopeInitialization.FIRST_OBSERVATION
             ):
-                slopes = np.sort(np.broadcast_to(ghat[:, None], slopes.shape), axis=1)
+                slopes = np.repeat(ghat[:, None], big_l, axis=1)
             else:
                 slopes = update(slopes, None, sol.units, ghat, alpha)
             if cfg.update_sides is UpdateSides.BOTH:
                 left, kl = _left_segments(sol.units, big_l)
-                visits[left, kl] += 1
-                alpha_left = (
-                    step_sizes(cfg.step_rule, visits[left, kl], cfg.step_constant)
-                    if cfg.step_counter is StepCounter.PER_VISIT
-                    else step_size(cfg.step_rule, n_updates + 1, cfg.step_constant)
-                )
+                alpha_left = _visit(cfg, visits, left, kl, n_updates)
                 # the point n_i − 1 reads its right segment, i.e. u_i(n_i − 1)
                 slopes = update(slopes, left, kl, ghat[left], alpha_left)
             n_updates += 1
@@ -993,22 +1001,20 @@ def solve_spar(
                 final, evaluation, polish = _evaluate_and_polish(
                     problem, stages, slopes, final, ex, options
                 )
-            else:
-                # a SAA batch or a large set: polish on the batch / a fixed subsample, then
-                # evaluate the chosen decision on ALL scenarios
-                if cfg.polish_rounds > 0:
-                    final, _, polish = _evaluate_and_polish(
-                        problem, stages, slopes, final, ex, options, polish_set
-                    )
+            elif cfg.polish_rounds > 0:
+                # a SAA batch or a large set: polish on the batch / a fixed subsample
+                final, _, polish = _evaluate_and_polish(
+                    problem, stages, slopes, final, ex, options, polish_set
+                )
+            if polish:
+                # the polish rounds are part of the method: their evaluations chose n̂
                 learn_seconds = time.perf_counter() - t_start
                 t_eval = time.perf_counter()
+            if polish_set is not None:
+                # the chosen decision, evaluated on ALL scenarios
                 final, evaluation = _evaluate_with_repair(
                     problem, stages, slopes, final, ex, options
                 )
-            if polish_set is None and polish:
-                # the polish rounds are part of the method: their exact evaluations chose n̂
-                learn_seconds = time.perf_counter() - t_start
-                t_eval = time.perf_counter()
             if exact_zero and baseline_objective is None:
                 zero = problem.first_stage_vector(np.zeros(n_sites, dtype=int))
                 baseline = _evaluate(problem, zero, ex, options).expected_objective
