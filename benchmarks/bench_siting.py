@@ -313,16 +313,22 @@ def run_spar_seeds(
 def run_ph(
     problem: PVSitingProblem, args: argparse.Namespace, executor: Executor, reference: float
 ) -> MethodRun | None:
-    """Progressive hedging (ρ = 1, paper C) if the module exists; None otherwise."""
+    """Progressive hedging (ρ = 1 constant in paper C) if the module exists; None otherwise."""
     try:
         from gridrecourse.methods.progressive_hedging import PHConfig, solve_progressive_hedging
     except ImportError:
         log("PH skipped: gridrecourse.methods.progressive_hedging is not available")
         return None
-    log(f"PH (max {args.ph_max_iterations} iterations) on {problem.n_scenarios} scenarios")
+    config = PHConfig(
+        rho=args.ph_rho, max_iterations=args.ph_max_iterations, rho_growth=args.ph_rho_growth
+    )
+    log(
+        f"PH (rho {config.rho:g} x {config.rho_growth:g} per iteration, max "
+        f"{config.max_iterations} iterations) on {problem.n_scenarios} scenarios"
+    )
     res = solve_progressive_hedging(
         problem,
-        PHConfig(rho=1.0, max_iterations=args.ph_max_iterations),
+        config,
         executor=executor,
         progress=lambda it, metric: log(f"PH iteration {it}: metric {metric:.3g}"),
     )
@@ -338,6 +344,9 @@ def run_ph(
             "status": getattr(res.status, "value", str(res.status)),
             "lower_bound": res.lower_bound,
             "n_sited": int(np.sum(np.asarray(res.decision.units) > 0)),
+            "rho": config.rho,
+            "rho_growth": config.rho_growth,
+            "final_rho": res.history[-1].rho,
         },
     )
 
@@ -779,6 +788,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--ph", action="store_true", help="run PH where the paper does")
     p.add_argument("--ph-max-iterations", type=int, default=50)
+    p.add_argument("--ph-rho", type=float, default=1.0, help="PH rho (paper C: 1)")
+    p.add_argument(
+        "--ph-rho-growth",
+        type=float,
+        default=1.0,
+        help="PH rho factor per iteration (1 = constant, paper C)",
+    )
     p.add_argument("--executor", choices=[k.value for k in ExecutorKind], default="process")
     p.add_argument("--workers", type=int, default=None)
     args = p.parse_args(argv)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from gridrecourse.cli import main
@@ -72,6 +74,10 @@ def test_siting_ph_json(feeder_dir, tmp_path, capsys):
             "ph",
             "--max-iterations",
             "5",
+            "--rho",
+            "0.5",
+            "--rho-growth",
+            "2",
             "--json",
             "--out",
             str(tmp_path / "ph"),
@@ -81,3 +87,6 @@ def test_siting_ph_json(feeder_dir, tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert REQUIRED_KEYS | {"iterations", "converged"} <= summary.keys()
     assert 1 <= summary["iterations"] <= 6  # iteration 0 plus at most 5 PH iterations
+    history = pd.read_csv(tmp_path / "ph" / "history.csv")
+    rho = history["rho"].to_numpy()
+    np.testing.assert_allclose(rho, [0.0] + [0.5 * 2.0**k for k in range(len(rho) - 1)])

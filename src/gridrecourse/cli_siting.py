@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 
@@ -86,6 +87,13 @@ def add_siting_parser(subparsers) -> argparse.ArgumentParser:
         default=None,
         help="SPAR: full-gradient rounds after learning (default 20; 0 = paper C's plain SPAR)",
     )
+    p.add_argument("--rho", type=float, default=1.0, help="PH: proximal penalty (paper C: 1)")
+    p.add_argument(
+        "--rho-growth",
+        type=float,
+        default=1.0,
+        help="PH: rho factor per iteration (1 = constant; >1 escalates to force consensus)",
+    )
     p.add_argument("--bounds", action="store_true", help="SPAR: SAA statistical bounds")
     p.add_argument("--batch-size", type=int, default=24, help="bounds: scenarios per batch")
     p.add_argument("--replications", type=int, default=5, help="bounds: replications")
@@ -133,11 +141,9 @@ def run_siting(args: argparse.Namespace) -> dict:
         elif method is SitingMethod.PH:
             from gridrecourse.methods.progressive_hedging import PHConfig, solve_progressive_hedging
 
-            ph_config = (
-                PHConfig()
-                if args.max_iterations is None
-                else PHConfig(max_iterations=args.max_iterations)
-            )
+            ph_config = PHConfig(rho=args.rho, rho_growth=args.rho_growth)
+            if args.max_iterations is not None:
+                ph_config = replace(ph_config, max_iterations=args.max_iterations)
             ph = solve_progressive_hedging(problem, ph_config, executor=executor, options=options)
             decision, status = (
                 ph.decision,

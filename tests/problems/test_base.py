@@ -32,3 +32,22 @@ def test_failed_warm_qp_is_retried_cold_then_by_cutting_planes(monkeypatch):
     failures["left"] = 2  # warm and cold fail: Kelley's cutting planes on the tangent LP
     planes = model.solve(x, 2)
     assert planes.objective == pytest.approx(reference.objective, rel=1e-5)
+
+
+def test_cutting_planes_stop_at_the_lp_tolerance_floor(monkeypatch):
+    """With an unattainable gap target the fallback stops once its bound stalls (not an error)."""
+    from gridrecourse.problems import base
+
+    prob = tiny_problem(SitingObjective.LOSSES)
+    x = prob.first_stage_vector(np.array([1, 0, 1]))
+    model = prob.build_second_stage()
+    reference = model.solve(x, 2)
+    lb, ub, _ = model._bounds(x, 2)
+    monkeypatch.setattr(base, "_QP_FALLBACK_TOLERANCE", -1.0)  # the gap test can never pass
+    planes = model._qp_by_cutting_planes(lb, ub, None)
+    assert planes.objective + model.spec.objective_offset == pytest.approx(
+        reference.objective, rel=1e-6
+    )
+    monkeypatch.setattr(base, "_QP_FALLBACK_STALL_TOLERANCE", -1.0)  # nor the stalled one
+    with pytest.raises(SolverError, match="did not converge"):
+        model._qp_by_cutting_planes(lb, ub, None)
