@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gridrecourse.errors import GridRecourseError
+from gridrecourse.evaluation.scenario_order import warm_start_order
 from gridrecourse.execution import Executor, InProcessExecutor, ProgressCallback
 from gridrecourse.problems.base import (
     FeasibilityCut,
@@ -129,6 +130,7 @@ def evaluate_first_stage(
     options: SolverOptions | None = None,
     desc: str | None = "out-of-sample",
     progress: ProgressCallback | None = None,
+    reorder: bool = True,
 ) -> OutOfSampleResult:
     """Solve the recourse of every scenario at a fixed first stage.
 
@@ -150,6 +152,11 @@ def evaluate_first_stage(
         silence).
     progress : callable, optional
         ``progress(done, total)``.
+    reorder : bool, default True
+        Solve the scenarios in a similarity order
+        (:func:`~gridrecourse.evaluation.scenario_order.warm_start_order`) so that each warm
+        start comes from a similar scenario; the results are returned in the order of
+        ``scenarios`` either way.
 
     Returns
     -------
@@ -172,10 +179,11 @@ def evaluate_first_stage(
     options = options or _DEFAULT_OPTIONS
     own = executor is None
     ex = InProcessExecutor() if own else executor
+    order = warm_start_order(problem, idx) if reorder else np.arange(len(idx))
     try:
-        results: list[SecondStageResult] = ex.map(
+        solved: list[SecondStageResult] = ex.map(
             functools.partial(_solve_scenario, x=x, options=options),
-            [int(i) for i in idx],
+            [int(i) for i in idx[order]],
             state_factory=recourse_state_factory(problem),
             desc=desc,
             progress=progress,
@@ -183,6 +191,7 @@ def evaluate_first_stage(
     finally:
         if own:
             ex.close()
+    results: list[SecondStageResult] = [solved[k] for k in np.argsort(order)]
     objectives = np.array([r.objective for r in results])
     feasible = np.array([r.feasible for r in results], dtype=bool)
     penalties = np.array([r.penalty for r in results])
