@@ -210,7 +210,8 @@ class PHConfig:
         (``w ← w + ρ (x_ω − x̄)``), so ``w`` stays on the scale of the recourse prices while
         the growing proximal term pulls every scenario to the integer nearest ``x̄``: this
         forces consensus when an integer first stage makes PH cycle (module docstring,
-        "Rho escalation").
+        "Rho escalation"). An all-continuous first stage (exact Hessian) rebuilds its
+        subproblems whenever the weight changes: HiGHS cannot change a Hessian in place.
     rho_max : float, default inf
         Cap of the escalated proximal weight.
     """
@@ -279,7 +280,7 @@ class PHIteration:
     expected_cost: float
     wall_seconds: float
     x_bar: np.ndarray = field(repr=False)
-    rho: float = float("nan")
+    rho: float
 
 
 @dataclass(frozen=True, eq=False)
