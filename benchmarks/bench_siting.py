@@ -232,6 +232,17 @@ def run_ef(
     return MethodRun("ef", ev.expected_objective, res.wall_seconds, math.nan, extra)
 
 
+def keep_partial(table: str, problem: PVSitingProblem, run: MethodRun) -> None:
+    """Record a finished row of ``table`` so that it survives a later failure in the table.
+
+    A table's result replaces this partial record when the table completes; when it fails,
+    ``main`` keeps the finished rows next to the error (an hour-long EF stays reusable with
+    ``--ef-from`` even if a later row fails).
+    """
+    partial = RESULTS.setdefault(table, {"n_scenarios": problem.n_scenarios, "methods": {}})
+    partial["methods"][run.method] = run.as_dict()
+
+
 def ef_reference(ef: MethodRun | None) -> tuple[float, str]:
     """Reference of the gaps: the EF's exact value if optimal, else its bound."""
     if ef is None:
@@ -394,6 +405,7 @@ def table_p1_96(
     n = args.small_scenarios
     problem = build_problem("ieee123", n, objective, args.scenario_seed)
     ef = run_ef(problem, args, executor, args.ef_small_time_limit, table)
+    keep_partial(table, problem, ef)
     reference, kind = ef_reference(ef)
     ef.gap_pct = pct(ef.objective, reference)
     spar = run_spar_seeds(problem, spar_config(args), args.seed_list, reference, executor)
@@ -427,6 +439,7 @@ def table_p1_1200(args, executor) -> dict:
     n = args.large_scenarios
     problem = build_problem("ieee123", n, SitingObjective.VOLTAGE_DEVIATION, args.scenario_seed)
     spar = run_spar_seeds(problem, spar_config(args), args.seed_list, math.nan, executor)
+    keep_partial("p1_1200", problem, spar)
     ef = None
     if not args.skip_large_ef:
         start, label = None, "none"
@@ -436,6 +449,7 @@ def table_p1_1200(args, executor) -> dict:
             start = problem.first_stage_vector(np.asarray(first["units"]))
             label = f"SPAR seed {first['seed']} decision (exact {first['objective']:.6g})"
         ef = run_ef(problem, args, executor, args.ef_time_limit, "p1_1200", start, label)
+        keep_partial("p1_1200", problem, ef)
     reference, kind = ef_reference(ef)
     if ef is not None:
         ef.gap_pct = pct(ef.objective, reference)
@@ -832,7 +846,7 @@ def main(argv: list[str] | None = None) -> int:
                 RESULTS[name] = RUNNERS[name](args, executor)
             except Exception as exc:  # report the other tables
                 log(f"table {name} failed: {type(exc).__name__}: {exc}")
-                RESULTS[name] = {"error": f"{type(exc).__name__}: {exc}"}
+                RESULTS[name] = {**RESULTS.get(name, {}), "error": f"{type(exc).__name__}: {exc}"}
             RESULTS[name]["table_seconds"] = time.perf_counter() - t_table
     summary = {
         "benchmark": "bench_siting",
