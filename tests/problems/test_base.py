@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from gridrecourse.errors import SolverError
+from gridrecourse.problems import base
 from gridrecourse.problems.siting import SitingObjective
 from gridrecourse.solvers.highs import LinearModel
 from siting_cases import tiny_problem
@@ -36,8 +37,6 @@ def test_failed_warm_qp_is_retried_cold_then_by_cutting_planes(monkeypatch):
 
 def test_cutting_planes_stop_at_the_lp_tolerance_floor(monkeypatch):
     """With an unattainable gap target the fallback stops once its bound stalls (not an error)."""
-    from gridrecourse.problems import base
-
     prob = tiny_problem(SitingObjective.LOSSES)
     x = prob.first_stage_vector(np.array([1, 0, 1]))
     model = prob.build_second_stage()
