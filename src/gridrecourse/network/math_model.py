@@ -29,6 +29,25 @@ share ``−V_y / (V_x − V_y)`` at nominal balanced phasors, i.e. ``S e^{∓j30
 ab (exact for balanced voltages); 3-phase delta is three such pairs with S/3 each. Loads are
 constant power at nominal voltage in the linear model; capacitors are constant impedance
 (injection ``b · v`` with v the squared voltage magnitude).
+
+Regulators (METHODS §1.2)
+-------------------------
+Every regulator-controlled transformer is listed in :class:`RegulatorData`
+(:attr:`MathFeeder.regulators`). The ratio of a controlled node is
+``ratio = base_ratio · tap ** tap_exponent``: the ratio formula
+``(kV2·tap2/base2) / (kV1·tap1/base1)`` is linear in a tap on winding 2 (exponent +1) and
+inverse in a tap on winding 1 (exponent −1); a back-fed transformer flips the sign again.
+
+Switches (METHODS §1.3)
+-----------------------
+By default open switches are dropped and closed ones are zero-impedance tree branches. With
+``build_math_feeder(..., keep_switches=True)`` every switch is kept: the tree is a spanning tree
+of the all-switches-closed graph that prefers non-switch branches, then normally-closed switches,
+then normally-open ones (a minimum spanning forest with weights 0 / 1 / 2, so the normal
+configuration is the tree whenever it is radial and feeds every bus). A switch in the tree is a
+*switchable tree branch* (its child nodes); a switch closing a loop is a *tie* (an extra edge
+between two existing nodes per phase). All tree switches are closed in the arrays of the
+:class:`MathFeeder` itself; :class:`SwitchData` carries the switch states and the ties.
 """
 
 from __future__ import annotations
@@ -49,6 +68,7 @@ from gridrecourse.network.components import (
 from gridrecourse.network.topology import (
     BranchEdge,
     TreeOrder,
+    _loop_error,
     accumulate_to_root,
     orient_radial,
 )
@@ -58,6 +78,183 @@ _NOMINAL_ANGLE = {1: 0.0, 2: -2 * np.pi / 3, 3: 2 * np.pi / 3}
 ALPHA = np.exp(-2j * np.pi / 3)
 #: γ of METHODS §1.1: gamma[φ-1, ψ-1] ≈ V_φ / V_ψ under balanced voltages.
 GAMMA = np.array([[1, ALPHA**2, ALPHA], [ALPHA, 1, ALPHA**2], [ALPHA**2, ALPHA, 1]])
+
+
+@dataclass(frozen=True, eq=False)
+class RegulatorData:
+    """Regulator-controlled transformers of a :class:`MathFeeder` (METHODS §1.2).
+
+    One entry per controlled transformer (an OpenDSS RegControl): a ganged 3-phase regulator is
+    one regulator with three nodes, each single-phase regulator of a bank is its own regulator.
+    Arrays over *regulators* have length R; arrays over *regulator-phases* (the controlled
+    branch-phases, indexed by their child node) have length E_R.
+
+    Attributes
+    ----------
+    names : tuple of str, (R,)
+        RegControl names.
+    transformer_names : tuple of str, (R,)
+        Controlled transformer (``Transformer.<name>`` is ``branch_names[branch_index]``).
+    branch_index : ndarray of int, (R,)
+        Index into :attr:`MathFeeder.branch_names`.
+    winding : ndarray of int, (R,)
+        Tapped winding (1 or 2).
+    tap : ndarray, (R,)
+        Tap in use in the model (p.u. of the winding kV).
+    tap_min, tap_max : ndarray, (R,)
+        Tap range (p.u.).
+    n_steps : ndarray of int, (R,)
+        Number of steps spanning ``[tap_min, tap_max]``: positions ``k = 0 … n_steps`` with
+        ``tap_k = tap_min + k · tap_step``.
+    base_ratio : ndarray, (R,)
+        Node voltage ratio with the tapped winding at tap 1.0.
+    tap_exponent : ndarray of int, (R,)
+        +1 or −1: ``ratio = base_ratio · tap ** tap_exponent`` (−1 for a tap on winding 1 of a
+        forward-fed transformer or on winding 2 of a back-fed one).
+    enabled : ndarray of bool, (R,)
+        Whether the RegControl is enabled in the source model.
+    node : ndarray of int, (E_R,)
+        Controlled child nodes (each is a non-root node fed by the regulator).
+    regulator_of : ndarray of int, (E_R,)
+        Regulator index of each controlled node.
+    """
+
+    names: tuple[str, ...]
+    transformer_names: tuple[str, ...]
+    branch_index: np.ndarray
+    winding: np.ndarray
+    tap: np.ndarray
+    tap_min: np.ndarray
+    tap_max: np.ndarray
+    n_steps: np.ndarray
+    base_ratio: np.ndarray
+    tap_exponent: np.ndarray
+    enabled: np.ndarray
+    node: np.ndarray
+    regulator_of: np.ndarray
+
+    @classmethod
+    def empty(cls) -> RegulatorData:
+        """No regulators."""
+        f, i = np.zeros(0), np.zeros(0, dtype=int)
+        return cls((), (), i, i, f, f, f, i, f, i, np.zeros(0, dtype=bool), i, i)
+
+    @property
+    def n_regulators(self) -> int:
+        """Number of regulators R."""
+        return len(self.names)
+
+    @property
+    def tap_step(self) -> np.ndarray:
+        """Per-unit tap change of one step, shape (R,)."""
+        return (self.tap_max - self.tap_min) / np.maximum(self.n_steps, 1)
+
+    @property
+    def tap_position(self) -> np.ndarray:
+        """Position ``k`` (0 … n_steps) of the tap in use, rounded to the nearest step."""
+        return np.rint((self.tap - self.tap_min) / self.tap_step).astype(int)
+
+    def tap_at(self, position: np.ndarray) -> np.ndarray:
+        """Tap (p.u.) at integer positions ``k`` (shape (R,) or broadcastable, e.g. (R, K))."""
+        step = self.tap_step.reshape((-1,) + (1,) * (np.ndim(position) - 1))
+        low = self.tap_min.reshape(step.shape)
+        return low + np.asarray(position) * step
+
+    def ratio_at(self, tap: np.ndarray) -> np.ndarray:
+        """Node ratio ``base_ratio · tap ** tap_exponent`` for taps per regulator (R, ...)."""
+        tap = np.asarray(tap, dtype=float)
+        shape = (-1,) + (1,) * (tap.ndim - 1)
+        return self.base_ratio.reshape(shape) * tap ** self.tap_exponent.reshape(shape)
+
+    def positions(self, i: int) -> np.ndarray:
+        """All taps (p.u.) of regulator ``i``, positions 0 … n_steps."""
+        return self.tap_min[i] + np.arange(self.n_steps[i] + 1) * self.tap_step[i]
+
+
+@dataclass(frozen=True, eq=False)
+class SwitchData:
+    """Switches of a :class:`MathFeeder` built with ``keep_switches=True`` (METHODS §1.3).
+
+    Arrays over *switches* have length S. Edge-phase arrays list one entry per switched
+    conductor with the switch index in ``tree_switch`` / ``tie_switch``:
+
+    * tree switches (``~is_tie``): the switch is the branch element feeding its child nodes
+      ``tree_node`` (``parent[tree_node]`` is the other end; flows ``P``/``Q`` of those nodes
+      are the switch flows and ``z_pu`` rows are zero);
+    * ties (``is_tie``): an extra edge from node ``tie_from_node`` (bus1 side) to
+      ``tie_to_node`` (bus2 side), with series impedance ``tie_z_pu`` coupling the edge-phases
+      of the same tie (block-diagonal, p.u. on the bus2 base).
+
+    Attributes
+    ----------
+    names : tuple of str, (S,)
+    normal_closed : ndarray of bool, (S,)
+        State in the source model (or as overridden by ``switch_states``).
+    is_tie : ndarray of bool, (S,)
+    bus_from, bus_to : ndarray of int, (S,)
+        Bus indices: parent → child for tree switches, bus1 → bus2 for ties.
+    branch_index : ndarray of int, (S,)
+        Index into :attr:`MathFeeder.branch_names` (``Switch.<name>``).
+    rating_pu : ndarray, (S,)
+        Per-phase apparent-power rating, p.u. of the per-phase base (inf if unknown).
+    tree_node, tree_switch : ndarray of int, (E_T,)
+    tie_from_node, tie_to_node, tie_switch, tie_phase : ndarray of int, (E_L,)
+        ``tie_phase`` is the phase (1, 2, 3) at the to-node (for γ).
+    tie_z_pu : scipy.sparse.csr_matrix, complex, (E_L, E_L)
+    normal_energized : ndarray of bool, (N,)
+        Nodes energized in the normal state (no normally-open tree switch on their path to a
+        root; the spanning tree is a minimax path tree, so this is exact when the normal state
+        is radial).
+    """
+
+    names: tuple[str, ...]
+    normal_closed: np.ndarray
+    is_tie: np.ndarray
+    bus_from: np.ndarray
+    bus_to: np.ndarray
+    branch_index: np.ndarray
+    rating_pu: np.ndarray
+    tree_node: np.ndarray
+    tree_switch: np.ndarray
+    tie_from_node: np.ndarray
+    tie_to_node: np.ndarray
+    tie_switch: np.ndarray
+    tie_phase: np.ndarray
+    tie_z_pu: sp.csr_matrix
+    normal_energized: np.ndarray
+
+    @property
+    def n_switches(self) -> int:
+        """Number of switches S."""
+        return len(self.names)
+
+    @property
+    def tie_names(self) -> tuple[str, ...]:
+        """Names of the ties."""
+        return tuple(n for n, t in zip(self.names, self.is_tie, strict=True) if t)
+
+    @property
+    def tree_switch_names(self) -> tuple[str, ...]:
+        """Names of the switchable tree branches."""
+        return tuple(n for n, t in zip(self.names, self.is_tie, strict=True) if not t)
+
+    def tie_drop_matrices(self) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        """``M_P = 2 Re(γ ∘ conj Z)``, ``M_Q = −2 Im(γ ∘ conj Z)`` of the ties (METHODS §1.1).
+
+        Returns
+        -------
+        m_p, m_q : scipy.sparse.csr_matrix, (E_L, E_L)
+            The tie voltage drop is ``v_to − v_from + M_P P + M_Q Q`` (relaxed by big-M when
+            the tie is open, METHODS §1.3) with P, Q the tie flows from → to.
+        """
+        z = self.tie_z_pu.tocoo()
+        g = GAMMA[self.tie_phase[z.row] - 1, self.tie_phase[z.col] - 1]
+        gz = g * np.conj(z.data)
+        shape = self.tie_z_pu.shape
+        return (
+            sp.csr_matrix((2 * gz.real, (z.row, z.col)), shape=shape),
+            sp.csr_matrix((-2 * gz.imag, (z.row, z.col)), shape=shape),
+        )
 
 
 class BranchKind:
@@ -119,6 +316,10 @@ class MathFeeder:
     delta_fed : ndarray of bool, shape (N,)
         Nodes supplied through a delta (ungrounded) winding: only their line-to-line voltages
         are defined, so comparisons there use |V_LL|/√3.
+    regulators : RegulatorData
+        Regulator-controlled transformers with their tap ranges (always filled).
+    switches : SwitchData or None
+        Switch states, switchable tree branches and ties; only with ``keep_switches=True``.
     """
 
     name: str
@@ -158,6 +359,8 @@ class MathFeeder:
     delta_fed: np.ndarray
     deenergized_buses: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default=())
+    regulators: RegulatorData = field(default_factory=RegulatorData.empty)
+    switches: SwitchData | None = None
 
     @property
     def n_nodes(self) -> int:
@@ -242,6 +445,7 @@ def _branch_elements(
     bus_index: dict[str, int],
     switch_states: dict[str, bool],
     taps: dict,
+    keep_switches: bool = False,
 ) -> list[_Element]:
     kv_ln = {b.name: b.kv_base_ln for b in feeder.buses}
     elements: list[_Element] = []
@@ -263,7 +467,7 @@ def _branch_elements(
             )
         )
     for sw in feeder.switches:
-        if not switch_states.get(sw.name, sw.closed):
+        if not keep_switches and not switch_states.get(sw.name, sw.closed):
             continue
         n = len(sw.phases2)
         rating = sw.norm_amps * kv_ln[sw.bus2] if np.isfinite(sw.norm_amps) else np.inf
@@ -335,6 +539,7 @@ def build_math_feeder(
     switch_states: dict[str, bool] | None = None,
     taps: dict[tuple[str, int], float] | None = None,
     s_base_kva: float = DEFAULT_S_BASE_KVA,
+    keep_switches: bool = False,
 ) -> MathFeeder:
     """Build the per-unit model of a radial feeder.
 
@@ -343,16 +548,23 @@ def build_math_feeder(
     feeder : Feeder
         Engineering model (split-phase secondaries already folded, if any).
     switch_states : dict, optional
-        ``{switch name: closed}`` overriding the normal states.
+        ``{switch name: closed}`` overriding the normal states. With ``keep_switches`` they
+        only set :attr:`SwitchData.normal_closed` (and so the preferred spanning tree).
     taps : dict, optional
         ``{(transformer name, winding): tap p.u.}`` overriding the feeder's taps.
     s_base_kva : float
         Power base per phase (kVA).
+    keep_switches : bool
+        Keep every switch (open ones too) as decision data in :attr:`MathFeeder.switches`: the
+        tree is the preferred spanning tree of the all-switches-closed graph, switches closing
+        loops become ties (see the module docstring). Nodes reachable only through a
+        normally-open switch are in the model. Default ``False``: open switches are dropped.
 
     Raises
     ------
     MeshedNetworkError
-        Closed branches form a loop (the message names the loop's branches).
+        Closed branches form a loop (the message names the loop's branches); with
+        ``keep_switches``, a loop made only of non-switch branches.
     IslandedBusError
         A bus carrying load or generation has no path to a root.
     FeederInputError
@@ -373,7 +585,7 @@ def build_math_feeder(
                     f"feeder {feeder.name!r}: {type(el).__name__} {el.name!r} refers to "
                     f"unknown bus {bus!r}"
                 )
-    elements = _branch_elements(feeder, bus_index, switch_states, taps)
+    elements = _branch_elements(feeder, bus_index, switch_states, taps, keep_switches)
 
     # Group elements by bus pair: one topology edge per pair.
     groups: dict[tuple[int, int], list[int]] = {}
@@ -381,14 +593,23 @@ def build_math_feeder(
         if el.bus1 == el.bus2:
             continue
         groups.setdefault((min(el.bus1, el.bus2), max(el.bus1, el.bus2)), []).append(k)
+    roots = [bus_index[r.bus] for r in feeder.roots]
+    tie_pairs: list[tuple[int, int]] = []
+    if keep_switches:
+        normal = {sw.name: bool(switch_states.get(sw.name, sw.closed)) for sw in feeder.switches}
+        tie_pairs = _spanning_tree_ties(groups, elements, normal, roots, n_buses, bus_names)
+        tie_set = set(tie_pairs)
+        tree_groups = {pair: ks for pair, ks in groups.items() if pair not in tie_set}
+    else:
+        tree_groups = groups
     edges = [
-        BranchEdge("+".join(elements[k].name for k in ks), a, b) for (a, b), ks in groups.items()
+        BranchEdge("+".join(elements[k].name for k in ks), a, b)
+        for (a, b), ks in tree_groups.items()
     ]
     required = np.zeros(n_buses, dtype=bool)
     for el in (*feeder.loads, *feeder.pv_systems, *feeder.generators, *feeder.storage):
         if el.bus in bus_index:
             required[bus_index[el.bus]] = True
-    roots = [bus_index[r.bus] for r in feeder.roots]
     tree: TreeOrder = orient_radial(n_buses, edges, roots, bus_names, required)
 
     # Nodes: roots first, then child conductors of each element in BFS order of child bus.
@@ -430,12 +651,12 @@ def build_math_feeder(
     position[tree.order] = np.arange(len(tree.order))
     group_child = {
         pair: (pair[1] if tree.parent[pair[1]] == pair[0] else pair[0])
-        for pair in groups
+        for pair in tree_groups
         if tree.energized[pair[0]]
     }
     ordered_groups = sorted(group_child.items(), key=lambda item: position[item[1]])
     for pair, child in ordered_groups:
-        for k in groups[pair]:
+        for k in tree_groups[pair]:
             el = elements[k]
             forward = el.bus2 == child
             p_par = el.phases1 if forward else el.phases2
@@ -517,6 +738,28 @@ def build_math_feeder(
     lengths = np.asarray(node_length)
     distance = accumulate_to_root(parent, lengths)
     kinds = tuple(el.kind for el in elements)
+    branch_of_node = np.asarray(node_branch, dtype=int)
+    node_bus_arr = np.asarray(node_bus, dtype=int)
+    node_ratio_arr = np.asarray(node_ratio)
+    regulators = _regulator_data(
+        feeder, elements, branch_of_node, node_bus_arr, node_ratio_arr, bus_index, taps, notes
+    )
+    switch_data = None
+    if keep_switches:
+        switch_data = _switch_data(
+            feeder,
+            elements,
+            groups,
+            tie_pairs,
+            switch_states,
+            lookup,
+            parent,
+            branch_of_node,
+            node_bus_arr,
+            kv_ln_bus,
+            s_base_kva,
+            notes,
+        )
     return MathFeeder(
         name=feeder.name,
         s_base_kva=s_base_kva,
@@ -532,7 +775,7 @@ def build_math_feeder(
             shape=(n_nodes, n_nodes),
         ),
         rating_pu=np.asarray(node_rating),
-        branch_of_node=np.asarray(node_branch, dtype=int),
+        branch_of_node=branch_of_node,
         branch_names=tuple(el.name for el in elements),
         branch_kinds=kinds,
         kv_base_ln=kv_ln_bus[np.asarray(node_bus, dtype=int)],
@@ -558,4 +801,236 @@ def build_math_feeder(
         delta_fed=np.asarray(node_delta, dtype=bool),
         deenergized_buses=tuple(bus_names[i] for i in np.flatnonzero(~tree.energized)),
         notes=tuple(notes),
+        regulators=regulators,
+        switches=switch_data,
+    )
+
+
+def _find(parent: list[int], x: int) -> int:
+    """Union-find root with path halving."""
+    while parent[x] != x:
+        parent[x] = parent[parent[x]]
+        x = parent[x]
+    return x
+
+
+def _spanning_tree_ties(
+    groups: dict[tuple[int, int], list[int]],
+    elements: list[_Element],
+    normal_closed: dict[str, bool],
+    roots: list[int],
+    n_buses: int,
+    bus_names: list[str],
+) -> list[tuple[int, int]]:
+    """Bus pairs left out of the preferred spanning forest (the ties), Kruskal's algorithm.
+
+    Group weights: 0 if the group holds a non-switch element, 1 if it holds a normally-closed
+    switch, else 2; every root hangs off a super-root with weight −1. A weight-0 group that
+    closes a loop means a loop of non-switch branches (or two roots joined by them).
+
+    Raises
+    ------
+    MeshedNetworkError
+        A loop (or a root-to-root path) made only of non-switch branches; names its branches.
+    """
+    weight: dict[tuple[int, int], int] = {}
+    for pair, ks in groups.items():
+        w = 2
+        for k in ks:
+            el = elements[k]
+            if el.kind != BranchKind.SWITCH:
+                w = 0
+            elif normal_closed[el.name.split(".", 1)[1]]:
+                w = min(w, 1)
+        weight[pair] = w
+    super_root = n_buses
+    uf = list(range(n_buses + 1))
+    for r in roots:
+        uf[_find(uf, r)] = _find(uf, super_root)
+    ties: list[tuple[int, int]] = []
+    for pair in sorted(groups, key=lambda q: weight[q]):  # stable: source order within a weight
+        a, b = _find(uf, pair[0]), _find(uf, pair[1])
+        if a != b:
+            uf[a] = b
+            continue
+        if weight[pair] == 0:
+            fixed = [
+                BranchEdge("+".join(elements[k].name for k in ks), u, v)
+                for (u, v), ks in groups.items()
+                if weight[(u, v)] == 0
+            ]
+            sources = [BranchEdge(f"<source {bus_names[r]}>", super_root, r) for r in roots]
+            raise _loop_error(
+                n_buses + 1,
+                [*fixed, *sources],
+                [*bus_names, "<sources>"],
+                np.arange(n_buses + 1),
+            )
+        ties.append(pair)
+    return ties
+
+
+def _regulator_data(
+    feeder: Feeder,
+    elements: list[_Element],
+    branch_of_node: np.ndarray,
+    node_bus: np.ndarray,
+    node_ratio: np.ndarray,
+    bus_index: dict[str, int],
+    taps: dict,
+    notes: list[str],
+) -> RegulatorData:
+    """One :class:`RegulatorData` entry per regulator-controlled transformer in the model."""
+    element_index = {el.name: k for k, el in enumerate(elements)}
+    transformers = {xf.name: xf for xf in feeder.transformers}
+    rows: list[tuple] = []
+    nodes: list[np.ndarray] = []
+    seen: set[str] = set()
+    for reg in feeder.regulators:
+        xf = transformers.get(reg.transformer)
+        k = element_index.get(f"Transformer.{reg.transformer}", -1)
+        controlled = np.flatnonzero(branch_of_node == k) if k >= 0 else np.zeros(0, dtype=int)
+        if xf is None or len(controlled) == 0:
+            notes.append(f"regulator {reg.name!r}: transformer {reg.transformer!r} not in model")
+            continue
+        if reg.transformer in seen:
+            notes.append(
+                f"regulator {reg.name!r}: transformer {reg.transformer!r} already controlled "
+                "by another regulator; left out"
+            )
+            continue
+        if reg.winding not in (1, 2):
+            raise FeederInputError(
+                f"regulator {reg.name!r} taps winding {reg.winding} of transformer "
+                f"{reg.transformer!r}; only two-winding transformers are modeled"
+            )
+        seen.add(reg.transformer)
+        forward = bool(node_bus[controlled[0]] == bus_index[xf.windings[1].bus])
+        exponent = (1 if reg.winding == 2 else -1) * (1 if forward else -1)
+        tap = float(taps.get((reg.transformer, reg.winding), xf.windings[reg.winding - 1].tap))
+        base = float(node_ratio[controlled[0]]) / tap**exponent
+        rows.append(
+            (
+                reg.name,
+                reg.transformer,
+                k,
+                reg.winding,
+                tap,
+                reg.tap_min,
+                reg.tap_max,
+                reg.n_steps,
+                base,
+                exponent,
+                reg.enabled,
+            )
+        )
+        nodes.append(controlled)
+    if not rows:
+        return RegulatorData.empty()
+    cols = list(zip(*rows, strict=True))
+    return RegulatorData(
+        names=tuple(cols[0]),
+        transformer_names=tuple(cols[1]),
+        branch_index=np.asarray(cols[2], dtype=int),
+        winding=np.asarray(cols[3], dtype=int),
+        tap=np.asarray(cols[4], dtype=float),
+        tap_min=np.asarray(cols[5], dtype=float),
+        tap_max=np.asarray(cols[6], dtype=float),
+        n_steps=np.asarray(cols[7], dtype=int),
+        base_ratio=np.asarray(cols[8], dtype=float),
+        tap_exponent=np.asarray(cols[9], dtype=int),
+        enabled=np.asarray(cols[10], dtype=bool),
+        node=np.concatenate(nodes),
+        regulator_of=np.repeat(np.arange(len(nodes)), [len(n) for n in nodes]),
+    )
+
+
+def _switch_data(
+    feeder: Feeder,
+    elements: list[_Element],
+    groups: dict[tuple[int, int], list[int]],
+    tie_pairs: list[tuple[int, int]],
+    switch_states: dict[str, bool],
+    lookup: dict[tuple[int, int], int],
+    parent: np.ndarray,
+    branch_of_node: np.ndarray,
+    node_bus: np.ndarray,
+    kv_ln_bus: np.ndarray,
+    s_base_kva: float,
+    notes: list[str],
+) -> SwitchData:
+    """Assemble :class:`SwitchData` (keep-switches mode)."""
+    element_index = {el.name: k for k, el in enumerate(elements)}
+    tie_elements = {k for pair in tie_pairs for k in groups[pair]}
+    n_nodes = len(parent)
+    names, closed, is_tie, bus_from, bus_to, branch_index, rating = [], [], [], [], [], [], []
+    tree_node, tree_switch = [], []
+    tie_from, tie_to, tie_sw, tie_ph = [], [], [], []
+    z_rows, z_cols, z_vals = [], [], []
+    for s_idx, sw in enumerate(feeder.switches):
+        k = element_index[f"Switch.{sw.name}"]
+        el = elements[k]
+        names.append(sw.name)
+        closed.append(bool(switch_states.get(sw.name, sw.closed)))
+        branch_index.append(k)
+        rating.append(el.rating_kva_per_phase / s_base_kva)
+        if k in tie_elements or el.bus1 == el.bus2:
+            is_tie.append(True)
+            bus_from.append(el.bus1)
+            bus_to.append(el.bus2)
+            first = len(tie_from)
+            z_base = kv_ln_bus[el.bus2] ** 2 * 1000.0 / s_base_kva
+            kept = []
+            for c, (p1, p2) in enumerate(zip(el.phases1, el.phases2, strict=False)):
+                a, b = lookup.get((el.bus1, p1)), lookup.get((el.bus2, p2))
+                if a is None or b is None:
+                    notes.append(f"tie {el.name} phase {p2}: an end is not energized; skipped")
+                    continue
+                tie_from.append(a)
+                tie_to.append(b)
+                tie_sw.append(s_idx)
+                tie_ph.append(p2)
+                kept.append(c)
+            for i, ci in enumerate(kept):
+                for j, cj in enumerate(kept):
+                    if el.z_ohm[ci, cj] != 0:
+                        z_rows.append(first + i)
+                        z_cols.append(first + j)
+                        z_vals.append(el.z_ohm[ci, cj] / z_base)
+        else:
+            is_tie.append(False)
+            fed = np.flatnonzero(branch_of_node == k)
+            if len(fed):
+                bus_from.append(int(node_bus[parent[fed[0]]]))
+                bus_to.append(int(node_bus[fed[0]]))
+            else:
+                notes.append(f"switch {el.name}: not energized in the all-closed network")
+                bus_from.append(el.bus1)
+                bus_to.append(el.bus2)
+            tree_node.extend(fed.tolist())
+            tree_switch.extend([s_idx] * len(fed))
+    tree_node_arr = np.asarray(tree_node, dtype=int)
+    tree_switch_arr = np.asarray(tree_switch, dtype=int)
+    closed_arr = np.asarray(closed, dtype=bool)
+    cut = np.zeros(n_nodes, dtype=int)
+    cut[tree_node_arr] = ~closed_arr[tree_switch_arr]
+    n_tie = len(tie_from)
+    return SwitchData(
+        names=tuple(names),
+        normal_closed=closed_arr,
+        is_tie=np.asarray(is_tie, dtype=bool),
+        bus_from=np.asarray(bus_from, dtype=int),
+        bus_to=np.asarray(bus_to, dtype=int),
+        branch_index=np.asarray(branch_index, dtype=int),
+        rating_pu=np.asarray(rating, dtype=float),
+        tree_node=tree_node_arr,
+        tree_switch=tree_switch_arr,
+        tie_from_node=np.asarray(tie_from, dtype=int),
+        tie_to_node=np.asarray(tie_to, dtype=int),
+        tie_switch=np.asarray(tie_sw, dtype=int),
+        tie_phase=np.asarray(tie_ph, dtype=int),
+        tie_z_pu=sp.csr_matrix(
+            (np.asarray(z_vals, dtype=complex), (z_rows, z_cols)), shape=(n_tie, n_tie)
+        ),
+        normal_energized=accumulate_to_root(parent, cut) == 0,
     )
