@@ -33,6 +33,22 @@ from gridrecourse.network.math_model import _NOMINAL_ANGLE, GAMMA, MathFeeder
 
 
 @dataclass(frozen=True, eq=False)
+class LossTerms:
+    """Second-order terms of LinDist3Flow at an operating point (the loss correction).
+
+    Attributes
+    ----------
+    flow : ndarray of complex, shape (E, K)
+        Series losses ``(Z I) I*`` of each branch-phase, added to its sending-end flow (p.u.).
+    drop : ndarray, shape (E, K)
+        ``|Z I|²`` added to the voltage drop of each branch-phase (p.u.²).
+    """
+
+    flow: np.ndarray
+    drop: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
 class PowerFlowSolution:
     """A LinDist3Flow solution; the last axis of every array is the column (time/scenario).
 
@@ -199,11 +215,10 @@ class LinDist3Flow:
         p_nr, q_nr = p[self.nonroot], q[self.nonroot]
         loss = np.zeros((e, k), dtype=complex)
         dv = np.zeros((e, k))
-        for it in range(second_order_iterations + 1):
-            x = self.lu.solve(self.rhs(p_nr + loss.real, q_nr + loss.imag, v_root_sq, dv))
-            if it == second_order_iterations:
-                break
-            loss, dv = self._second_order(x, v_root_sq)
+        if second_order_iterations > 0:
+            terms = self.loss_terms(p, q, v_root, iterations=second_order_iterations)
+            loss, dv = terms.flow, terms.drop
+        x = self.lu.solve(self.rhs(p_nr + loss.real, q_nr + loss.imag, v_root_sq, dv))
         pf, qf, vsq = x[:e], x[e : 2 * e], x[2 * e :]
         n = self.math.n_nodes
         v = np.empty((n, k))
@@ -226,6 +241,46 @@ class LinDist3Flow:
         if squeeze:
             return PowerFlowSolution(*(a[..., 0] for a in vars(sol).values()))
         return sol
+
+    def loss_terms(
+        self,
+        p_pu: np.ndarray,
+        q_pu: np.ndarray,
+        v_root_pu: np.ndarray | None = None,
+        *,
+        iterations: int = 3,
+    ) -> LossTerms:
+        """Loss-correction terms at an operating point (``iterations`` fixed-point passes).
+
+        The terms :meth:`solve` adds with ``second_order_iterations=iterations``; an
+        optimization model built on LinDist3Flow adds them to its right-hand sides to become
+        the loss-corrected variant (METHODS §1.5).
+
+        Parameters
+        ----------
+        p_pu, q_pu : ndarray, shape (N, K)
+            Net load per node (p.u.).
+        v_root_pu : ndarray, shape (n_root,), optional
+        iterations : int
+            Fixed-point passes (>= 1).
+        """
+        p = np.asarray(p_pu, dtype=float).reshape(self.math.n_nodes, -1)
+        q = np.asarray(q_pu, dtype=float).reshape(self.math.n_nodes, -1)
+        k = p.shape[1]
+        if v_root_pu is None:
+            v_root_pu = self.math.root_v_pu[self.root]
+        v_root = np.asarray(v_root_pu, dtype=float)
+        if v_root.ndim == 1:
+            v_root = np.repeat(v_root[:, None], k, axis=1)
+        v_root_sq = v_root**2
+        loss = np.zeros((self.n_branch_phases, k), dtype=complex)
+        dv = np.zeros((self.n_branch_phases, k))
+        for _ in range(max(int(iterations), 1)):
+            x = self.lu.solve(
+                self.rhs(p[self.nonroot] + loss.real, q[self.nonroot] + loss.imag, v_root_sq, dv)
+            )
+            loss, dv = self._second_order(x, v_root_sq)
+        return LossTerms(loss, dv)
 
     def _second_order(self, x: np.ndarray, v_root_sq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Series losses and |Z I|² from a solution (fixed-point correction terms)."""

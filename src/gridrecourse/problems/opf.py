@@ -30,28 +30,20 @@ import numpy as np
 import scipy.sparse as sp
 
 from gridrecourse.errors import InvalidSeriesError
+from gridrecourse.formulation.injections import Injection, fixed_net_load
+from gridrecourse.formulation.limits import (
+    DEFAULT_POLYGON_SIDES,
+    LimitMode,
+    add_capability_polygon,
+    add_thermal_polygon,
+    add_voltage_band,
+)
+from gridrecourse.formulation.network import NetworkBlocks, SubstationMode, add_lindist3flow
+from gridrecourse.formulation.periods import by_period
 from gridrecourse.network.math_model import MathFeeder
 from gridrecourse.physics.lindistflow import LinDist3Flow
-from gridrecourse.solvers.highs import ConstraintBlock, LinearModel, VariableBlock
+from gridrecourse.solvers.highs import LinearModel, VariableBlock
 from gridrecourse.solvers.options import SolverOptions
-
-DEFAULT_POLYGON_SIDES = 12
-
-
-def polygon_rows(n_sides: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """Rows ``cos θ_k p + sin θ_k q ≤ scale · S`` of a polygon inscribed in the circle of radius S.
-
-    METHODS §1.4 replaces ``p² + q² ≤ S²`` by a regular polygon with ``θ_k = 2πk/n``. With
-    ``scale = cos(π/n)`` the polygon lies inside the circle (vertices on it), so a solution
-    never exceeds a rating; the cost is at most ``1 − cos(π/n)`` (1.7 % for n = 12) of capacity.
-
-    Returns
-    -------
-    cos_theta, sin_theta : ndarray, shape (n_sides,)
-    scale : float
-    """
-    theta = 2 * np.pi * np.arange(n_sides) / n_sides
-    return np.cos(theta), np.sin(theta), float(np.cos(np.pi / n_sides))
 
 
 @dataclass(frozen=True)
@@ -125,8 +117,8 @@ class OPFModel:
     physics: LinDist3Flow
     config: OPFConfig
     model: LinearModel
+    network: NetworkBlocks
     variables: dict[str, VariableBlock]
-    constraints: dict[str, ConstraintBlock]
     pv_map: sp.csr_matrix
     pv_rating_kw: np.ndarray
     pv_kva: np.ndarray
@@ -188,125 +180,55 @@ def _pv_layout(math: MathFeeder, config: OPFConfig) -> tuple[sp.csr_matrix, np.n
 
 
 def build_opf(math: MathFeeder, config: OPFConfig) -> OPFModel:
-    """Build the multi-period OPF model (vectorized; see module docstring)."""
+    """Build the multi-period OPF from the formulation blocks (see module docstring)."""
     t0 = time.perf_counter()
     physics = LinDist3Flow(math)
     T = config.n_periods
-    e = physics.n_branch_phases
-    it = sp.identity(T, format="csr")
-    kron = lambda m: sp.kron(it, sp.csr_matrix(m), format="csr")  # noqa: E731
     s_base = math.s_base_kva
     pv_map, pv_rating, pv_kva = _pv_layout(math, config)
     n_pv = pv_map.shape[1]
 
     m = LinearModel(f"opf-{math.name}")
-    p = m.add_variables("branch-p", e * T, lb=-np.inf)
-    q = m.add_variables("branch-q", e * T, lb=-np.inf)
-    soft = config.voltage_penalty_per_pu_h is not None
-    v = m.add_variables(
-        "bus-v",
-        e * T,
-        lb=0.0 if soft else config.v_min**2,
-        ub=np.inf if soft else config.v_max**2,
-    )
     pv_p = m.add_variables("pv-p", n_pv * T, lb=0.0, ub=0.0)
     pv_q = m.add_variables("pv-q", n_pv * T, lb=-np.inf)
-    price_kw = np.asarray(config.price_per_mwh) * config.period_hours / 1000.0 * s_base
-    p0 = m.add_variables("substation-p", T, lb=-np.inf, cost=price_kw)
-
-    mpv = pv_map[physics.nonroot]
-    re, im = sp.csr_matrix(mpv.real), sp.csr_matrix(mpv.imag)
-    cons: dict[str, ConstraintBlock] = {}
-    zeros = np.zeros(e * T)
-    cons["branch-p_balance"] = m.add_constraints(
-        "branch-p_balance",
-        [(p, kron(physics.flow)), (pv_p, kron(re)), (pv_q, kron(-im))],
-        lb=zeros,
-        ub=zeros,
+    net = add_lindist3flow(
+        m,
+        physics,
+        T,
+        (Injection.active(pv_p, pv_map), Injection.reactive(pv_q, pv_map)),
+        substation=SubstationMode.NET,
+        substation_cost=_price_per_pu(config, config.price_per_mwh, s_base),
     )
-    cons["branch-q_balance"] = m.add_constraints(
-        "branch-q_balance",
-        [
-            (q, kron(physics.flow)),
-            (v, kron(sp.diags(physics.cap_b))),
-            (pv_p, kron(im)),
-            (pv_q, kron(re)),
-        ],
-        lb=zeros,
-        ub=zeros,
+    soft_v = config.voltage_penalty_per_pu_h is not None
+    add_voltage_band(
+        m,
+        net,
+        config.v_min,
+        config.v_max,
+        LimitMode.SOFT if soft_v else LimitMode.HARD,
+        penalty=(config.voltage_penalty_per_pu_h or 0.0) * config.period_hours,
     )
-    volt = sp.identity(e, format="csr") - physics.voltage_parent
-    cons["branch-voltage_drop"] = m.add_constraints(
-        "branch-voltage_drop",
-        [(p, kron(physics.m_p)), (q, kron(physics.m_q)), (v, kron(volt))],
-        lb=zeros,
-        ub=zeros,
-    )
-    ones_root = sp.csr_matrix(np.ones((1, len(physics.root))))
-    root_pv = pv_map[physics.root]
-    cons["substation-p_balance"] = m.add_constraints(
-        "substation-p_balance",
-        [
-            (p0, sp.identity(T)),
-            (p, kron(-(ones_root @ physics.root_outflow))),
-            (
-                pv_p,
-                kron(sp.csr_matrix(np.ones((1, len(physics.root)))) @ sp.csr_matrix(root_pv.real)),
-            ),
-        ],
-        lb=np.zeros(T),
-        ub=np.zeros(T),
-    )
-    if soft:
-        penalty = config.voltage_penalty_per_pu_h * config.period_hours
-        over = m.add_variables("bus-v_over", e * T, lb=0.0, cost=penalty)
-        under = m.add_variables("bus-v_under", e * T, lb=0.0, cost=penalty)
-        eye_et = sp.identity(e * T, format="csr")
-        cons["bus-v_upper"] = m.add_constraints(
-            "bus-v_upper", [(v, eye_et), (over, -eye_et)], ub=np.full(e * T, config.v_max**2)
-        )
-        cons["bus-v_lower"] = m.add_constraints(
-            "bus-v_lower", [(v, eye_et), (under, eye_et)], lb=np.full(e * T, config.v_min**2)
-        )
-    cos, sin, inscribe = polygon_rows(config.polygon_sides)
-    k = config.polygon_sides
     if n_pv:
-        poly = sp.kron(sp.identity(n_pv), np.c_[cos], format="csr")
-        polyq = sp.kron(sp.identity(n_pv), np.c_[sin], format="csr")
-        s_pv = np.repeat(pv_kva / s_base * inscribe, k)
-        cons["pv-capability"] = m.add_constraints(
-            "pv-capability",
-            [(pv_p, kron(poly)), (pv_q, kron(polyq))],
-            ub=np.tile(s_pv, T),
+        add_capability_polygon(
+            m, "pv-capability", pv_p, pv_q, pv_kva / s_base, T, n_sides=config.polygon_sides
         )
-    rating = math.rating_pu[physics.nonroot]
-    rated = np.flatnonzero(np.isfinite(rating) & (rating > 0))
-    if config.thermal_limits and len(rated):
-        sel = sp.csr_matrix(
-            (np.ones(len(rated)), (np.arange(len(rated)), rated)), shape=(len(rated), e)
-        )
-        poly_p = sp.kron(sel, np.c_[cos], format="csr")
-        poly_q = sp.kron(sel, np.c_[sin], format="csr")
-        terms = [(p, kron(poly_p)), (q, kron(poly_q))]
-        if config.thermal_penalty_per_pu_h is not None:
-            overload = m.add_variables(
-                "branch-overload",
-                len(rated) * T,
-                lb=0.0,
-                cost=config.thermal_penalty_per_pu_h * config.period_hours,
-            )
-            share = sp.kron(sp.identity(len(rated)), np.ones((k, 1)), format="csr")
-            terms.append((overload, kron(-share)))
-        cons["branch-thermal"] = m.add_constraints(
-            "branch-thermal", terms, ub=np.tile(np.repeat(rating[rated] * inscribe, k), T)
+    if config.thermal_limits:
+        soft_t = config.thermal_penalty_per_pu_h is not None
+        add_thermal_polygon(
+            m,
+            net,
+            math.rating_pu[physics.nonroot],
+            LimitMode.SOFT if soft_t else LimitMode.HARD,
+            n_sides=config.polygon_sides,
+            penalty=(config.thermal_penalty_per_pu_h or 0.0) * config.period_hours,
         )
     opf = OPFModel(
         math=math,
         physics=physics,
         config=config,
         model=m,
+        network=net,
         variables=dict(m.variables),
-        constraints=cons,
         pv_map=pv_map,
         pv_rating_kw=pv_rating,
         pv_kva=pv_kva,
@@ -314,6 +236,11 @@ def build_opf(math: MathFeeder, config: OPFConfig) -> OPFModel:
     )
     set_operating_data(opf, config.load_profile, config.pv_profile, config.price_per_mwh)
     return OPFModel(**{**opf.__dict__, "build_seconds": time.perf_counter() - t0})
+
+
+def _price_per_pu(config: OPFConfig, price_per_mwh: np.ndarray, s_base_kva: float) -> np.ndarray:
+    """Cost of one p.u. of substation power for one period (currency)."""
+    return np.asarray(price_per_mwh, dtype=float) * config.period_hours / 1000.0 * s_base_kva
 
 
 def set_operating_data(
@@ -334,36 +261,22 @@ def set_operating_data(
     load_kw, load_kvar : ndarray, shape (n_loads,), optional
         Nominal loads (default: the feeder's).
     """
-    math, physics, config = opf.math, opf.physics, opf.config
-    T = config.n_periods
+    math, config = opf.math, opf.config
     s_base = math.s_base_kva
     kw = math.load_kw if load_kw is None else load_kw
     kvar = math.load_kvar if load_kvar is None else load_kvar
-    s_nom = (math.load_map @ (kw + 1j * kvar)) / s_base  # (N,)
-    # other fixed injections (generators, storage at their dispatch)
-    s_nom_fixed = (
-        -(
-            math.gen_map @ (math.gen_kw + 1j * math.gen_kvar)
-            + math.storage_map @ (math.storage_kw + 1j * math.storage_kvar)
-        )
-        / s_base
+    profile = np.asarray(load_profile, dtype=float)
+    # the PV systems are decisions of this model: their fixed output is zero
+    no_pv = np.zeros((len(math.pv_names), len(profile)))
+    p_pu, q_pu = fixed_net_load(
+        math, np.outer(kw, profile), np.outer(kvar, profile), pv_kw=no_pv, pv_kvar=no_pv
     )
-    s_t = np.outer(s_nom, np.asarray(load_profile)) + s_nom_fixed[:, None]  # (N, T)
-    p_rhs = s_t.real[physics.nonroot].T.ravel()
-    q_rhs = s_t.imag[physics.nonroot].T.ravel()
     m = opf.model
-    m.set_row_bounds(opf.constraints["branch-p_balance"], p_rhs, p_rhs)
-    m.set_row_bounds(opf.constraints["branch-q_balance"], q_rhs, q_rhs)
-    v_root_sq = (math.root_v_pu[physics.root] ** 2)[:, None].repeat(T, axis=1)
-    volt_rhs = (physics.voltage_root @ v_root_sq).T.ravel()
-    m.set_row_bounds(opf.constraints["branch-voltage_drop"], volt_rhs, volt_rhs)
-    root_load = s_t.real[physics.root].sum(axis=0)
-    m.set_row_bounds(opf.constraints["substation-p_balance"], root_load, root_load)
+    opf.network.set_rhs(m, opf.network.rhs(p_pu, q_pu))
     avail = np.outer(opf.pv_rating_kw, np.asarray(pv_profile)) / s_base  # (n_pv, T)
-    m.set_col_bounds(opf.variables["pv-p"], 0.0, avail.T.ravel())
+    m.set_col_bounds(opf.variables["pv-p"], 0.0, by_period(avail))
     if price_per_mwh is not None:
-        price_kw = np.asarray(price_per_mwh) * config.period_hours / 1000.0 * s_base
-        m.set_cost(opf.variables["substation-p"], price_kw)
+        m.set_cost(opf.variables["substation-p"], _price_per_pu(config, price_per_mwh, s_base))
 
 
 def solve_opf(opf: OPFModel, options: SolverOptions | None = None) -> OPFResult:

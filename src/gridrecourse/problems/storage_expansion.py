@@ -81,9 +81,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from gridrecourse.errors import GridRecourseError, InfeasibleModelError, InvalidSeriesError
+from gridrecourse.formulation.limits import DEFAULT_POLYGON_SIDES, polygon_rows
 from gridrecourse.network.math_model import MathFeeder
 from gridrecourse.physics.lindistflow import LinDist3Flow
-from gridrecourse.problems.opf import DEFAULT_POLYGON_SIDES, polygon_rows
 from gridrecourse.solvers.highs import ConstraintBlock, LinearModel, Solution, VariableBlock
 from gridrecourse.solvers.options import SolverOptions
 
