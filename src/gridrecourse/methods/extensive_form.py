@@ -58,6 +58,7 @@ import scipy.sparse as sp
 
 from gridrecourse.errors import GridRecourseError, SolverTimeLimitError
 from gridrecourse.problems.base import (
+    ScenarioData,
     SolveStatus,
     StackedBlocks,
     TwoStageProblem,
@@ -65,6 +66,7 @@ from gridrecourse.problems.base import (
     add_second_stage_blocks,
     tangent_rows,
 )
+from gridrecourse.problems.capabilities import EXTENSIVE_FORM, check_requirements
 from gridrecourse.solvers.highs import LinearModel, VariableBlock
 from gridrecourse.solvers.options import SolverOptions
 
@@ -162,6 +164,8 @@ class ExtensiveForm:
     first_stage : mapping of str to VariableBlock
     second_stage : StackedBlocks
     scenario_indices : ndarray of int
+    data : ScenarioData
+        The scenario vectors of the EF's scenarios.
     weights : ndarray
         Probabilities of the EF's scenarios (renormalized for a subset).
     tangent_points : int
@@ -172,6 +176,7 @@ class ExtensiveForm:
     first_stage: Mapping[str, VariableBlock]
     second_stage: StackedBlocks
     scenario_indices: np.ndarray
+    data: ScenarioData
     weights: np.ndarray
     tangent_points: int
     tangents: tuple[_TangentBlock, ...]
@@ -305,6 +310,7 @@ def build_extensive_form(
         raise ExtensiveFormError("the selected scenarios have zero total probability")
     weights = weights / weights.sum()
     s = len(idx)
+    check_requirements(EXTENSIVE_FORM, problem)
 
     model = LinearModel(f"ef-{problem.name}")
     fs = problem.first_stage
@@ -360,6 +366,7 @@ def build_extensive_form(
         first_stage=first,
         second_stage=stacked,
         scenario_indices=idx,
+        data=data,
         weights=weights,
         tangent_points=int(tangent_points),
         tangents=tuple(tangents),
@@ -432,9 +439,13 @@ def solve_extensive_form(
     penalty = np.zeros(s)
     for v in spec.variables:
         y = sol.value(ef.second_stage.variables[v.name]).reshape(s, v.size)
-        recourse += y @ v.cost
+        if v.name in spec.scenario_costs:
+            term = np.einsum("sk,sk->s", y, ef.data.block_cost(v))
+        else:
+            term = y @ v.cost
+        recourse += term
         if v.penalty:
-            penalty += y @ v.cost
+            penalty += term
     report = None
     if ef.tangents:
         approx = np.zeros(s)

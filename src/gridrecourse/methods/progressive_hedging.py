@@ -130,6 +130,7 @@ from gridrecourse.evaluation.out_of_sample import OutOfSampleResult, evaluate_fi
 from gridrecourse.execution import Executor, InProcessExecutor
 from gridrecourse.methods.extensive_form import DEFAULT_TANGENT_POINTS, build_extensive_form
 from gridrecourse.problems.base import FirstStageSpec, TwoStageProblem, tangent_rows
+from gridrecourse.problems.capabilities import PROGRESSIVE_HEDGING, check_requirements
 from gridrecourse.solvers.highs import ConstraintBlock, LinearModel, VariableBlock
 from gridrecourse.solvers.options import SolverOptions
 
@@ -812,6 +813,8 @@ def solve_progressive_hedging(
     ------
     PHError
         Invalid scenario selection or a first stage the proximal term cannot represent.
+    gridrecourse.problems.capabilities.UnsupportedProblemError
+        Integer recourse (PH's subproblems and convergence assume continuous recourse).
     gridrecourse.execution.TaskFailedError
         A subproblem failed (e.g. infeasible in some scenario: the cause is an
         :class:`~gridrecourse.errors.InfeasibleModelError`).
@@ -825,6 +828,7 @@ def solve_progressive_hedging(
     if prob.sum() <= 0:
         raise PHError("the selected scenarios have zero total probability")
     prob = prob / prob.sum()
+    check_requirements(PROGRESSIVE_HEDGING, problem)
     ProximalTerm.from_first_stage(problem.first_stage, config.continuous_points)  # validate early
     options = options or _DEFAULT_OPTIONS
     n_x = problem.first_stage.size

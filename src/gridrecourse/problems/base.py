@@ -42,7 +42,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -56,10 +56,14 @@ from gridrecourse.errors import (
 from gridrecourse.solvers.highs import ConstraintBlock, LinearModel, Solution, VariableBlock
 from gridrecourse.solvers.options import SolverOptions
 
+if TYPE_CHECKING:
+    from gridrecourse.problems.separable import SeparableFirstStage
+
 __all__ = [
     "ConstraintBlockSpec",
     "FeasibilityCut",
     "FirstStageSpec",
+    "LinkingBlock",
     "ProblemSpecError",
     "ScenarioData",
     "SecondStageModel",
@@ -365,52 +369,151 @@ class FirstStageSpec:
 
 
 @dataclass(frozen=True, eq=False)
+class LinkingBlock:
+    """A second-stage constraint block that carries the first-stage decision.
+
+    Its rows read ``L_ω ≤ W y + S_ω T x ≤ U_ω`` (METHODS §2): ``T`` is fixed, ``S_ω`` is the
+    per-scenario row scale of :attr:`ScenarioData.technology_scale` (1 when not given).
+
+    Attributes
+    ----------
+    name : str
+        Name of the constraint block (``"pv-linking"`` …).
+    technology : scipy.sparse.csr_matrix, shape (rows of the block, n_x)
+        ``T``: coefficients of the first-stage vector ``x`` in these rows.
+    """
+
+    name: str
+    technology: sp.csr_matrix
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "technology", _clean(self.technology))
+
+
+@dataclass(frozen=True, eq=False)
 class SecondStageSpec:
     """One scenario's recourse problem ``min dᵀy + Σ h y² : L ≤ W y + S T x ≤ U, l ≤ y ≤ u``.
 
     Attributes
     ----------
     variables, constraints : tuple
-        Blocks of ``y`` and of the rows (``W``), in model order.
-    linking : str
-        Name of the constraint block that carries the first-stage decision (its duals are the
-        slopes methods such as SPAR need).
+        Blocks of ``y`` and of the rows (``W``), in model order. Integer recourse columns
+        (``VariableBlockSpec.integer``) make every scenario a MILP.
+    linking : str or sequence of LinkingBlock
+        The constraint blocks that carry the first-stage decision: one block name (with
+        ``technology``) or several :class:`LinkingBlock` (each with its own ``T``). Their duals
+        are the slopes methods such as SPAR need.
     technology : scipy.sparse.csr_matrix, shape (n_linking_rows, n_x)
-        ``T``: coefficients of ``x`` in the linking rows (scaled per scenario).
+        ``T`` of a single named linking block; after construction, the stacked ``T`` of all
+        linking blocks (in :attr:`links` order) either way.
     objective_offset : float
         Constant added to every scenario's objective.
+    scenario_costs : tuple of str
+        Variable blocks whose linear cost ``d`` changes per scenario (prices; given by
+        :attr:`ScenarioData.cost`).
+    scenario_bounds : tuple of str
+        Variable blocks whose column bounds change per scenario (:attr:`ScenarioData.col_lb`,
+        :attr:`ScenarioData.col_ub`).
+    links : tuple of LinkingBlock
+        The normalized linking blocks (set on construction).
     """
 
     variables: tuple[VariableBlockSpec, ...]
     constraints: tuple[ConstraintBlockSpec, ...]
-    linking: str
-    technology: sp.csr_matrix
+    linking: str | Sequence[LinkingBlock]
+    technology: sp.csr_matrix | None = None
     objective_offset: float = 0.0
+    scenario_costs: tuple[str, ...] = ()
+    scenario_bounds: tuple[str, ...] = ()
+    links: tuple[LinkingBlock, ...] = field(init=False)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
         set_(self, "variables", tuple(self.variables))
         set_(self, "constraints", tuple(self.constraints))
-        set_(self, "technology", _clean(self.technology))
+        set_(self, "scenario_costs", tuple(self.scenario_costs))
+        set_(self, "scenario_bounds", tuple(self.scenario_bounds))
         _check_blocks("second stage", self.variables, self.constraints)
+        if isinstance(self.linking, str):
+            if self.technology is None:
+                raise ProblemSpecError(
+                    f"second stage: linking block {self.linking!r} needs a technology matrix"
+                )
+            links: tuple[LinkingBlock, ...] = (LinkingBlock(self.linking, self.technology),)
+        else:
+            links = tuple(self.linking)
+            set_(self, "linking", links)
+            if self.technology is not None:
+                raise ProblemSpecError(
+                    "second stage: give technology inside each LinkingBlock, not separately"
+                )
+        if not links:
+            raise ProblemSpecError("second stage: at least one linking block is required")
+        set_(self, "links", links)
         names = [c.name for c in self.constraints]
-        if self.linking not in names:
+        sizes = {c.name: c.size for c in self.constraints}
+        link_names = [k.name for k in links]
+        if len(set(link_names)) != len(link_names):
+            raise ProblemSpecError(f"second stage: duplicate linking blocks {link_names}")
+        n_x = {k.technology.shape[1] for k in links}
+        if len(n_x) != 1:
             raise ProblemSpecError(
-                f"second stage: linking block {self.linking!r} is not a constraint block "
-                f"(known: {names})"
+                f"second stage: technology matrices of {link_names} have different column "
+                f"counts {sorted(n_x)} (all are over the same first-stage vector x)"
             )
-        if any(v.integer for v in self.variables):
-            raise ProblemSpecError("second stage: integer recourse is not supported")
-        if self.technology.shape[0] != self.linking_block.size:
-            raise ProblemSpecError(
-                f"second stage: technology matrix has {self.technology.shape[0]} rows, linking "
-                f"block {self.linking!r} has {self.linking_block.size}"
-            )
+        for k in links:
+            if k.name not in names:
+                raise ProblemSpecError(
+                    f"second stage: linking block {k.name!r} is not a constraint block "
+                    f"(known: {names})"
+                )
+            if k.technology.shape[0] != sizes[k.name]:
+                raise ProblemSpecError(
+                    f"second stage: technology matrix has {k.technology.shape[0]} rows, linking "
+                    f"block {k.name!r} has {sizes[k.name]}"
+                )
+        set_(self, "technology", sp.vstack([k.technology for k in links], format="csr"))
+        var_names = [v.name for v in self.variables]
+        for what, blocks in (
+            ("scenario_costs", self.scenario_costs),
+            ("scenario_bounds", self.scenario_bounds),
+        ):
+            unknown = [b for b in blocks if b not in var_names]
+            if unknown:
+                raise ProblemSpecError(
+                    f"second stage: {what} names unknown variable block(s) {unknown} "
+                    f"(known: {var_names})"
+                )
+
+    @property
+    def has_integer(self) -> bool:
+        """True when some recourse column is integer (each scenario is a MILP)."""
+        return any(v.integer and v.size for v in self.variables)
+
+    @property
+    def has_quadratic(self) -> bool:
+        """True when some recourse column has a positive quadratic cost."""
+        return any(v.has_quadratic for v in self.variables)
+
+    @property
+    def n_linking_rows(self) -> int:
+        """Rows of all linking blocks together."""
+        return int(self.technology.shape[0])
+
+    @property
+    def linking_rows(self) -> np.ndarray:
+        """Positions of the linking rows (in :attr:`links` order) in a scenario's rows."""
+        slices = [self.row_slice(k.name) for k in self.links]
+        return np.concatenate([np.arange(r.start, r.stop) for r in slices])
+
+    def link_offsets(self) -> np.ndarray:
+        """Offsets of each linking block in the stacked linking rows, shape (n_links + 1,)."""
+        return _offsets([k.technology.shape[0] for k in self.links])
 
     @property
     def linking_block(self) -> ConstraintBlockSpec:
-        """The linking constraint block."""
-        return next(c for c in self.constraints if c.name == self.linking)
+        """The (first) linking constraint block."""
+        return next(c for c in self.constraints if c.name == self.links[0].name)
 
     @property
     def n_rows(self) -> int:
@@ -477,33 +580,137 @@ class SecondStageSpec:
         )
 
 
+def _frozen_blocks(value: Mapping[str, np.ndarray] | None) -> Mapping[str, np.ndarray]:
+    out = {}
+    for name, arr in (value or {}).items():
+        a = np.asarray(arr, dtype=float)
+        out[str(name)] = a
+    return out
+
+
 @dataclass(frozen=True, eq=False)
 class ScenarioData:
     """The scenario-dependent vectors of the second stage for ``S`` scenarios.
+
+    Everything is array-shaped over the ``S`` scenarios (never per-scenario objects); a field
+    left at its default keeps the nominal value of :class:`SecondStageSpec` and costs nothing.
 
     Attributes
     ----------
     indices : ndarray of int, shape (S,)
         Scenario indices in the problem's scenario set.
-    row_lb, row_ub : ndarray, shape (S, n_rows)
-        ``L_ω``, ``U_ω`` (before the first-stage term is moved to the right-hand side).
-    technology_scale : ndarray, shape (S, n_linking_rows)
-        ``S_ω``: scales the rows of ``T`` in scenario ω.
+    row_lb, row_ub : ndarray, shape (S, n_rows), optional
+        ``L_ω``, ``U_ω``, the right-hand sides of the two-sided rows (before the first-stage
+        term is moved there); ``None``: the nominal bounds of every constraint block.
+    technology_scale : ndarray, shape (S, n_linking_rows), optional
+        ``S_ω``: scales the rows of the stacked ``T`` (all linking blocks, in
+        :attr:`SecondStageSpec.links` order) in scenario ω; ``None``: 1.
+    cost : mapping of str to ndarray, shape (S, block size)
+        Per-scenario linear cost ``d_ω`` of the blocks declared in
+        :attr:`SecondStageSpec.scenario_costs` (objective units per unit; e.g. energy prices).
+    col_lb, col_ub : mapping of str to ndarray, shape (S, block size)
+        Per-scenario column bounds of blocks declared in :attr:`SecondStageSpec.scenario_bounds`.
     """
 
     indices: np.ndarray
-    row_lb: np.ndarray
-    row_ub: np.ndarray
-    technology_scale: np.ndarray
+    row_lb: np.ndarray | None = None
+    row_ub: np.ndarray | None = None
+    technology_scale: np.ndarray | None = None
+    cost: Mapping[str, np.ndarray] = field(default_factory=dict)
+    col_lb: Mapping[str, np.ndarray] = field(default_factory=dict)
+    col_ub: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "indices", np.asarray(self.indices, dtype=int).ravel())
         s = len(self.indices)
         for name in ("row_lb", "row_ub", "technology_scale"):
             arr = getattr(self, name)
+            if arr is None:
+                continue
+            arr = np.asarray(arr, dtype=float)
+            set_(self, name, arr)
             if arr.ndim != 2 or arr.shape[0] != s:
                 raise ProblemSpecError(
                     f"ScenarioData.{name} must have shape (S={s}, ·), got {arr.shape}"
                 )
+        for name in ("cost", "col_lb", "col_ub"):
+            blocks = _frozen_blocks(getattr(self, name))
+            set_(self, name, blocks)
+            for block, arr in blocks.items():
+                if arr.ndim != 2 or arr.shape[0] != s:
+                    raise ProblemSpecError(
+                        f"ScenarioData.{name}[{block!r}] must have shape (S={s}, size), "
+                        f"got {arr.shape}"
+                    )
+
+    @property
+    def n_scenarios(self) -> int:
+        """``S``."""
+        return len(self.indices)
+
+    def validate(self, spec: SecondStageSpec) -> None:
+        """Check the shapes against ``spec`` and that only declared blocks vary.
+
+        Raises
+        ------
+        ProblemSpecError
+            A wrong width, or per-scenario costs/bounds of a block the spec does not declare in
+            ``scenario_costs`` / ``scenario_bounds`` (the message names the block).
+        """
+        widths = {"row_lb": spec.n_rows, "row_ub": spec.n_rows}
+        widths["technology_scale"] = spec.n_linking_rows
+        for name, width in widths.items():
+            arr = getattr(self, name)
+            if arr is not None and arr.shape[1] != width:
+                raise ProblemSpecError(
+                    f"ScenarioData.{name} has {arr.shape[1]} columns, the second stage needs "
+                    f"{width}"
+                )
+        sizes = {v.name: v.size for v in spec.variables}
+        for name, declared in (
+            ("cost", spec.scenario_costs),
+            ("col_lb", spec.scenario_bounds),
+            ("col_ub", spec.scenario_bounds),
+        ):
+            for block, arr in getattr(self, name).items():
+                if block not in declared:
+                    raise ProblemSpecError(
+                        f"ScenarioData.{name} gives block {block!r}, which the second stage "
+                        f"does not declare (declared: {list(declared)})"
+                    )
+                if arr.shape[1] != sizes[block]:
+                    raise ProblemSpecError(
+                        f"ScenarioData.{name}[{block!r}] has {arr.shape[1]} columns, the block "
+                        f"has {sizes[block]}"
+                    )
+
+    def row_bounds(self, spec: SecondStageSpec) -> tuple[np.ndarray, np.ndarray]:
+        """``(L, U)``, shape (S, n_rows) each (nominal bounds where not given)."""
+        s = self.n_scenarios
+        lb = np.tile(spec.row_lb, (s, 1)) if self.row_lb is None else self.row_lb
+        ub = np.tile(spec.row_ub, (s, 1)) if self.row_ub is None else self.row_ub
+        return lb, ub
+
+    def scale(self, spec: SecondStageSpec) -> np.ndarray:
+        """``S_ω`` of the stacked linking rows, shape (S, n_linking_rows)."""
+        if self.technology_scale is None:
+            return np.ones((self.n_scenarios, spec.n_linking_rows))
+        return self.technology_scale
+
+    def block_cost(self, block: VariableBlockSpec) -> np.ndarray:
+        """Linear cost of ``block`` per scenario, shape (S, size)."""
+        given = self.cost.get(block.name)
+        return np.tile(block.cost, (self.n_scenarios, 1)) if given is None else given
+
+    def block_bounds(self, block: VariableBlockSpec) -> tuple[np.ndarray, np.ndarray]:
+        """Column bounds of ``block`` per scenario, shape (S, size) each."""
+        s = self.n_scenarios
+        lb, ub = self.col_lb.get(block.name), self.col_ub.get(block.name)
+        return (
+            np.tile(block.lb, (s, 1)) if lb is None else lb,
+            np.tile(block.ub, (s, 1)) if ub is None else ub,
+        )
 
 
 @dataclass(frozen=True)
@@ -552,6 +759,13 @@ class SecondStageResult:
         HiGHS time of the solve (s).
     values : ndarray, optional
         Column values ``y`` (only when requested).
+    mip_gap : float
+        Relative MIP gap of the scenario solve (0 for continuous recourse).
+    dual_bound : float
+        Lower bound on ``Q(x, ξ_ω)`` proven by the solve (objective units): HiGHS's MIP dual
+        bound for integer recourse, ``objective`` for LP/QP recourse (``inf`` when
+        infeasible). For integer recourse ``linking_duals`` and ``subgradient`` are NaN (a MILP
+        has no duals).
     """
 
     scenario: int
@@ -564,6 +778,8 @@ class SecondStageResult:
     cut: FeasibilityCut | None = None
     solve_seconds: float = 0.0
     values: np.ndarray | None = field(default=None, repr=False)
+    mip_gap: float = 0.0
+    dual_bound: float = float("nan")
 
 
 DecisionT = TypeVar("DecisionT")
@@ -608,6 +824,15 @@ class TwoStageProblem(ABC, Generic[DecisionT]):
         """Number of scenarios ``S``."""
         return len(self.probability)
 
+    @property
+    def separable_first_stage(self) -> SeparableFirstStage | None:
+        """The declaration SPAR needs (a :class:`~.separable.SeparableFirstStage`).
+
+        ``None`` (the default): the problem does not declare a first stage on which the
+        expected recourse can be learned as a separable function of integer levels.
+        """
+        return None
+
     def build_second_stage(self) -> SecondStageModel:
         """Build the recourse model once (re-solve it with :meth:`SecondStageModel.solve`)."""
         return SecondStageModel(self)
@@ -634,14 +859,15 @@ def add_second_stage_blocks(
     first_stage: Mapping[str, VariableBlock] | None = None,
     first_stage_spec: FirstStageSpec | None = None,
     exact_quadratic: bool = True,
+    integer: bool = True,
 ) -> StackedBlocks:
     """Add ``S = len(weights)`` copies of the recourse to ``model`` (vectorized over copies).
 
-    Every constraint block becomes ``kron(I_S, W_block)``; costs are ``kron(weights, d)``. With
-    ``first_stage`` (extensive form) the linking rows get the terms
-    ``diag(S_ω) kron(1_S, T)`` on the first-stage columns and ``data`` supplies the row bounds
-    as they are; without it (a single recourse model, ``x`` fixed later) rows start at the
-    nominal bounds.
+    Every constraint block becomes ``kron(I_S, W_block)``; costs are ``kron(weights, d)``, or
+    ``weights_ω d_ω`` for blocks with per-scenario costs. With ``first_stage`` (extensive form)
+    every linking block gets the terms ``diag(S_ω) kron(1_S, T_k)`` on the first-stage columns
+    and ``data`` supplies the row and column bounds as they are; without it (a single recourse
+    model, ``x`` fixed later) rows and columns start at the nominal bounds.
 
     Parameters
     ----------
@@ -650,39 +876,59 @@ def add_second_stage_blocks(
     weights : ndarray, shape (S,)
         Cost weight of each copy (probabilities; ``[1.0]`` for a single recourse model).
     data : ScenarioData, optional
-        Row bounds and technology scale of the ``S`` copies.
+        Row/column bounds, costs and technology scale of the ``S`` copies.
     first_stage, first_stage_spec : optional
         First-stage blocks already in ``model`` and their spec (extensive form).
     exact_quadratic : bool
         Add the quadratic costs as a Hessian (a QP); ``False`` leaves them to the caller
         (the extensive form's tangent planes).
+    integer : bool
+        Keep the integrality of integer recourse blocks (``False``: the LP relaxation).
     """
     w = np.asarray(weights, dtype=float)
     s = len(w)
+    if data is not None:
+        data.validate(spec)
+        if data.n_scenarios != s:
+            raise ProblemSpecError(f"{s} weights for {data.n_scenarios} scenarios of data")
     eye = sp.identity(s, format="csr")
     variables: dict[str, VariableBlock] = {}
     for v in spec.variables:
+        if data is None:
+            cost, lb, ub = np.kron(w, v.cost), np.tile(v.lb, s), np.tile(v.ub, s)
+        else:
+            cost = (w[:, None] * data.block_cost(v)).ravel()
+            lb, ub = (b.ravel() for b in data.block_bounds(v))
         block = model.add_variables(
-            v.name, s * v.size, lb=np.tile(v.lb, s), ub=np.tile(v.ub, s), cost=np.kron(w, v.cost)
+            v.name, s * v.size, lb=lb, ub=ub, cost=cost, integer=bool(v.integer and integer)
         )
         variables[v.name] = block
         if exact_quadratic and v.has_quadratic:
             model.add_quadratic_cost(block, np.kron(w, v.quadratic))
+    link_t: dict[str, sp.csr_matrix] = {}
+    if first_stage is not None:
+        if first_stage_spec is None or data is None:
+            raise ProblemSpecError("the extensive form needs first_stage_spec and data")
+        scale = data.scale(spec)
+        off = spec.link_offsets()
+        for k, link in enumerate(spec.links):
+            rows = scale[:, off[k] : off[k + 1]].ravel()
+            link_t[link.name] = sp.diags(rows) @ sp.kron(
+                np.ones((s, 1)), link.technology, format="csr"
+            )
+    row_lb, row_ub = data.row_bounds(spec) if data is not None else (None, None)
     constraints: dict[str, ConstraintBlock] = {}
     for c in spec.constraints:
         terms: list[tuple[VariableBlock, sp.spmatrix]] = [
             (variables[name], sp.kron(eye, m, format="csr")) for name, m in c.terms
         ]
-        if data is not None:
+        if row_lb is not None and row_ub is not None:
             rs = spec.row_slice(c.name)
-            lb, ub = data.row_lb[:, rs].ravel(), data.row_ub[:, rs].ravel()
+            lb, ub = row_lb[:, rs].ravel(), row_ub[:, rs].ravel()
         else:
             lb, ub = np.tile(c.lb, s), np.tile(c.ub, s)
-        if first_stage is not None and c.name == spec.linking:
-            if first_stage_spec is None or data is None:
-                raise ProblemSpecError("the extensive form needs first_stage_spec and data")
-            scale = sp.diags(data.technology_scale.ravel())
-            stacked_t = scale @ sp.kron(np.ones((s, 1)), spec.technology, format="csr")
+        stacked_t = link_t.get(c.name)
+        if stacked_t is not None and first_stage_spec is not None and first_stage is not None:
             for fv in first_stage_spec.variables:
                 cols = stacked_t[:, first_stage_spec.slice(fv.name)]
                 if cols.nnz:
@@ -729,42 +975,82 @@ def tangent_rows(
 class SecondStageModel:
     """The recourse model of a :class:`TwoStageProblem`, built once and re-solved.
 
-    :meth:`solve` moves ``S_ω T x`` to the row bounds of the linking block and sets every
-    block's bounds to the scenario's; nothing else changes, so HiGHS warm-starts from the
-    previous basis. Quadratic recourse (e.g. losses) is solved exactly as a QP.
+    :meth:`solve` moves ``S_ω T x`` to the row bounds of the linking blocks, sets every
+    block's row bounds to the scenario's and, for blocks the spec declares scenario-dependent
+    (``scenario_costs``, ``scenario_bounds``), the costs and column bounds; nothing else
+    changes, so HiGHS warm-starts from the previous basis. Quadratic recourse (e.g. losses) is
+    solved exactly as a QP; integer recourse as a MILP (HiGHS branch and bound; the result
+    records the MIP gap and dual bound, and has no duals).
 
     Parameters
     ----------
     problem : TwoStageProblem
+
+    Raises
+    ------
+    UnsupportedProblemError
+        Integer and quadratic recourse together (an MIQP, which HiGHS cannot solve).
     """
 
     def __init__(self, problem: TwoStageProblem):
+        from gridrecourse.problems.capabilities import EVALUATOR, check_requirements
+
+        check_requirements(EVALUATOR, problem)
         t0 = time.perf_counter()
         self.problem = problem
         self.spec = problem.second_stage
         self.model = LinearModel(f"second-stage-{problem.name}")
         self.blocks = add_second_stage_blocks(self.model, self.spec, np.ones(1))
-        self.linking: ConstraintBlock = self.blocks.constraints[self.spec.linking]
-        self._link_rows = self.spec.row_slice(self.spec.linking)
-        self._penalty_cost = np.concatenate(
-            [v.cost if v.penalty else np.zeros(v.size) for v in self.spec.variables]
+        self.is_mip = self.spec.has_integer
+        self._link_rows = self.spec.linking_rows
+        self._penalty_mask = np.concatenate(
+            [np.full(v.size, v.penalty, dtype=bool) for v in self.spec.variables]
         )
+        self._base_cost = np.concatenate([v.cost for v in self.spec.variables])
+        self._cost_now = self._base_cost
+        self._col_lb_now, self._col_ub_now = self.spec.col_lb, self.spec.col_ub
         self._w: sp.csc_matrix | None = None
         self._feasibility_lp: LinearModel | None = None
         self.build_seconds = time.perf_counter() - t0
 
     def _bounds(self, x: np.ndarray, scenario: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Row bounds with ``S_ω T x`` moved over, and ``S_ω``; also sets the column state."""
         data = self.problem.scenario_data(np.array([scenario]))
-        lb, ub = data.row_lb[0].copy(), data.row_ub[0].copy()
-        shift = data.technology_scale[0] * (self.spec.technology @ x)
+        data.validate(self.spec)
+        row_lb, row_ub = data.row_bounds(self.spec)
+        lb, ub = row_lb[0].copy(), row_ub[0].copy()
+        scale = data.scale(self.spec)[0]
+        shift = scale * (self.spec.technology @ x)
         lb[self._link_rows] -= shift
         ub[self._link_rows] -= shift
-        return lb, ub, data.technology_scale[0]
+        self._scenario_columns(data)
+        return lb, ub, scale
+
+    def _scenario_columns(self, data: ScenarioData) -> None:
+        """Costs and column bounds of the declared scenario-dependent blocks (scenario 0)."""
+        spec = self.spec
+        if not (spec.scenario_costs or spec.scenario_bounds):
+            return
+        cost, lb, ub = self._base_cost.copy(), spec.col_lb.copy(), spec.col_ub.copy()
+        for v in spec.variables:
+            cs = spec.col_slice(v.name)
+            if v.name in spec.scenario_costs:
+                cost[cs] = data.block_cost(v)[0]
+            if v.name in spec.scenario_bounds:
+                blo, bhi = data.block_bounds(v)
+                lb[cs], ub[cs] = blo[0], bhi[0]
+        self._cost_now, self._col_lb_now, self._col_ub_now = cost, lb, ub
 
     def _apply(self, model: LinearModel, blocks: StackedBlocks, lb, ub) -> None:
         for c in self.spec.constraints:
             rs = self.spec.row_slice(c.name)
             model.set_row_bounds(blocks.constraints[c.name], lb[rs], ub[rs])
+        for name in self.spec.scenario_costs:
+            cs = self.spec.col_slice(name)
+            model.set_cost(blocks.variables[name], self._cost_now[cs])
+        for name in self.spec.scenario_bounds:
+            cs = self.spec.col_slice(name)
+            model.set_col_bounds(blocks.variables[name], self._col_lb_now[cs], self._col_ub_now[cs])
 
     def solve(
         self,
@@ -784,10 +1070,12 @@ class SecondStageModel:
         scenario : int
             Scenario index.
         options : SolverOptions, optional
+            For integer recourse, ``mip_gap`` and ``time_limit`` apply to each scenario solve.
         keep_values : bool
             Return the column values ``y`` in the result.
         farkas : bool
-            On infeasibility, compute the Farkas ray and feasibility cut.
+            On infeasibility, compute the Farkas ray and feasibility cut (integer recourse: from
+            the LP relaxation when it is infeasible too).
 
         Returns
         -------
@@ -809,17 +1097,26 @@ class SecondStageModel:
             if not self.model.is_quadratic:
                 raise
             sol = self._cold_qp_or_cutting_planes(lb, ub, options)
-        duals = sol.dual(self.linking).copy()
-        subgradient = -(self.spec.technology.T @ (scale * duals))
+        offset = self.spec.objective_offset
+        if self.is_mip:
+            duals = np.full(len(self._link_rows), np.nan)
+            subgradient = np.full(n_x, np.nan)
+            dual_bound = float(sol.dual_bound) + offset
+        else:
+            duals = sol.row_dual[self._link_rows].copy()
+            subgradient = -(self.spec.technology.T @ (scale * duals))
+            dual_bound = float(sol.objective) + offset
         return SecondStageResult(
             scenario=int(scenario),
-            objective=float(sol.objective) + self.spec.objective_offset,
+            objective=float(sol.objective) + offset,
             feasible=True,
-            penalty=float(self._penalty_cost @ sol.x),
+            penalty=float(np.where(self._penalty_mask, self._cost_now, 0.0) @ sol.x),
             linking_duals=duals,
             subgradient=np.asarray(subgradient, dtype=float),
             solve_seconds=sol.solve_seconds,
             values=sol.x.copy() if keep_values else None,
+            mip_gap=float(sol.mip_gap) if self.is_mip else 0.0,
+            dual_bound=dual_bound,
         )
 
     def _cold_qp_or_cutting_planes(
@@ -875,7 +1172,7 @@ class SecondStageModel:
                 )
             sol = lp.solve(options)
             y = sol.x[:n_cols]
-            exact = float(np.concatenate([v.cost for v in self.spec.variables]) @ y)
+            exact = float(self._cost_now @ y)
             for v, cols in quad:
                 yv = y[self.spec.col_slice(v.name)][cols]
                 exact += float(np.sum(v.quadratic[cols] * yv**2))
@@ -915,17 +1212,20 @@ class SecondStageModel:
         options: SolverOptions | None,
         farkas: bool,
     ) -> SecondStageResult:
-        n_link = self.linking.size
-        nan_link = np.full(n_link, np.nan)
+        nan_link = np.full(len(self._link_rows), np.nan)
         ray_link, cut = None, None
         t0 = time.perf_counter()
         if farkas:
             model = self.model
-            if model.is_quadratic:  # HiGHS gives rays for LPs: use the same rows without h
-                if self._feasibility_lp is None:
+            if model.is_quadratic or self.is_mip:  # HiGHS gives rays for LPs: same rows, no h
+                if self._feasibility_lp is None:  # and no integrality (a relaxation's cut)
                     self._feasibility_lp = LinearModel(f"feasibility-{self.problem.name}")
                     self._lp_blocks = add_second_stage_blocks(
-                        self._feasibility_lp, self.spec, np.ones(1), exact_quadratic=False
+                        self._feasibility_lp,
+                        self.spec,
+                        np.ones(1),
+                        exact_quadratic=False,
+                        integer=False,
                     )
                 model = self._feasibility_lp
                 self._apply(model, self._lp_blocks, lb, ub)
@@ -947,6 +1247,7 @@ class SecondStageModel:
             farkas_ray=ray_link,
             cut=cut,
             solve_seconds=time.perf_counter() - t0,
+            dual_bound=float("inf"),
         )
 
     def _cut_from_ray(
@@ -967,7 +1268,7 @@ class SecondStageModel:
         """
         if self._w is None:
             self._w = self.spec.matrix().tocsc()
-        col_lb, col_ub = self.spec.col_lb, self.spec.col_ub
+        col_lb, col_ub = self._col_lb_now, self._col_ub_now
         x_shift = np.zeros_like(lb)
         x_shift[self._link_rows] = scale * (self.spec.technology @ x)
         lb0, ub0 = lb + x_shift, ub + x_shift  # bounds at x = 0
