@@ -322,13 +322,14 @@ def net_injections(
     s_pv = _complex(pv_kw, pv_kvar, math.pv_p_kw, math.pv_q_kvar)
     s_gen = math.gen_kw + 1j * math.gen_kvar
     s_st = math.storage_kw + 1j * math.storage_kvar
-    extra = math.gen_map @ s_gen + math.storage_map @ s_st
-    s = math.load_map @ s_load - math.pv_map @ s_pv
-    if s.ndim == 2:
-        s = s - extra[:, None]
-    else:
-        s = s - extra
-    s = s / math.s_base_kva
+    parts = [
+        math.load_map @ s_load,
+        -(math.pv_map @ s_pv),
+        -(math.gen_map @ s_gen + math.storage_map @ s_st),
+    ]
+    if any(part.ndim == 2 for part in parts):
+        parts = [part if part.ndim == 2 else part[:, None] for part in parts]
+    s = (parts[0] + parts[1] + parts[2]) / math.s_base_kva
     return np.real(s), np.imag(s)
 
 
