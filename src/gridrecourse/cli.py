@@ -51,15 +51,14 @@ def emit(summary: dict, as_json: bool, human: Callable[[], None]) -> None:
 
 def cmd_info(args: argparse.Namespace) -> dict:
     """Element counts of a feeder (and of its LinDist3Flow model)."""
-    from gridrecourse.evaluation.validation import prepare_for_linear_model
-    from gridrecourse.network.math_model import build_math_feeder
+    from gridrecourse.network.prepare import OperatingPoint, RootVoltages, prepare_feeder
 
     feeder = resolve_feeder_spec(args.feeder)
     summary = dict(feeder.summary())
-    model_feeder = prepare_for_linear_model(feeder)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        math = build_math_feeder(model_feeder)
+        prepared = prepare_feeder(feeder, OperatingPoint(root_voltages=RootVoltages.NOMINAL))
+    model_feeder, math = prepared.feeder, prepared.math
     summary.update(
         model_n_buses=math.n_buses,
         model_n_nodes=math.n_nodes,
@@ -138,9 +137,7 @@ def cmd_validate(args: argparse.Namespace) -> dict:
 
 def cmd_opf(args: argparse.Namespace) -> dict:
     """Deterministic 24-h OPF (import cost, PV curtailment, voltage and thermal limits)."""
-    from gridrecourse.evaluation.ac_check import read_snapshot
-    from gridrecourse.evaluation.validation import prepare_for_linear_model
-    from gridrecourse.network.math_model import build_math_feeder
+    from gridrecourse.network.prepare import prepare_math_feeder
     from gridrecourse.problems.opf import OPFConfig, build_opf, solve_opf
     from gridrecourse.problems.profiles import bundled_day
     from gridrecourse.report.plots import opf_plot
@@ -150,8 +147,8 @@ def cmd_opf(args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     progress(f"importing {args.feeder}")
     feeder = resolve_feeder_spec(args.feeder)
-    snapshot = read_snapshot() if feeder.source_kind == "opendss" else None
-    math = build_math_feeder(prepare_for_linear_model(feeder, snapshot))
+    # default operating point: OpenDSS taps, normal switches, snapshot root voltages
+    math = prepare_math_feeder(feeder)
     day = bundled_day(args.day)
     config = OPFConfig(
         load_profile=day.load,

@@ -228,20 +228,18 @@ def _check_args(args: argparse.Namespace) -> None:
 
 
 def _load_problem(feeder_spec: str, horizon: int):
-    from gridrecourse.evaluation.ac_check import read_snapshot
-    from gridrecourse.evaluation.validation import prepare_for_linear_model
     from gridrecourse.network.loading import resolve_feeder_spec
-    from gridrecourse.network.math_model import build_math_feeder
+    from gridrecourse.network.prepare import prepare_math_feeder
     from gridrecourse.problems.storage_expansion import (
         StorageExpansionConfig,
         StorageExpansionProblem,
     )
 
     feeder = resolve_feeder_spec(feeder_spec)
-    snapshot = read_snapshot() if feeder.source_kind == "opendss" else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        math = build_math_feeder(prepare_for_linear_model(feeder, snapshot))
+        # default operating point: OpenDSS taps, normal switches, snapshot root voltages
+        math = prepare_math_feeder(feeder)
     problem = StorageExpansionProblem(math, StorageExpansionConfig(n_hours=horizon))
     return feeder, problem
 

@@ -450,17 +450,18 @@ class PVSitingProblem(TwoStageProblem[SitingDecision]):
         scenarios (:func:`siting_scenarios` with ``seed``). ``taps`` chooses the regulator taps
         (:class:`TapSetting`).
         """
-        from gridrecourse.evaluation.validation import prepare_for_linear_model
-        from gridrecourse.network.loading import resolve_feeder_spec
-        from gridrecourse.network.math_model import build_math_feeder
+        from gridrecourse.network.prepare import (
+            OperatingPoint,
+            RootVoltages,
+            TapMode,
+            prepare_math_feeder,
+        )
 
-        if not isinstance(feeder, Feeder):
-            feeder = resolve_feeder_spec(feeder)
-        feeder = prepare_for_linear_model(feeder)
-        tap_map = None
-        if TapSetting(taps) is TapSetting.NEUTRAL:
-            tap_map = {(r.transformer, r.winding): 1.0 for r in feeder.regulators}
-        math = build_math_feeder(feeder, taps=tap_map)
+        # siting's operating point: the chosen taps, normal switches, nominal root voltages
+        point = OperatingPoint(
+            taps=TapMode(TapSetting(taps).value), root_voltages=RootVoltages.NOMINAL
+        )
+        math = prepare_math_feeder(feeder, point)
         config = config or SitingConfig()
         if not isinstance(scenarios, ScenarioSet):
             scenarios = siting_scenarios(
