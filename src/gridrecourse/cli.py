@@ -13,40 +13,17 @@ import json
 import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from gridrecourse.cli_common import Progress, emit
 from gridrecourse.errors import GridRecourseError
 from gridrecourse.network.loading import DEFAULT_FEEDER, builtin_names, resolve_feeder_spec
-from gridrecourse.report.run_folder import RunFolder, to_jsonable
-
-
-class Progress:
-    """Step-wise progress messages on stderr (silent when ``quiet``)."""
-
-    def __init__(self, total: int, quiet: bool = False):
-        self.total = total
-        self.step = 0
-        self.quiet = quiet
-        self.t0 = time.perf_counter()
-
-    def __call__(self, message: str) -> None:
-        self.step += 1
-        if not self.quiet:
-            elapsed = time.perf_counter() - self.t0
-            print(f"[{self.step}/{self.total}] {message} ({elapsed:.1f} s)", file=sys.stderr)
-
-
-def emit(summary: dict, as_json: bool, human: Callable[[], None]) -> None:
-    """Print one JSON object (``--json``) or the human-readable summary."""
-    if as_json:
-        print(json.dumps(to_jsonable(summary)))
-    else:
-        human()
+from gridrecourse.report.run_folder import RunFolder
 
 
 def cmd_info(args: argparse.Namespace) -> dict:

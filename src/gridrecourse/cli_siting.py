@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from gridrecourse.cli_common import Progress, emit
 from gridrecourse.evaluation.out_of_sample import evaluate_first_stage
 from gridrecourse.execution import ExecutorKind, make_executor
 from gridrecourse.network.loading import DEFAULT_FEEDER
@@ -107,7 +108,6 @@ def add_siting_parser(subparsers) -> argparse.ArgumentParser:
 
 def run_siting(args: argparse.Namespace) -> dict:
     """Solve the siting problem with the chosen method and write the run folder."""
-    from gridrecourse.cli import Progress, emit  # shared CLI helpers
 
     progress = Progress(4, quiet=args.json)
     t0 = time.perf_counter()
