@@ -24,12 +24,12 @@ systems gets distributed PV at its load nodes sized as ``pv_penetration`` × loa
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
 
-from gridrecourse.errors import InvalidSeriesError
+from gridrecourse.errors import InfeasibleModelError, InvalidSeriesError
 from gridrecourse.formulation.injections import Injection, fixed_net_load
 from gridrecourse.formulation.limits import (
     DEFAULT_POLYGON_SIDES,
@@ -40,6 +40,21 @@ from gridrecourse.formulation.limits import (
 )
 from gridrecourse.formulation.network import NetworkBlocks, SubstationMode, add_lindist3flow
 from gridrecourse.formulation.periods import by_period
+from gridrecourse.formulation.switches import (
+    SwitchBlocks,
+    SwitchingOptions,
+    add_switching,
+    add_tie_flows,
+    node_injection_bound,
+    tree_switch_positions,
+)
+from gridrecourse.formulation.taps import (
+    TapBlocks,
+    TapOptions,
+    add_tap_selection,
+    regulated_positions,
+    regulators_at_limit,
+)
 from gridrecourse.network.math_model import MathFeeder
 from gridrecourse.physics.lindistflow import LinDist3Flow
 from gridrecourse.solvers.highs import LinearModel, VariableBlock
@@ -123,6 +138,11 @@ class OPFModel:
     pv_rating_kw: np.ndarray
     pv_kva: np.ndarray
     build_seconds: float
+    #: regulator taps as decisions (``build_opf(..., taps=...)``), else None
+    taps: TapBlocks | None = None
+    tap_options: TapOptions | None = None
+    #: switch states as decisions (``build_opf(..., switching=...)``), else None
+    switching: SwitchBlocks | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -151,6 +171,12 @@ class OPFResult:
         Highest loading of a rated branch-phase (percent).
     status : str
     build_seconds, solve_seconds : float
+    taps : dict or None
+        ``{regulator name: [OpenDSS tap number per period]}`` when taps are decisions.
+    switch_states : dict or None
+        ``{switch name: [0/1 per period]}`` when switch states are decisions.
+    n_switch_operations : int or None
+        Switch state changes over the horizon (from the initial states).
     """
 
     cost: float
@@ -168,6 +194,9 @@ class OPFResult:
     status: str
     build_seconds: float
     solve_seconds: float
+    taps: dict[str, list[int]] | None = None
+    switch_states: dict[str, list[int]] | None = None
+    n_switch_operations: int | None = None
 
 
 def _pv_layout(math: MathFeeder, config: OPFConfig) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
@@ -179,8 +208,36 @@ def _pv_layout(math: MathFeeder, config: OPFConfig) -> tuple[sp.csr_matrix, np.n
     return math.load_map, rating, rating * config.pv_kva_over_kw
 
 
-def build_opf(math: MathFeeder, config: OPFConfig) -> OPFModel:
-    """Build the multi-period OPF from the formulation blocks (see module docstring)."""
+def build_opf(
+    math: MathFeeder,
+    config: OPFConfig,
+    *,
+    taps: TapOptions | None = None,
+    switching: SwitchingOptions | None = None,
+) -> OPFModel:
+    """Build the multi-period OPF from the formulation blocks (see module docstring).
+
+    Parameters
+    ----------
+    math : MathFeeder
+    config : OPFConfig
+    taps : TapOptions, optional
+        Make the taps of every regulator (``math.regulators``) decisions per period (METHODS
+        §1.2, paper B eqs 5–8, :func:`~gridrecourse.formulation.taps.add_tap_selection`); the
+        model becomes a MILP. The big-M bounds of the parent voltages are the hard band, or
+        ``taps.envelope_pu`` (default 0.8–1.2 p.u., then a hard limit on the regulators'
+        input nodes only) with the soft band. Default ``None``: taps fixed at the feeder's.
+    switching : SwitchingOptions, optional
+        Make the states of every switch (``math.switches``, a feeder built with
+        ``keep_switches=True``) decisions per period: big-M flows and drops, radiality and
+        connectivity, switching counts (METHODS §1.3, paper B eqs 14–17,
+        :func:`~gridrecourse.formulation.switches.add_switching`); the model becomes a MILP.
+        With the soft band every voltage gets the hard outer bounds ``switching.v_bounds_pu``
+        (they make the voltage big-M finite). The flow big-M is the feeder's load at the
+        highest load multiplier plus the PV and DER ratings of each phase, or the switch
+        rating when ``switching.rated_flows`` (default: when thermal limits are hard).
+        Default ``None``: switches at the states ``math`` was built with.
+    """
     t0 = time.perf_counter()
     physics = LinDist3Flow(math)
     T = config.n_periods
@@ -191,15 +248,26 @@ def build_opf(math: MathFeeder, config: OPFConfig) -> OPFModel:
     m = LinearModel(f"opf-{math.name}")
     pv_p = m.add_variables("pv-p", n_pv * T, lb=0.0, ub=0.0)
     pv_q = m.add_variables("pv-q", n_pv * T, lb=-np.inf)
+    sw_data = None if switching is None else math.switches
+    if switching is not None and sw_data is None:
+        raise ValueError(
+            "build_opf(switching=...) needs a feeder built with keep_switches=True "
+            "(network.prepare.OperatingPoint(switches=SwitchMode.AS_DECISIONS))"
+        )
+    ties = None if sw_data is None else add_tie_flows(m, math, sw_data, T)
+    with_taps = taps is not None and math.regulators.n_regulators > 0
+    soft_v = config.voltage_penalty_per_pu_h is not None
     net = add_lindist3flow(
         m,
         physics,
         T,
-        (Injection.active(pv_p, pv_map), Injection.reactive(pv_q, pv_map)),
+        (Injection.active(pv_p, pv_map), Injection.reactive(pv_q, pv_map))
+        + (() if ties is None else ties.injections),
         substation=SubstationMode.NET,
         substation_cost=_price_per_pu(config, config.price_per_mwh, s_base),
+        regulated=regulated_positions(physics, math.regulators) if with_taps else None,
+        **_switching_network_args(physics, sw_data, switching, soft_v),
     )
-    soft_v = config.voltage_penalty_per_pu_h is not None
     add_voltage_band(
         m,
         net,
@@ -208,6 +276,41 @@ def build_opf(math: MathFeeder, config: OPFConfig) -> OPFModel:
         LimitMode.SOFT if soft_v else LimitMode.HARD,
         penalty=(config.voltage_penalty_per_pu_h or 0.0) * config.period_hours,
     )
+    tap_blocks = None
+    if with_taps:
+        envelope = None if not soft_v else tuple(x**2 for x in taps.envelope_pu)
+        tap_blocks = add_tap_selection(
+            m,
+            net,
+            math.regulators,
+            taps.positions,
+            v_bounds=envelope,
+            max_changes=taps.max_changes,
+            initial=taps.initial_numbers(math.regulators),
+            change_cost=taps.change_cost,
+            hull=taps.hull,
+        )
+    switch_blocks = None
+    if sw_data is not None:
+        rated = switching.rated_flows
+        if rated is None:
+            rated = config.thermal_limits and config.thermal_penalty_per_pu_h is None
+        switch_blocks = add_switching(
+            m,
+            net,
+            sw_data,
+            T,
+            ties=ties,
+            fixed=switching.fixed,
+            max_operations=switching.max_operations,
+            max_total_operations=switching.max_total_operations,
+            initial=switching.initial,
+            operation_cost=switching.operation_cost,
+            node_bound_pu=node_injection_bound(
+                math, float(np.max(config.load_profile)), pv_kva=pv_kva, pv_map=pv_map
+            ),
+            flow_limit_pu=sw_data.rating_pu if rated else None,
+        )
     if n_pv:
         add_capability_polygon(
             m, "pv-capability", pv_p, pv_q, pv_kva / s_base, T, n_sides=config.polygon_sides
@@ -233,9 +336,24 @@ def build_opf(math: MathFeeder, config: OPFConfig) -> OPFModel:
         pv_rating_kw=pv_rating,
         pv_kva=pv_kva,
         build_seconds=0.0,
+        taps=tap_blocks,
+        tap_options=taps,
+        switching=switch_blocks,
     )
     set_operating_data(opf, config.load_profile, config.pv_profile, config.price_per_mwh)
     return OPFModel(**{**opf.__dict__, "build_seconds": time.perf_counter() - t0})
+
+
+def _switching_network_args(
+    physics: LinDist3Flow, switches, switching: SwitchingOptions | None, soft_v: bool
+) -> dict:
+    """``gapped`` (tree-switch positions) and, with a soft band, the outer ``v_bounds``."""
+    if switches is None or switching is None:
+        return {}
+    args: dict = {"gapped": tree_switch_positions(physics, switches)}
+    if soft_v:
+        args["v_bounds"] = tuple(x**2 for x in switching.v_bounds_pu)
+    return args
 
 
 def _price_per_pu(config: OPFConfig, price_per_mwh: np.ndarray, s_base_kva: float) -> np.ndarray:
@@ -280,8 +398,20 @@ def set_operating_data(
 
 
 def solve_opf(opf: OPFModel, options: SolverOptions | None = None) -> OPFResult:
-    """Solve a built OPF with HiGHS and return typed results in engineering units."""
-    sol = opf.model.solve(options)
+    """Solve a built OPF with HiGHS and return typed results in engineering units.
+
+    Raises
+    ------
+    InfeasibleModelError
+        With taps as decisions and a hard voltage band, the message names the regulators whose
+        tap range cannot hold the band (:func:`_explain_tap_infeasibility`).
+    """
+    try:
+        sol = opf.model.solve(options)
+    except InfeasibleModelError as exc:
+        if opf.taps is None or opf.config.voltage_penalty_per_pu_h is not None:
+            raise
+        raise _explain_tap_infeasibility(opf, options, exc) from exc
     math, physics, config = opf.math, opf.physics, opf.config
     T = config.n_periods
     e = physics.n_branch_phases
@@ -317,4 +447,40 @@ def solve_opf(opf: OPFModel, options: SolverOptions | None = None) -> OPFResult:
         status=sol.status,
         build_seconds=opf.build_seconds,
         solve_seconds=sol.solve_seconds,
+        taps=None if opf.taps is None else opf.taps.as_dict(sol),
+        switch_states=None if opf.switching is None else opf.switching.states(sol),
+        n_switch_operations=None if opf.switching is None else opf.switching.n_operations(sol),
+    )
+
+
+def _explain_tap_infeasibility(
+    opf: OPFModel, options: SolverOptions | None, exc: InfeasibleModelError
+) -> InfeasibleModelError:
+    """Re-solve with the soft band (and soft thermal limits) and name the regulators whose
+    governed nodes stay outside the band with the tap at the end of its allowed positions.
+
+    The re-solve uses the operating data of ``opf.config``.
+    """
+    config = replace(
+        opf.config,
+        voltage_penalty_per_pu_h=OPFConfig.voltage_penalty_per_pu_h,
+        thermal_penalty_per_pu_h=opf.config.thermal_penalty_per_pu_h
+        or OPFConfig.thermal_penalty_per_pu_h,
+    )
+    soft = solve_opf(build_opf(opf.math, config, taps=opf.tap_options), options)
+    numbers = np.array([soft.taps[n] for n in opf.math.regulators.names])
+    stuck = regulators_at_limit(opf.math, opf.taps, numbers, soft.v_pu, config.v_min, config.v_max)
+    if not stuck:
+        return InfeasibleModelError(
+            f"{exc}; with the soft band no regulator is at the end of its allowed taps with "
+            f"governed nodes outside [{config.v_min}, {config.v_max}] p.u. (the band is not "
+            "held for another reason: nodes upstream of every regulator, or thermal limits)"
+        )
+    return InfeasibleModelError(
+        f"{exc}: the allowed tap positions cannot hold the voltage band "
+        f"[{config.v_min}, {config.v_max}] p.u. — regulator(s) "
+        + ", ".join(s.name for s in stuck)
+        + " ("
+        + "; ".join(s.describe() for s in stuck)
+        + ")"
     )
