@@ -12,10 +12,10 @@ import itertools
 import numpy as np
 
 from gridrecourse.evaluation.out_of_sample import evaluate_first_stage
-from gridrecourse.methods.spar_first_stage import SitingBudget
 from gridrecourse.network.components import Bus, Connection, Feeder, Line, Load, Root
 from gridrecourse.network.math_model import build_math_feeder
 from gridrecourse.problems.siting import PVSitingProblem, SitingConfig, SitingObjective
+from gridrecourse.problems.siting_budget import SitingBudget
 from gridrecourse.solvers.options import SolverOptions
 from gridrecourse.uncertainty.scenarios import ScenarioSet
 

@@ -32,7 +32,7 @@ from gridrecourse.methods.spar import (
     spar_statistical_bounds,
     step_sizes,
 )
-from gridrecourse.methods.spar_first_stage import Formulation, SitingBudget
+from gridrecourse.methods.spar_first_stage import Formulation
 from gridrecourse.methods.spar_value_function import StepRule, step_size
 from gridrecourse.problems.base import (
     ConstraintBlockSpec,
@@ -43,11 +43,13 @@ from gridrecourse.problems.base import (
     TwoStageProblem,
     VariableBlockSpec,
 )
+from gridrecourse.problems.separable import SeparableFirstStage
 from gridrecourse.problems.siting import (
     LimitMode,
     PVSitingProblem,
     SitingDecision,
 )
+from gridrecourse.problems.siting_budget import SitingBudget
 from gridrecourse.uncertainty.scenarios import ScenarioSet
 from siting_cases import EXACT, brute_force, tiny_problem
 
@@ -168,6 +170,10 @@ class SeparableSiting(TwoStageProblem[SitingDecision]):
         n = np.asarray(units, dtype=float).ravel()
         s = (n > 0) if sited is None else np.asarray(sited, dtype=bool)
         return np.concatenate([n, s.astype(float)])
+
+    @property
+    def separable_first_stage(self):
+        return SeparableFirstStage(self._first, "pv-units", "pv-sited")
 
     def units_cut(self, cut):
         return FeasibilityCut(cut.scenario, cut.coefficients[: self.n_sites], cut.rhs)

@@ -14,8 +14,28 @@ from gridrecourse.methods.spar_first_stage import (
     FirstStageModel,
     FirstStageSolution,
     Formulation,
-    SitingBudget,
 )
+from gridrecourse.problems.base import FirstStageSpec, VariableBlockSpec
+from gridrecourse.problems.separable import SeparableFirstStage
+from gridrecourse.problems.siting_budget import SITED, UNITS, SitingBudget
+
+
+def declaration(n_sites: int, cfg: SitingBudget) -> SeparableFirstStage:
+    """Paper C's D1 over ``n_sites`` candidates as a separable first stage (budget in $)."""
+    fs = FirstStageSpec(
+        (
+            VariableBlockSpec(UNITS, n_sites, ub=float(cfg.max_units), integer=True),
+            VariableBlockSpec(SITED, n_sites, ub=1.0, integer=True),
+        ),
+        cfg.rows(n_sites),
+    )
+    return SeparableFirstStage(fs, UNITS, SITED, rows=cfg.rows(n_sites, budget_in_units=False))
+
+
+def first_stage_model(
+    n_sites: int, cfg: SitingBudget, formulation: Formulation, slopes: np.ndarray
+) -> FirstStageModel:
+    return FirstStageModel(declaration(n_sites, cfg), formulation, slopes)
 
 
 def random_convex_slopes(rng: np.random.Generator, n_sites: int, max_units: int) -> np.ndarray:
@@ -82,20 +102,12 @@ TINY = SitingBudget(
 )
 
 
-def test_siting_budget_defaults_match_methods() -> None:
-    cfg = SitingBudget()
-    assert (cfg.unit_kw, cfg.max_units, cfg.cost_per_kw, cfg.budget) == (10, 100, 1000, 1.5e6)
-    assert (cfg.min_sites, cfg.max_sites, cfg.min_kw) == (1, 20, 0)
-    assert cfg.g_max_kw == 1000.0
-    assert cfg.unit_cost == 10_000.0
-
-
 @pytest.mark.parametrize("formulation", list(Formulation))
 def test_tiny_case_equals_brute_force(formulation: Formulation) -> None:
     rng = np.random.default_rng(7)
     for _ in range(8):
         slopes = random_convex_slopes(rng, 3, TINY.max_units)
-        sol = FirstStageModel(3, TINY, formulation, slopes).solve()
+        sol = first_stage_model(3, TINY, formulation, slopes).solve()
         best, arg = brute_force(slopes, TINY)
         assert sol.optimal
         assert sol.objective == pytest.approx(best, abs=1e-6)
@@ -111,11 +123,11 @@ def test_lambda_handles_nonconvex_slopes_and_epigraph_rejects_them() -> None:
     rng = np.random.default_rng(3)
     slopes = rng.normal(size=(3, TINY.max_units))
     slopes[:, 1] = slopes[:, 0] - 1.0  # surely nonconvex
-    sol = FirstStageModel(3, TINY, Formulation.LAMBDA, slopes).solve()
+    sol = first_stage_model(3, TINY, Formulation.LAMBDA, slopes).solve()
     assert sol.objective == pytest.approx(brute_force(slopes, TINY)[0], abs=1e-6)
     with pytest.raises(FirstStageConfigError, match="nondecreasing"):
-        FirstStageModel(3, TINY, Formulation.EPIGRAPH, slopes)
-    model = FirstStageModel(3, TINY, Formulation.EPIGRAPH, np.zeros((3, TINY.max_units)))
+        first_stage_model(3, TINY, Formulation.EPIGRAPH, slopes)
+    model = first_stage_model(3, TINY, Formulation.EPIGRAPH, np.zeros((3, TINY.max_units)))
     with pytest.raises(FirstStageConfigError, match="nondecreasing"):
         model.set_slopes(slopes)
 
@@ -125,7 +137,7 @@ def test_lambda_and_epigraph_agree_on_random_slopes() -> None:
     cfg = SitingBudget(max_units=10, budget=200e3, min_sites=1, max_sites=3, min_kw=20.0)
     for _ in range(12):
         slopes = random_convex_slopes(rng, 5, 10)
-        sols = {f: FirstStageModel(5, cfg, f, slopes).solve(mip_gap=0.0) for f in Formulation}
+        sols = {f: first_stage_model(5, cfg, f, slopes).solve(mip_gap=0.0) for f in Formulation}
         lam, epi = sols[Formulation.LAMBDA], sols[Formulation.EPIGRAPH]
         assert lam.objective == pytest.approx(epi.objective, abs=1e-6)
         for sol in sols.values():
@@ -136,7 +148,7 @@ def test_lambda_and_epigraph_agree_on_random_slopes() -> None:
 @pytest.mark.parametrize("formulation", list(Formulation))
 def test_set_slopes_updates_in_place_like_a_fresh_model(formulation: Formulation) -> None:
     rng = np.random.default_rng(5)
-    model = FirstStageModel(3, TINY, formulation, np.zeros((3, TINY.max_units)))
+    model = first_stage_model(3, TINY, formulation, np.zeros((3, TINY.max_units)))
     n_rows = model._highs.getNumRow()
     n_cols = model._highs.getNumCol()
     slopes = random_convex_slopes(rng, 3, TINY.max_units)
@@ -145,7 +157,7 @@ def test_set_slopes_updates_in_place_like_a_fresh_model(formulation: Formulation
         np.testing.assert_array_equal(model.slopes, slopes)
         assert (model._highs.getNumRow(), model._highs.getNumCol()) == (n_rows, n_cols)
         sol = model.solve()
-        fresh = FirstStageModel(3, TINY, formulation, slopes).solve()
+        fresh = first_stage_model(3, TINY, formulation, slopes).solve()
         assert sol.objective == pytest.approx(fresh.objective, abs=1e-6)
         assert sol.objective == pytest.approx(brute_force(slopes, TINY)[0], abs=1e-6)
         # SPAR-like change: one site's row moves (stays convex); also zero slopes sometimes
@@ -162,7 +174,7 @@ def test_cuts_are_respected(formulation: Formulation) -> None:
     cfg = SitingBudget(max_units=4, budget=80e3, min_sites=1, max_sites=3, min_kw=10.0)
     for _ in range(5):
         slopes = random_convex_slopes(rng, 3, 4)
-        model = FirstStageModel(3, cfg, formulation, slopes)
+        model = first_stage_model(3, cfg, formulation, slopes)
         unconstrained = model.solve()
         # cut off the unconstrained optimum: Σ n ≤ (its total) − 1, and keep site 2 small
         a = np.array([[-1.0, -1.0, -1.0], [0.0, 0.0, -1.0]])
@@ -182,7 +194,7 @@ def test_cuts_are_respected(formulation: Formulation) -> None:
 
 @pytest.mark.parametrize("formulation", list(Formulation))
 def test_infeasible_cut_raises_clear_error(formulation: Formulation) -> None:
-    model = FirstStageModel(3, TINY, formulation, np.zeros((3, TINY.max_units)))
+    model = first_stage_model(3, TINY, formulation, np.zeros((3, TINY.max_units)))
     model.add_cut(np.ones(3), 7.0)  # needs 7 units, the budget pays for 6
     with pytest.raises(FirstStageInfeasibleError, match="infeasible") as err:
         model.solve()
@@ -191,50 +203,38 @@ def test_infeasible_cut_raises_clear_error(formulation: Formulation) -> None:
 
 
 @pytest.mark.parametrize(
-    ("cfg", "n_sites", "match"),
+    "cfg",
     [
-        (SitingBudget(max_units=4, min_sites=4, max_sites=5), 3, "min_sites"),
-        (SitingBudget(max_units=4, budget=30e3, min_sites=2, min_kw=20.0), 3, "budget"),
-        (SitingBudget(max_units=4, min_kw=25.0, max_kw=29.0), 3, "integer number"),
+        SitingBudget(max_units=4, min_sites=4, max_sites=5),
+        SitingBudget(max_units=4, budget=30e3, min_sites=2, min_kw=20.0),
+        SitingBudget(max_units=4, min_kw=25.0, max_kw=29.0),
     ],
 )
-def test_infeasible_settings_raise_clear_error(cfg: SitingBudget, n_sites: int, match: str) -> None:
-    with pytest.raises(FirstStageInfeasibleError, match=match):
-        FirstStageModel(n_sites, cfg, Formulation.EPIGRAPH, np.zeros((n_sites, cfg.max_units)))
+@pytest.mark.parametrize("formulation", list(Formulation))
+def test_infeasible_declared_rows_raise_on_solve(cfg: SitingBudget, formulation) -> None:
+    model = first_stage_model(3, cfg, formulation, np.zeros((3, cfg.max_units)))
+    with pytest.raises(FirstStageInfeasibleError, match=r"'pv-units'.*0 feasibility cut"):
+        model.solve()
 
 
 def test_infeasibility_only_the_solver_can_see_raises() -> None:
     # statically fine (one site of 2 units is affordable); the cuts force all three sites on,
     # each then needs >= 2 units (min_kw), 6 units > the 4 the budget pays for
     cfg = SitingBudget(max_units=4, budget=40e3, min_sites=1, max_sites=3, min_kw=20.0)
-    model = FirstStageModel(3, cfg, Formulation.LAMBDA, np.zeros((3, 4)))
+    model = first_stage_model(3, cfg, Formulation.LAMBDA, np.zeros((3, 4)))
     model.add_cut(np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]), [1.0, 1.0, 1.0])
     with pytest.raises(FirstStageInfeasibleError):
         model.solve()
 
 
-@pytest.mark.parametrize(
-    "kwargs",
-    [
-        {"unit_kw": 0.0},
-        {"budget": -1.0},
-        {"max_units": 0},
-        {"min_sites": 3, "max_sites": 2},
-        {"min_kw": 2000.0},
-        {"max_kw": float("nan")},
-    ],
-)
-def test_siting_budget_validation(kwargs: dict[str, float]) -> None:
-    with pytest.raises(FirstStageConfigError):
-        SitingBudget(**kwargs)  # type: ignore[arg-type]
-
-
 def test_model_rejects_bad_shapes() -> None:
     with pytest.raises(FirstStageConfigError, match="shape"):
-        FirstStageModel(3, TINY, Formulation.LAMBDA, np.zeros((3, 5)))
+        first_stage_model(3, TINY, Formulation.LAMBDA, np.zeros((3, 5)))
     with pytest.raises(FirstStageConfigError):
-        FirstStageModel(3, TINY, "lambda", np.zeros((3, 4)))  # type: ignore[arg-type]
-    model = FirstStageModel(3, TINY, Formulation.LAMBDA, np.zeros((3, 4)))
+        first_stage_model(3, TINY, "lambda", np.zeros((3, 4)))  # type: ignore[arg-type]
+    with pytest.raises(FirstStageConfigError, match="SeparableFirstStage"):
+        FirstStageModel(TINY, Formulation.LAMBDA, np.zeros((3, 4)))  # type: ignore[arg-type]
+    model = first_stage_model(3, TINY, Formulation.LAMBDA, np.zeros((3, 4)))
     with pytest.raises(FirstStageConfigError):
         model.add_cut(np.ones(4), 1.0)
     with pytest.raises(FirstStageConfigError):

@@ -103,7 +103,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -121,7 +121,6 @@ from gridrecourse.methods.spar_first_stage import (
     FirstStageModel,
     FirstStageSolution,
     Formulation,
-    SitingBudget,
 )
 from gridrecourse.methods.spar_value_function import (
     DEFAULT_RULE_1_CONSTANT,
@@ -134,10 +133,13 @@ from gridrecourse.methods.spar_value_function import (
 )
 from gridrecourse.problems.base import (
     FeasibilityCut,
-    FirstStageSpec,
     SecondStageModel,
     SecondStageResult,
+    TwoStageProblem,
 )
+from gridrecourse.problems.capabilities import SPAR as SPAR_REQUIREMENTS
+from gridrecourse.problems.capabilities import check_requirements
+from gridrecourse.problems.separable import SeparableFirstStage
 from gridrecourse.solvers.options import SolverOptions
 
 __all__ = [
@@ -358,43 +360,29 @@ class SPARConfig:
             raise SPARConfigError(f"SPARConfig.first_stage_time_limit must be > 0, got {limit}")
 
 
-class _HasBudget(Protocol):
-    @property
-    def budget(self) -> SitingBudget: ...
+#: What :func:`solve_spar` needs: a :class:`~gridrecourse.problems.base.TwoStageProblem` with
+#: LP/QP recourse that declares a
+#: :class:`~gridrecourse.problems.separable.SeparableFirstStage` (``separable_first_stage``),
+#: e.g. :class:`~gridrecourse.problems.siting.PVSitingProblem`; checked by
+#: :func:`separable_declaration`.
+SPARProblem = TwoStageProblem
 
 
-class SPARProblem(Protocol):
-    """What :func:`solve_spar` needs from a problem (:class:`PVSitingProblem` provides it).
+def separable_declaration(problem: TwoStageProblem) -> SeparableFirstStage:
+    """The problem's separable first stage, after checking SPAR's requirements.
 
-    A two-stage problem (:class:`~gridrecourse.problems.base.TwoStageProblem`) whose first stage
-    is paper C's D1 over ``n_sites`` unit counts, with the helpers of
-    :class:`~gridrecourse.problems.siting.PVSitingProblem`.
+    Raises
+    ------
+    UnsupportedProblemError
+        Integer recourse (no linking duals) or no ``separable_first_stage`` declaration.
+    ProblemSpecError
+        The recourse depends on the indicator block (not separable in the argument).
     """
-
-    @property
-    def config(self) -> _HasBudget: ...
-
-    @property
-    def n_sites(self) -> int: ...
-
-    @property
-    def n_scenarios(self) -> int: ...
-
-    @property
-    def probability(self) -> np.ndarray: ...
-
-    @property
-    def first_stage(self) -> FirstStageSpec: ...
-
-    def build_second_stage(self) -> SecondStageModel: ...
-
-    def first_stage_vector(self, units: Any, sited: np.ndarray | None = None) -> np.ndarray: ...
-
-    def units_cut(self, cut: FeasibilityCut) -> FeasibilityCut: ...
-
-    def slopes_per_unit(self, subgradient: np.ndarray) -> np.ndarray: ...
-
-    def decode(self, x: np.ndarray) -> Any: ...
+    check_requirements(SPAR_REQUIREMENTS, problem)
+    declaration = problem.separable_first_stage
+    assert declaration is not None  # checked above
+    declaration.check(problem.second_stage)
+    return declaration
 
 
 @dataclass(frozen=True, eq=False)
@@ -621,15 +609,15 @@ class _Stages:
     """The two models of one SPAR run, built once, and the cut bookkeeping."""
 
     def __init__(self, problem: SPARProblem, config: SPARConfig, rng: np.random.Generator):
-        budget = problem.config.budget
+        self.decl = separable_declaration(problem)
         self.problem = problem
         self.config = config
-        self.n_sites = int(problem.n_sites)
-        self.max_units = int(budget.max_units)
+        self.n_sites = self.decl.n_elements
+        self.max_units = self.decl.levels
         zeros = np.zeros((self.n_sites, self.max_units))
-        self.first = FirstStageModel(self.n_sites, budget, config.formulation, zeros)
+        self.first = FirstStageModel(self.decl, config.formulation, zeros)
         self.explore = (
-            FirstStageModel(self.n_sites, budget, Formulation.EPIGRAPH, zeros)
+            FirstStageModel(self.decl, Formulation.EPIGRAPH, zeros)
             if config.exploration_iterations > 0
             else None
         )
@@ -656,7 +644,7 @@ class _Stages:
                 f"scenario {scenario}: the recourse is infeasible and HiGHS gave no Farkas ray "
                 "to build a feasibility cut from"
             )
-        cut = self.problem.units_cut(cut)
+        cut = self.decl.restrict_cut(cut)
         coeffs = np.asarray(cut.coefficients, dtype=float)
         scale = max(float(np.abs(coeffs).max(initial=0.0)), abs(cut.rhs), 1e-300)
         if np.all(np.abs(coeffs) <= _CUT_ZERO * scale) and cut.rhs > 0:
@@ -733,7 +721,7 @@ def _evaluate_with_repair(
     cuts and the first stage is re-solved (at most ``max_repair_rounds`` times)."""
     evaluation = None
     for _ in range(stages.config.max_repair_rounds + 1):
-        x_hat = problem.first_stage_vector(final.units, final.sited)
+        x_hat = stages.decl.embed(final.units, final.sited)
         evaluation = _evaluate(problem, x_hat, executor, options, scenarios)
         if evaluation.n_infeasible == 0 or not evaluation.cuts:
             break
@@ -778,7 +766,7 @@ def _evaluate_and_polish(
     for _ in range(rounds):
         if current_eval.n_infeasible:
             break
-        ghat = problem.slopes_per_unit(current_eval.expected_subgradient)
+        ghat = stages.decl.argument_slopes(current_eval.expected_subgradient)
         slopes = update(slopes, None, current.units, ghat, 1.0)
         left, kl = _left_segments(current.units, stages.max_units)
         slopes = update(slopes, left, kl, ghat[left], 1.0)
@@ -911,7 +899,7 @@ def solve_spar(
         t1 = time.perf_counter()
         drawn = rng.choice(pool.size, size=batch, replace=False, p=weight)
         omegas = tuple(int(w) for w in pool[drawn])
-        x = problem.first_stage_vector(sol.units, sol.sited)
+        x = stages.decl.embed(sol.units, sol.sited)
         if executor is not None and len(omegas) > 1:
             results = executor.map(
                 functools.partial(_solve_recourse, x=x, options=options),
@@ -927,7 +915,7 @@ def solve_spar(
         sample = math.nan
         alpha_mean = math.nan
         if feasible:
-            ghat = np.mean([problem.slopes_per_unit(r.subgradient) for r in results], axis=0)
+            ghat = np.mean([stages.decl.argument_slopes(r.subgradient) for r in results], axis=0)
             sample = float(np.mean([r.objective for r in results]))
             k = slope_index(sol.units, big_l)
             alpha = _visit(cfg, visits, sites, k, n_updates)
@@ -1016,7 +1004,7 @@ def solve_spar(
                     problem, stages, slopes, final, ex, options
                 )
             if exact_zero and baseline_objective is None:
-                zero = problem.first_stage_vector(np.zeros(n_sites, dtype=int))
+                zero = stages.decl.embed(np.zeros(n_sites, dtype=int))
                 baseline = _evaluate(problem, zero, ex, options).expected_objective
         finally:
             if own:
@@ -1030,7 +1018,7 @@ def solve_spar(
     accuracy = math.nan
     if math.isfinite(objective) and math.isfinite(estimated) and objective != 0:
         accuracy = 1.0 - abs(estimated - objective) / abs(objective)
-    x_hat = problem.first_stage_vector(final.units, final.sited)
+    x_hat = stages.decl.embed(final.units, final.sited)
     return SPARResult(
         decision=problem.decode(x_hat),
         x=x_hat,
@@ -1279,7 +1267,8 @@ def spar_statistical_bounds(
     try:
         baseline = None
         if cfg.intercept is Intercept.EXACT_ZERO:
-            zero = problem.first_stage_vector(np.zeros(problem.n_sites, dtype=int))
+            decl = separable_declaration(problem)
+            zero = decl.embed(np.zeros(decl.n_elements, dtype=int))
             baseline = _evaluate(problem, zero, ex, options).expected_objective
         state = functools.partial(_problem_state, problem)
         spar_runs: list[_SparReplication] = ex.map(

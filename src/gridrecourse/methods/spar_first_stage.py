@@ -1,14 +1,13 @@
-"""First-stage MILP of SPAR-OPF for PV siting and sizing (paper C, problem D1, §II-B and §III-A).
+"""First-stage MILP of SPAR (paper C, problem D1, §II-B and §III-A), for any problem that
+declares a :class:`~gridrecourse.problems.separable.SeparableFirstStage`.
 
 Given the learned separable value function ``V(n) ≈ Σ_i v_i(n_i)`` (slopes ``u_i(k)``, see
 :mod:`gridrecourse.methods.spar_value_function`), solve::
 
     min   Σ_i v_i(n_i)                                   (37) with (10)
-    s.t.  G_min s_i ≤ g n_i ≤ G_max s_i      ∀i          (38)   [kW]
-          Σ_i c g n_i ≤ budget                           (39)   [$]
-          N_min ≤ Σ_i s_i ≤ N_max                        (40)
+    s.t.  lb ≤ A_n n + A_s s ≤ ub                        declared rows (PV siting: (38)–(40))
           A n ≥ b                                        (18)   Farkas feasibility cuts
-          n_i ∈ {0..L} integer, s_i ∈ {0, 1}
+          n_i ∈ {0..L_i} integer, s_i ∈ {0, 1}
 
 with the value function modelled by one of two formulations (METHODS.md §3):
 
@@ -23,8 +22,8 @@ The model is built once (:meth:`FirstStageModel.__init__`); :meth:`FirstStageMod
 changes only what depends on the slopes (λ costs, or the ``n_i`` coefficients and right-hand
 sides of the epigraph rows), and :meth:`FirstStageModel.add_cut` appends rows.
 
-Note (paper C's D1 as written): with ``G_min = 0`` a site may be "sited" (``s_i = 1``) with zero
-units, which satisfies ``N_min`` at no cost.
+The rows, bounds and the block names come from the declaration; nothing here is specific to
+PV siting.
 """
 
 from __future__ import annotations
@@ -45,6 +44,7 @@ from gridrecourse.errors import (
     SolverError,
     SolverTimeLimitError,
 )
+from gridrecourse.problems.separable import SeparableFirstStage
 
 __all__ = [
     "FirstStageConfigError",
@@ -52,7 +52,6 @@ __all__ = [
     "FirstStageModel",
     "FirstStageSolution",
     "Formulation",
-    "SitingBudget",
 ]
 
 _INF = highspy.kHighsInf
@@ -74,69 +73,6 @@ class Formulation(Enum):
     """Binary λ per breakpoint (paper C (13)–(15)); any slopes."""
     EPIGRAPH = "epigraph"
     """Epigraph variable per site (paper C (16)–(17)); nondecreasing slopes only."""
-
-
-@dataclass(frozen=True)
-class SitingBudget:
-    """Settings of paper C's first stage D1 (defaults: METHODS.md §3, partly our choice).
-
-    Attributes
-    ----------
-    unit_kw : float, default 10
-        ``g``, rating of one PV unit [kW].
-    max_units : int, default 100
-        ``L``, largest number of units at one site.
-    cost_per_kw : float, default 1000
-        ``c_DG``, installed cost [$/kW].
-    budget : float, default 1.5e6
-        Total investment budget [$] (paper C: $1500k).
-    min_sites, max_sites : int, default 1 and 20
-        ``N_min``, ``N_max``: bounds on the number of sited buses.
-    min_kw : float, default 0
-        ``G_min``, smallest installed size at a sited bus [kW].
-    max_kw : float or None, default None
-        ``G_max``, largest installed size at a sited bus [kW]; None means ``unit_kw · max_units``.
-    """
-
-    unit_kw: float = 10.0
-    max_units: int = 100
-    cost_per_kw: float = 1000.0
-    budget: float = 1.5e6
-    min_sites: int = 1
-    max_sites: int = 20
-    min_kw: float = 0.0
-    max_kw: float | None = None
-
-    def __post_init__(self) -> None:
-        def bad(msg: str) -> FirstStageConfigError:
-            return FirstStageConfigError(f"SitingBudget: {msg}")
-
-        for name in ("unit_kw", "cost_per_kw", "budget", "min_kw"):
-            value = getattr(self, name)
-            if not math.isfinite(value) or value < 0:
-                raise bad(f"{name} must be finite and nonnegative, got {value!r}")
-        if self.unit_kw <= 0:
-            raise bad(f"unit_kw must be positive, got {self.unit_kw!r}")
-        if int(self.max_units) != self.max_units or self.max_units < 1:
-            raise bad(f"max_units must be an integer >= 1, got {self.max_units!r}")
-        if int(self.min_sites) != self.min_sites or int(self.max_sites) != self.max_sites:
-            raise bad("min_sites and max_sites must be integers")
-        if not 0 <= self.min_sites <= self.max_sites:
-            raise bad(f"need 0 <= min_sites <= max_sites, got {self.min_sites}, {self.max_sites}")
-        if self.max_kw is not None and (not math.isfinite(self.max_kw) or self.max_kw <= 0):
-            raise bad(f"max_kw must be positive and finite, got {self.max_kw!r}")
-        if self.min_kw > self.g_max_kw:
-            raise bad(f"min_kw = {self.min_kw} kW exceeds the largest site size {self.g_max_kw} kW")
-
-    @property
-    def g_max_kw(self) -> float:
-        """``G_max`` [kW] (``unit_kw · max_units`` when ``max_kw`` is None)."""
-        return float(self.unit_kw * self.max_units if self.max_kw is None else self.max_kw)
-
-    @property
-    def unit_cost(self) -> float:
-        """Cost of one unit, ``c · g`` [$]."""
-        return float(self.cost_per_kw * self.unit_kw)
 
 
 @dataclass(frozen=True)
@@ -186,41 +122,38 @@ class FirstStageModel:
 
     Parameters
     ----------
-    n_sites : int
-        Number of candidate buses.
-    budget : SitingBudget
-        Siting/sizing settings; ``budget.max_units`` must equal the number of slopes per site.
+    declaration : SeparableFirstStage
+        The problem's separable first stage: argument block ``n`` (``n_sites`` elements, levels
+        ``0..L_i``), optional indicator block ``s`` and the rows over them.
     formulation : Formulation
         :attr:`Formulation.LAMBDA` or :attr:`Formulation.EPIGRAPH`.
     slopes : array_like, shape (n_sites, L)
-        Initial slopes ``u_i(k)`` (objective units per PV unit). Must be nondecreasing per row
-        for the epigraph formulation.
+        Initial slopes ``u_i(k)`` (objective units per unit of ``n_i``), ``L = max_i L_i``.
+        Must be nondecreasing per row for the epigraph formulation.
 
     Raises
     ------
     FirstStageConfigError
         Bad shapes or values, or nonconvex slopes with the epigraph formulation.
-    FirstStageInfeasibleError
-        The settings alone are infeasible (too few sites, or the budget cannot pay for
-        ``min_sites`` sites of ``min_kw``).
     """
 
     def __init__(
         self,
-        n_sites: int,
-        budget: SitingBudget,
+        declaration: SeparableFirstStage,
         formulation: Formulation,
         slopes: ArrayLike,
     ) -> None:
         if not isinstance(formulation, Formulation):
             raise FirstStageConfigError(f"formulation must be a Formulation, got {formulation!r}")
-        if int(n_sites) != n_sites or n_sites < 1:
-            raise FirstStageConfigError(f"n_sites must be a positive integer, got {n_sites!r}")
-        self.n_sites = int(n_sites)
-        self.config = budget
+        if not isinstance(declaration, SeparableFirstStage):
+            raise FirstStageConfigError(
+                f"declaration must be a SeparableFirstStage, got {type(declaration).__name__}"
+            )
+        self.declaration = declaration
+        self.n_sites = declaration.n_elements
         self.formulation = formulation
-        self.max_units = int(budget.max_units)
-        self._check_static_feasibility()
+        self.max_units = declaration.levels
+        self._upper = declaration.upper
         self._slopes = self._validated_slopes(slopes)
         self._highs = highspy.Highs()
         self._highs.setOptionValue("output_flag", False)
@@ -229,26 +162,6 @@ class FirstStageModel:
         self._cuts_b: list[float] = []
 
     # ------------------------------------------------------------------ checks
-
-    def _check_static_feasibility(self) -> None:
-        cfg = self.config
-        if cfg.min_sites > self.n_sites:
-            raise FirstStageInfeasibleError(
-                f"min_sites = {cfg.min_sites} exceeds the number of candidate sites {self.n_sites}"
-            )
-        min_units = math.ceil(cfg.min_kw / cfg.unit_kw - 1e-9)
-        max_units = min(self.max_units, math.floor(cfg.g_max_kw / cfg.unit_kw + 1e-9))
-        if cfg.min_sites > 0 and min_units > max_units:
-            raise FirstStageInfeasibleError(
-                f"no integer number of {cfg.unit_kw} kW units lies in [min_kw, max_kw] = "
-                f"[{cfg.min_kw}, {cfg.g_max_kw}] kW, but min_sites = {cfg.min_sites}"
-            )
-        need = cfg.min_sites * min_units * cfg.unit_cost
-        if need > cfg.budget * (1 + 1e-12):
-            raise FirstStageInfeasibleError(
-                f"budget ${cfg.budget:,.0f} cannot pay for min_sites = {cfg.min_sites} sites of "
-                f"min_kw = {cfg.min_kw} kW (needs ${need:,.0f})"
-            )
 
     def _validated_slopes(self, slopes: ArrayLike) -> NDArray[np.float64]:
         u = np.array(slopes, dtype=float)
@@ -283,10 +196,11 @@ class FirstStageModel:
         return v - np.arange(self.max_units)[None, :] * u
 
     def _build(self) -> _Layout:
-        m, big_l, cfg = self.n_sites, self.max_units, self.config
+        m, big_l = self.n_sites, self.max_units
+        n_s = m if self.declaration.indicator is not None else 0
         site = np.arange(m)
         n_col = site
-        s_col = m + site
+        s_col = m + np.arange(n_s)
         rows: list[np.ndarray] = []
         cols: list[np.ndarray] = []
         vals: list[np.ndarray] = []
@@ -299,28 +213,21 @@ class FirstStageModel:
             cols.append(np.asarray(c).ravel())
             vals.append(np.broadcast_to(np.asarray(v, dtype=float).ravel(), r_flat.shape))
 
-        # (38) lower: g n_i − G_min s_i ≥ 0 ; upper: g n_i − G_max s_i ≤ 0
-        r_lo, r_hi = site, m + site
-        add(r_lo, n_col, cfg.unit_kw)
-        add(r_lo, s_col, -cfg.min_kw)
-        add(r_hi, n_col, cfg.unit_kw)
-        add(r_hi, s_col, -cfg.g_max_kw)
-        lower += [np.zeros(m), np.full(m, -_INF)]
-        upper += [np.full(m, _INF), np.zeros(m)]
-        # (39) budget and (40) site count
-        r_budget, r_count = 2 * m, 2 * m + 1
-        add(np.full(m, r_budget), n_col, cfg.unit_cost)
-        add(np.full(m, r_count), s_col, 1.0)
-        lower += [np.array([-_INF]), np.array([float(cfg.min_sites)])]
-        upper += [np.array([cfg.budget]), np.array([float(cfg.max_sites)])]
-        next_row = 2 * m + 2
+        # declared rows over n and s (PV siting: (38) sizes, (39) budget, (40) site count)
+        a_n, a_s, row_lb, row_ub = self.declaration.row_matrices()
+        for block, col in ((a_n, n_col), (a_s, s_col)):
+            coo = block.tocoo()
+            add(coo.row, col[coo.col], coo.data)
+        lower.append(np.where(np.isneginf(row_lb), -_INF, row_lb))
+        upper.append(np.where(np.isposinf(row_ub), _INF, row_ub))
+        next_row = a_n.shape[0]
 
-        col_lower = [np.zeros(m), np.zeros(m)]
-        col_upper = [np.full(m, float(big_l)), np.ones(m)]
-        integer = [np.ones(m, dtype=bool), np.ones(m, dtype=bool)]
+        col_lower = [np.zeros(m), np.zeros(n_s)]
+        col_upper = [self._upper.astype(float), np.ones(n_s)]
+        integer = [np.ones(m, dtype=bool), np.ones(n_s, dtype=bool)]
         epi_rows = None
         if self.formulation is Formulation.LAMBDA:
-            extra = (2 * m + np.arange(m * (big_l + 1))).reshape(m, big_l + 1)
+            extra = (m + n_s + np.arange(m * (big_l + 1))).reshape(m, big_l + 1)
             r_conv = next_row + site
             r_link = next_row + m + site
             add(np.repeat(r_conv, big_l + 1), extra, 1.0)  # Σ_k λ_ik = 1
@@ -336,9 +243,9 @@ class FirstStageModel:
             col_lower.append(np.zeros(extra.size))
             col_upper.append(np.ones(extra.size))
             integer.append(np.ones(extra.size, dtype=bool))
-            cost = np.concatenate([np.zeros(2 * m), self._values(self._slopes).ravel()])
+            cost = np.concatenate([np.zeros(m + n_s), self._values(self._slopes).ravel()])
         else:
-            extra = 2 * m + site
+            extra = m + n_s + site
             epi_rows = (next_row + np.arange(m * big_l)).reshape(m, big_l)
             # θ_i − u_i(k) n_i ≥ v_i(k) − k u_i(k)
             add(epi_rows, np.repeat(extra, big_l), 1.0)
@@ -349,7 +256,7 @@ class FirstStageModel:
             col_lower.append(np.full(m, -_INF))
             col_upper.append(np.full(m, _INF))
             integer.append(np.zeros(m, dtype=bool))
-            cost = np.concatenate([np.zeros(2 * m), np.ones(m)])
+            cost = np.concatenate([np.zeros(m + n_s), np.ones(m)])
 
         num_col = cost.size
         matrix = sparse.csc_matrix(
@@ -513,7 +420,7 @@ class FirstStageModel:
         Raises
         ------
         FirstStageInfeasibleError
-            No siting satisfies the budget, site-count bounds and cuts.
+            No first stage satisfies the declared rows and the cuts.
         SolverTimeLimitError
             The time limit passed before any feasible point was found.
         SolverError
@@ -529,11 +436,9 @@ class FirstStageModel:
         info = h.getInfo()
         ms = highspy.HighsModelStatus
         if status in (ms.kInfeasible, ms.kUnboundedOrInfeasible):
-            cfg = self.config
             raise FirstStageInfeasibleError(
-                f"first stage infeasible: {self.n_sites} sites, budget ${cfg.budget:,.0f} "
-                f"(${cfg.unit_cost:,.0f}/unit), {cfg.min_sites}..{cfg.max_sites} sites of "
-                f"{cfg.min_kw}..{cfg.g_max_kw} kW, {self.n_cuts} feasibility cut(s)"
+                f"first stage infeasible: {self.declaration.describe()}, "
+                f"{self.n_cuts} feasibility cut(s)"
             )
         has_point = info.primal_solution_status == 2  # kSolutionStatusFeasible
         optimal = status == ms.kOptimal
@@ -549,7 +454,7 @@ class FirstStageModel:
             else:
                 raise SolverError(f"first stage: HiGHS returned {h.modelStatusToString(status)}")
         x = np.asarray(h.getSolution().col_value)
-        units = np.clip(np.rint(x[self._layout.n]), 0, self.max_units).astype(np.int64)
+        units = np.clip(np.rint(x[self._layout.n]), 0, self._upper).astype(np.int64)
         sited = x[self._layout.s] > 0.5
         values = self._values(self._slopes)
         objective = float(values[np.arange(self.n_sites), units].sum())

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from enum import Flag, auto
 from typing import Any
 
-from gridrecourse.errors import GridRecourseError
+from gridrecourse.errors import GridRecourseError, InfeasibleModelError
 
 __all__ = [
     "EVALUATOR",
@@ -132,7 +132,11 @@ def problem_traits(problem: Any) -> ProblemTraits:
         traits |= Trait.SCENARIO_COLUMN_BOUNDS
     if len(spec.links) > 1:
         traits |= Trait.SEVERAL_LINKING_BLOCKS
-    if getattr(problem, "separable_first_stage", None) is not None:
+    try:
+        declared = getattr(problem, "separable_first_stage", None) is not None
+    except InfeasibleModelError:  # declared, but its rows admit no point: SPAR raises it later
+        declared = True
+    if declared:
         traits |= Trait.SEPARABLE_FIRST_STAGE
     return ProblemTraits(
         problem=str(getattr(problem, "name", type(problem).__name__)), traits=traits

@@ -8,7 +8,7 @@ First stage (paper C D1, eqs. 37–40), over the candidate buses ``i``::
     N_min ≤ Σ_i s_i ≤ N_max                  (40)            block "pv-site_count"
 
 with ``g, L, c_DG, budget, G_min, G_max, N_min, N_max`` from
-:class:`~gridrecourse.methods.spar_first_stage.SitingBudget`. The first stage costs nothing:
+:class:`~gridrecourse.problems.siting_budget.SitingBudget`. The first stage costs nothing:
 the objective is the expected recourse.
 
 Second stage, one hourly snapshot ω per scenario (paper C eqs. 41–53)::
@@ -78,7 +78,6 @@ from scipy.sparse.linalg import splu
 
 from gridrecourse.data.bundled_data import normalized_load_multiplier, normalized_pv_multiplier
 from gridrecourse.errors import GridRecourseError
-from gridrecourse.methods.spar_first_stage import SitingBudget
 from gridrecourse.network.components import Feeder
 from gridrecourse.network.loading import FeederSpec
 from gridrecourse.network.math_model import MathFeeder
@@ -92,6 +91,8 @@ from gridrecourse.problems.base import (
     TwoStageProblem,
     VariableBlockSpec,
 )
+from gridrecourse.problems.separable import SeparableFirstStage
+from gridrecourse.problems.siting_budget import SITED, UNITS, SitingBudget
 from gridrecourse.uncertainty.scenarios import (
     ScenarioMethod,
     ScenarioSet,
@@ -107,6 +108,7 @@ __all__ = [
     "FlowRange",
     "LimitMode",
     "PVSitingProblem",
+    "SitingBudget",
     "SitingConfig",
     "SitingConfigError",
     "SitingDecision",
@@ -594,33 +596,10 @@ class PVSitingProblem(TwoStageProblem[SitingDecision]):
     def _first_stage(self) -> FirstStageSpec:
         b = self.config.budget
         m = len(self.candidates)
-        eye = sp.identity(m, format="csr")
-        ones = sp.csr_matrix(np.ones((1, m)))
-        units = VariableBlockSpec("pv-units", m, lb=0.0, ub=float(b.max_units), integer=True)
-        sited = VariableBlockSpec("pv-sited", m, lb=0.0, ub=1.0, integer=True)
-        return FirstStageSpec(
-            variables=(units, sited),
-            constraints=(
-                ConstraintBlockSpec(
-                    "pv-size_min",
-                    (("pv-units", b.unit_kw * eye), ("pv-sited", -b.min_kw * eye)),
-                    lb=0.0,
-                ),
-                ConstraintBlockSpec(
-                    "pv-size_max",
-                    (("pv-units", b.unit_kw * eye), ("pv-sited", -b.g_max_kw * eye)),
-                    ub=0.0,
-                ),
-                # (39) divided by c_DG g (well scaled): Σ n_i ≤ budget / (c_DG g)  [units]
-                ConstraintBlockSpec("pv-budget", (("pv-units", ones),), ub=b.budget / b.unit_cost),
-                ConstraintBlockSpec(
-                    "pv-site_count",
-                    (("pv-sited", ones),),
-                    lb=float(b.min_sites),
-                    ub=float(b.max_sites),
-                ),
-            ),
-        )
+        units = VariableBlockSpec(UNITS, m, lb=0.0, ub=float(b.max_units), integer=True)
+        sited = VariableBlockSpec(SITED, m, lb=0.0, ub=1.0, integer=True)
+        # (39) divided by c_DG g (well scaled): Σ n_i ≤ budget / (c_DG g)  [units]
+        return FirstStageSpec(variables=(units, sited), constraints=b.rows(m))
 
     def _second_stage(self, physics: LinDist3Flow) -> SecondStageSpec:
         cfg, math = self.config, self.math
@@ -804,6 +783,24 @@ class PVSitingProblem(TwoStageProblem[SitingDecision]):
             units=np.rint(x[fs.slice("pv-units")]).astype(np.int64),
             sited=x[fs.slice("pv-sited")] > 0.5,
             unit_kw=float(self.config.budget.unit_kw),
+        )
+
+    @property
+    def separable_first_stage(self) -> SeparableFirstStage:
+        """SPAR's view of D1: units ``n`` (argument), siting ``s`` (indicator), rows (38)–(40).
+
+        SPAR's MILP writes the budget (39) in $ as paper C does (the extensive form's row is
+        divided by ``c_DG g``).
+
+        Raises
+        ------
+        SitingInfeasibleError
+            The settings alone admit no siting (too few candidates, budget too small).
+        """
+        b = self.config.budget
+        b.check_sites(self.n_sites)
+        return SeparableFirstStage(
+            self._first, UNITS, SITED, rows=b.rows(self.n_sites, budget_in_units=False)
         )
 
     # ------------------------------------------------------------------ helpers
