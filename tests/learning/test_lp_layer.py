@@ -12,6 +12,7 @@ torch = pytest.importorskip("torch", reason="the LP layer needs torch (the 'ml' 
 from gridrecourse.errors import InfeasibleModelError  # noqa: E402
 from gridrecourse.evaluation.validation import prepare_for_linear_model  # noqa: E402
 from gridrecourse.execution import ExecutorKind, make_executor  # noqa: E402
+from gridrecourse.formulation.limits import LimitMode  # noqa: E402
 from gridrecourse.learning.lp_layer import (  # noqa: E402
     StorageExpansionLayer,
     cvxpylayers_reference,
@@ -19,7 +20,6 @@ from gridrecourse.learning.lp_layer import (  # noqa: E402
 from gridrecourse.network.loading import resolve_feeder_spec  # noqa: E402
 from gridrecourse.network.math_model import build_math_feeder  # noqa: E402
 from gridrecourse.problems.storage_expansion import (  # noqa: E402
-    LimitMode,
     StorageExpansionConfig,
     StorageExpansionProblem,
 )

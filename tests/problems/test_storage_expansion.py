@@ -7,11 +7,11 @@ import pytest
 
 from gridrecourse.errors import InfeasibleModelError, InvalidSeriesError
 from gridrecourse.evaluation.validation import prepare_for_linear_model
+from gridrecourse.formulation.limits import LimitMode
 from gridrecourse.network.components import Bus, Connection, Feeder, Line, Load, Root
 from gridrecourse.network.loading import resolve_feeder_spec
 from gridrecourse.network.math_model import build_math_feeder
 from gridrecourse.problems.storage_expansion import (
-    LimitMode,
     StorageExpansionConfig,
     StorageExpansionInputError,
     StorageExpansionProblem,

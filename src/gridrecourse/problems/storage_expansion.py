@@ -73,24 +73,30 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from enum import Enum
+from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
 import scipy.sparse as sp
 
 from gridrecourse.errors import GridRecourseError, InfeasibleModelError, InvalidSeriesError
-from gridrecourse.formulation.limits import DEFAULT_POLYGON_SIDES, polygon_rows
+from gridrecourse.formulation.battery import Battery, BatteryParameters, add_battery
+from gridrecourse.formulation.injections import Injection, fixed_net_load
+from gridrecourse.formulation.limits import (
+    DEFAULT_POLYGON_SIDES,
+    LimitMode,
+    add_thermal_polygon,
+    add_voltage_band,
+)
+from gridrecourse.formulation.network import NetworkBlocks, SubstationMode, add_lindist3flow
 from gridrecourse.network.math_model import MathFeeder
 from gridrecourse.physics.lindistflow import LinDist3Flow
-from gridrecourse.solvers.highs import ConstraintBlock, LinearModel, Solution, VariableBlock
+from gridrecourse.solvers.highs import LinearModel, Solution, VariableBlock
 from gridrecourse.solvers.options import SolverOptions
 
 __all__ = [
     "HOURS_PER_YEAR",
     "ExpansionBox",
-    "LimitMode",
     "ParametricLP",
     "StorageExpansionConfig",
     "StorageExpansionInputError",
@@ -110,14 +116,6 @@ _MAX_REPORTED = 5
 
 class StorageExpansionInputError(GridRecourseError, ValueError):
     """The storage-expansion configuration or its inputs do not fit the feeder."""
-
-
-class LimitMode(str, Enum):
-    """How an operating limit (voltage band, branch thermal rating) enters the LP."""
-
-    OFF = "off"
-    SOFT = "soft"
-    HARD = "hard"
 
 
 def capital_recovery_factor(rate: float, years: float) -> float:
@@ -356,55 +354,15 @@ class ParametricLP:
     capacity_columns: np.ndarray
 
 
-@dataclass(eq=False)
+@dataclass(frozen=True, eq=False)
 class _Built:
-    """A built HiGHS model and the vectors needed to re-solve and differentiate it."""
+    """A built LP and the handles of its formulation blocks (re-solved per box)."""
 
     model: LinearModel
-    variables: dict[str, VariableBlock]
-    constraints: dict[str, ConstraintBlock]
-    col_lb: list[np.ndarray] = field(default_factory=list)
-    col_ub: list[np.ndarray] = field(default_factory=list)
-    cost: list[np.ndarray] = field(default_factory=list)
-    row_lb: list[np.ndarray] = field(default_factory=list)
-    row_ub: list[np.ndarray] = field(default_factory=list)
-
-    def var(self, name: str, size: int, lb=0.0, ub=np.inf, cost=0.0) -> VariableBlock:
-        block = self.model.add_variables(name, size, lb=lb, ub=ub, cost=cost)
-        self.variables[name] = block
-        self.col_lb.append(np.broadcast_to(np.asarray(lb, float), (size,)).copy())
-        self.col_ub.append(np.broadcast_to(np.asarray(ub, float), (size,)).copy())
-        self.cost.append(np.broadcast_to(np.asarray(cost, float), (size,)).copy())
-        return block
-
-    def rows(self, name: str, terms, lb=-np.inf, ub=np.inf) -> ConstraintBlock:
-        block = self.model.add_constraints(name, terms, lb=lb, ub=ub)
-        self.constraints[name] = block
-        self.row_lb.append(np.broadcast_to(np.asarray(lb, float), (block.size,)).copy())
-        self.row_ub.append(np.broadcast_to(np.asarray(ub, float), (block.size,)).copy())
-        return block
-
-    def _var_index(self, block: VariableBlock) -> int:
-        return list(self.variables).index(block.name)
-
-    def set_cost(self, name: str, cost: np.ndarray) -> None:
-        block = self.variables[name]
-        self.cost[self._var_index(block)] = np.broadcast_to(cost, (block.size,)).astype(float)
-        self.model.set_cost(block, cost)
-
-    def set_cols(self, name: str, lb, ub) -> None:
-        block = self.variables[name]
-        i = self._var_index(block)
-        self.col_lb[i] = np.broadcast_to(np.asarray(lb, float), (block.size,)).copy()
-        self.col_ub[i] = np.broadcast_to(np.asarray(ub, float), (block.size,)).copy()
-        self.model.set_col_bounds(block, lb, ub)
-
-    def set_rows(self, name: str, lb, ub) -> None:
-        block = self.constraints[name]
-        i = list(self.constraints).index(name)
-        self.row_lb[i] = np.broadcast_to(np.asarray(lb, float), (block.size,)).copy()
-        self.row_ub[i] = np.broadcast_to(np.asarray(ub, float), (block.size,)).copy()
-        self.model.set_row_bounds(block, lb, ub)
+    capacity: VariableBlock
+    battery: Battery
+    pv: VariableBlock
+    network: NetworkBlocks
 
 
 #: Balance blocks whose right-hand sides carry the load.
@@ -594,12 +552,18 @@ class StorageExpansionProblem:
     def _fixed_injections(self) -> np.ndarray:
         """Net load (p.u., complex, (N,)) of the feeder's own generators, storage and PV."""
         m = self.math
-        s = -(
-            m.gen_map @ (m.gen_kw + 1j * m.gen_kvar)
-            + m.storage_map @ (m.storage_kw + 1j * m.storage_kvar)
-            + m.pv_map @ (m.pv_p_kw + 1j * m.pv_q_kvar)
-        )
-        return np.asarray(s).ravel() / m.s_base_kva
+        p, q = fixed_net_load(m, np.zeros_like(m.load_kw), np.zeros_like(m.load_kvar))
+        return p + 1j * q
+
+    def _net_load_pu(self, load_kw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Fixed net load per node and hour (p.u., (N, τ) each) at site loads ``(τ, S)`` kW.
+
+        The feeder's own injections plus the site loads (reactive at the nominal power factor);
+        the site PV is a decision of the LP (``pv-p``) and is not included.
+        """
+        s = (self._site_map @ load_kw.T) / self.math.s_base_kva
+        fixed = self._fixed_injection_pu[:, None]
+        return np.asarray(s.real + fixed.real), np.asarray(s.imag + fixed.imag)
 
     def _load_operators(self) -> dict[str, sp.csr_matrix]:
         """Sparse maps from loads (kW, hour-major flat) to each balance block's rhs (p.u.)."""
@@ -617,120 +581,63 @@ class StorageExpansionProblem:
     # Model
     # ----------------------------------------------------------------------------------------
     def _build(self, *, fixed_capacity: bool) -> _Built:
-        """Assemble the LP (vectorized: every block is a sparse matrix ⊗ I_T)."""
-        math, ph, cfg = self.math, self.physics, self.config
-        T, e, J = self.n_hours, ph.n_branch_phases, self.n_candidates
-        S = self.n_sites
+        """Assemble the LP from the formulation blocks (each a sparse matrix ⊗ I_T).
+
+        Columns: ``bess-capacity`` x (MWh), the battery block (7b–7e), ``pv-p`` (site PV), the
+        LinDist3Flow block with ``substation-import``/``-export`` (P0⁺, P0⁻), then the
+        voltage band and thermal polygon (6b, 6c). ``fixed_capacity`` only names the model;
+        :meth:`evaluate` fixes x through its bounds.
+        """
+        math, cfg = self.math, self.config
+        T, J, S = self.n_hours, self.n_candidates, self.n_sites
         dt = cfg.period_hours
-        t_eye = sp.identity(T, format="csr")
-
-        def kron(matrix) -> sp.csr_matrix:
-            return sp.kron(t_eye, sp.csr_matrix(matrix), format="csr")
-
         name = f"storage-expansion-{math.name}" + ("-fixed-x" if fixed_capacity else "")
-        b = _Built(LinearModel(name), {}, {})
-        # columns ------------------------------------------------------------------------
-        x = b.var(
+        m = LinearModel(name)
+        x = m.add_variables(
             "bess-capacity",
             J,
             lb=0.0,
             ub=self.max_capacity_kwh / 1000.0,
             cost=self.installation_cost_per_kwh * 1000.0,  # currency per MWh of capacity
         )
-        ch = b.var("bess-charge", J * T)
-        dis = b.var("bess-discharge", J * T)
-        soc = b.var("bess-soc", J * T)
-        pv = b.var("pv-p", S * T, lb=0.0, ub=0.0)
-        p = b.var("branch-p", e * T, lb=-np.inf)
-        q = b.var("branch-q", e * T, lb=-np.inf)
-        v_lb = {LimitMode.HARD: cfg.v_min**2, LimitMode.SOFT: 0.0, LimitMode.OFF: -np.inf}
-        v_ub = cfg.v_max**2 if cfg.voltage_limits is LimitMode.HARD else np.inf
-        v = b.var("bus-v", e * T, lb=v_lb[cfg.voltage_limits], ub=v_ub)
-        p0_in = b.var("substation-import", T)
-        p0_out = b.var("substation-export", T)
-        # network (METHODS §1.1, paper A 4a–4c, 13, 15; net load 7a) ----------------------
-        bess_nr = self._bess_map[ph.nonroot]
-        pv_nr = self._pv_site_map[ph.nonroot]
-        b.rows(
-            "branch-p_balance",
-            [(p, kron(ph.flow)), (ch, kron(-bess_nr)), (dis, kron(bess_nr)), (pv, kron(pv_nr))],
-            lb=0.0,
-            ub=0.0,
+        params = BatteryParameters.uniform(
+            J,
+            dt,
+            round_trip_efficiency=cfg.round_trip_efficiency,
+            soc_min=cfg.soc_min,
+            soc_max=cfg.soc_max,
+            c_rate=cfg.c_rate_per_h,
         )
-        b.rows(
-            "branch-q_balance",
-            [(q, kron(ph.flow)), (v, kron(sp.diags(ph.cap_b)))],
-            lb=0.0,
-            ub=0.0,
+        battery = add_battery(m, T, params, x)
+        pv = m.add_variables("pv-p", S * T, lb=0.0, ub=0.0)
+        v_lb = {LimitMode.HARD: 0.0, LimitMode.SOFT: 0.0, LimitMode.OFF: -np.inf}
+        net = add_lindist3flow(
+            m,
+            self.physics,
+            T,
+            (*battery.injections(self._bess_map), Injection.active(pv, self._pv_site_map)),
+            v_bounds=(v_lb[cfg.voltage_limits], np.inf),
+            substation=SubstationMode.IMPORT_EXPORT,
         )
-        volt_rhs = np.tile(ph.voltage_root @ (math.root_v_pu[ph.root] ** 2), T)
-        b.rows(
-            "branch-voltage_drop",
-            [
-                (p, kron(ph.m_p)),
-                (q, kron(ph.m_q)),
-                (v, kron(sp.identity(e, format="csr") - ph.voltage_parent)),
-            ],
-            lb=volt_rhs,
-            ub=volt_rhs,
+        add_voltage_band(
+            m,
+            net,
+            cfg.v_min,
+            cfg.v_max,
+            cfg.voltage_limits,
+            penalty=cfg.voltage_penalty_per_pu_h * dt,
         )
-        ones_root = sp.csr_matrix(np.ones((1, len(ph.root))))
-        b.rows(
-            "substation-p_balance",
-            [
-                (p0_in, t_eye),
-                (p0_out, -t_eye),
-                (p, kron(-(ones_root @ ph.root_outflow))),
-                (pv, kron(ones_root @ self._pv_site_map[ph.root])),
-            ],
-            lb=0.0,
-            ub=0.0,
+        add_thermal_polygon(
+            m,
+            net,
+            math.rating_pu[self.physics.nonroot],
+            cfg.thermal_limits,
+            n_sides=cfg.polygon_sides,
+            penalty=cfg.thermal_penalty_per_pu_h * dt,
         )
-        # battery (7b–7e) ----------------------------------------------------------------
-        eta = np.sqrt(cfg.round_trip_efficiency)
-        j_eye = sp.identity(J, format="csr")
-        shift = sp.kron(sp.eye(T, k=-1, format="csr"), j_eye, format="csr")
-        eye_jt = sp.identity(J * T, format="csr")
-        b.rows(
-            "bess-soc_dynamics",
-            [(soc, eye_jt - shift), (ch, -dt * eta * eye_jt), (dis, dt / eta * eye_jt)],
-            lb=0.0,
-            ub=0.0,
-        )
-        per_hour = sp.kron(np.ones((T, 1)), j_eye, format="csr")
-        b.rows("bess-soc_max", [(soc, eye_jt), (x, -cfg.soc_max * per_hour)], ub=0.0)
-        if cfg.soc_min > 0:
-            b.rows("bess-soc_min", [(soc, eye_jt), (x, -cfg.soc_min * per_hour)], lb=0.0)
-        b.rows("bess-charge_limit", [(ch, eye_jt), (x, -cfg.c_rate_per_h * per_hour)], ub=0.0)
-        b.rows("bess-discharge_limit", [(dis, eye_jt), (x, -cfg.c_rate_per_h * per_hour)], ub=0.0)
-        # operating limits (paper A 6b, 6c; METHODS §1.4) --------------------------------
-        if cfg.voltage_limits is LimitMode.SOFT:
-            penalty = cfg.voltage_penalty_per_pu_h * dt
-            over = b.var("bus-v_over", e * T, cost=penalty)
-            under = b.var("bus-v_under", e * T, cost=penalty)
-            eye_et = sp.identity(e * T, format="csr")
-            b.rows("bus-v_upper", [(v, eye_et), (over, -eye_et)], ub=cfg.v_max**2)
-            b.rows("bus-v_lower", [(v, eye_et), (under, eye_et)], lb=cfg.v_min**2)
-        rating = math.rating_pu[ph.nonroot]
-        rated = np.flatnonzero(np.isfinite(rating) & (rating > 0))
-        if cfg.thermal_limits is not LimitMode.OFF and len(rated):
-            cos, sin, inscribe = polygon_rows(cfg.polygon_sides)
-            k = cfg.polygon_sides
-            sel = sp.csr_matrix(
-                (np.ones(len(rated)), (np.arange(len(rated)), rated)), shape=(len(rated), e)
-            )
-            terms = [
-                (p, kron(sp.kron(sel, np.c_[cos], format="csr"))),
-                (q, kron(sp.kron(sel, np.c_[sin], format="csr"))),
-            ]
-            if cfg.thermal_limits is LimitMode.SOFT:
-                overload = b.var(
-                    "branch-overload", len(rated) * T, cost=cfg.thermal_penalty_per_pu_h * dt
-                )
-                share = sp.kron(sp.identity(len(rated)), np.ones((k, 1)), format="csr")
-                terms.append((overload, kron(-share)))
-            b.rows("branch-thermal", terms, ub=np.tile(np.repeat(rating[rated] * inscribe, k), T))
-        return b
+        zero_load = np.zeros((self.n_sites, T))
+        net.set_rhs(m, net.rhs(*self._net_load_pu(zero_load.T)))
+        return _Built(model=m, capacity=x, battery=battery, pv=pv, network=net)
 
     def _apply(
         self,
@@ -742,24 +649,13 @@ class StorageExpansionProblem:
     ) -> None:
         """Write one box into a built model: costs (prices), rhs (loads), bounds (PV)."""
         dt = self.config.period_hours
-        built.set_cost("substation-import", dt * price_upper)
-        built.set_cost("substation-export", -dt * price_lower)
-        flat = load_kw.ravel()
-        for name, base in self._rhs_base().items():
-            rhs = base + self._load_rhs[name] @ flat
-            built.set_rows(name, rhs, rhs)
+        m, net = built.model, built.network
+        imports, exports = net.substation
+        m.set_cost(imports, dt * price_upper)
+        m.set_cost(exports, -dt * price_lower)
+        net.set_rhs(m, net.rhs(*self._net_load_pu(load_kw)))
         avail = pv_kw.ravel() / self.math.s_base_kva
-        built.set_cols("pv-p", 0.0 if self.config.pv_curtailment else avail, avail)
-
-    def _rhs_base(self) -> dict[str, np.ndarray]:
-        """Balance right-hand sides at zero site load (fixed feeder injections only)."""
-        ph, T = self.physics, self.n_hours
-        s = self._fixed_injection_pu
-        return {
-            "branch-p_balance": np.tile(s.real[ph.nonroot], T),
-            "branch-q_balance": np.tile(s.imag[ph.nonroot], T),
-            "substation-p_balance": np.full(T, s.real[ph.root].sum()),
-        }
+        m.set_col_bounds(built.pv, 0.0 if self.config.pv_curtailment else avail, avail)
 
     # ----------------------------------------------------------------------------------------
     # Inputs
@@ -877,7 +773,7 @@ class StorageExpansionProblem:
         pu, pl, load, pv = self._inputs(price, price, load_kw, pv_kw)
         if self._fixed is None:
             self._fixed = self._build(fixed_capacity=True)
-        self._fixed.set_cols("bess-capacity", cap / 1000.0, cap / 1000.0)
+        self._fixed.model.set_col_bounds(self._fixed.capacity, cap / 1000.0, cap / 1000.0)
         self._apply(self._fixed, pu, pl, load, pv)
         return self._solve(self._fixed, pu, pl, load, pv, "realized data with fixed capacity")
 
@@ -913,15 +809,15 @@ class StorageExpansionProblem:
         _, _, load, pv = self._inputs(zeros_t, zeros_t, np.zeros((T, self.n_sites)), pv_kw)
         built = self._build(fixed_capacity=False)
         self._apply(built, zeros_t, zeros_t, load, pv)
-        a = built.model.matrix().tocsr()
+        model, net = built.model, built.network
+        a = model.matrix().tocsr()
         dt = self.config.period_hours
-        n_cols, n_rows = built.model.n_cols, built.model.n_rows
-        imp = built.variables["substation-import"].indices
-        exp = built.variables["substation-export"].indices
+        n_cols, n_rows = model.n_cols, model.n_rows
+        imp, exp = (block.indices for block in net.substation)
         cu = sp.csr_matrix((np.full(T, dt), (imp, np.arange(T))), shape=(n_cols, T))
         cl = sp.csr_matrix((np.full(T, -dt), (exp, np.arange(T))), shape=(n_cols, T))
         blocks = [self._load_rhs[name] for name in _LOAD_BLOCKS]
-        starts = [built.constraints[name].start for name in _LOAD_BLOCKS]
+        starts = [model.constraints[name].start for name in _LOAD_BLOCKS]
         rows = [sp.coo_matrix(k) for k in blocks]
         k_all = sp.csr_matrix(
             (
@@ -933,17 +829,18 @@ class StorageExpansionProblem:
             ),
             shape=(n_rows, T * self.n_sites),
         )
+        cols, rows_all = model.columns(), model.rows()
         return ParametricLP(
             a=a,
-            cost=np.concatenate(built.cost),
+            cost=cols.cost,
             cost_price_upper=cu,
             cost_price_lower=cl,
-            row_lb=np.concatenate(built.row_lb),
-            row_ub=np.concatenate(built.row_ub),
+            row_lb=rows_all.lb,
+            row_ub=rows_all.ub,
             rhs_load=k_all,
-            col_lb=np.concatenate(built.col_lb),
-            col_ub=np.concatenate(built.col_ub),
-            capacity_columns=built.variables["bess-capacity"].indices,
+            col_lb=cols.lb,
+            col_ub=cols.ub,
+            capacity_columns=built.capacity.indices,
         )
 
     def _solve(
@@ -966,16 +863,15 @@ class StorageExpansionProblem:
     ) -> StorageExpansionSolution:
         T, J, e = self.n_hours, self.n_candidates, self.physics.n_branch_phases
         dt = self.config.period_hours
-        var = built.variables
-        x_mwh = sol.value(var["bess-capacity"])
-        p_in = sol.value(var["substation-import"])
-        p_out = sol.value(var["substation-export"])
-        dispatch = (sol.value(var["bess-charge"]) - sol.value(var["bess-discharge"])).reshape(T, J)
-        duals = {name: sol.dual(built.constraints[name]) for name in _LOAD_BLOCKS}
+        net, bess = built.network, built.battery
+        x_mwh = sol.value(built.capacity)
+        p_in, p_out = (sol.value(block) for block in net.substation)
+        dispatch = (sol.value(bess.charge) - sol.value(bess.discharge)).reshape(T, J)
+        duals = {name: sol.dual(built.model.constraints[name]) for name in _LOAD_BLOCKS}
         grad_load = sum(self._load_rhs[name].T @ duals[name] for name in _LOAD_BLOCKS)
         installation = float(self.installation_cost_per_kwh @ x_mwh * 1000.0)
         energy = float(dt * (pu @ p_in - pl @ p_out))
-        vsq = sol.value(var["bus-v"]).reshape(T, e).T
+        vsq = sol.value(net.v).reshape(T, e).T
         v = np.empty((self.math.n_nodes, T))
         v[self.physics.root] = self.math.root_v_pu[self.physics.root][:, None]
         v[self.physics.nonroot] = np.sqrt(np.maximum(vsq, 0.0))
@@ -989,7 +885,7 @@ class StorageExpansionProblem:
             penalty_cost=float(sol.objective - installation - energy),
             import_kw=(p_in - p_out) * 1000.0,
             dispatch_kw=dispatch * 1000.0,
-            soc_kwh=sol.value(var["bess-soc"]).reshape(T, J) * 1000.0,
+            soc_kwh=sol.value(bess.soc).reshape(T, J) * 1000.0,
             v_pu=v,
             grad_price_upper=dt * p_in,
             grad_price_lower=-dt * p_out,
@@ -1004,12 +900,9 @@ class StorageExpansionProblem:
     def _infeasibility_message(self, load: np.ndarray, pv: np.ndarray, what: str) -> str:
         """Name the hours/nodes that break hard limits without storage (a diagnosis)."""
         math, ph, cfg = self.math, self.physics, self.config
-        s = math.s_base_kva
-        p = (self._site_map.real @ load.T - self._pv_site_map @ pv.T) / s
-        q = (self._site_map.imag @ load.T) / s
-        p = p + self._fixed_injection_pu.real[:, None]
-        q = q + self._fixed_injection_pu.imag[:, None]
-        flow = ph.solve(np.asarray(p), np.asarray(q))
+        p, q = self._net_load_pu(load)
+        p = p - (self._pv_site_map @ pv.T) / math.s_base_kva
+        flow = ph.solve(p, q)
         head = (
             f"storage-expansion LP on feeder {math.name!r} is infeasible at the {what} "
             f"(τ = {self.n_hours} h, candidates {list(self.candidate_buses)})"

@@ -101,6 +101,42 @@ class Solution:
         return self.row_dual[block.slice]
 
 
+@dataclass(frozen=True, eq=False)
+class ColumnData:
+    """Read-only view of columns of a :class:`LinearModel` (:meth:`LinearModel.columns`).
+
+    Attributes
+    ----------
+    lb, ub, cost : ndarray, shape (n,)
+        Bounds (±inf for none) and linear objective coefficients.
+    integer : ndarray of bool, shape (n,)
+    quadratic : ndarray, shape (n,)
+        Diagonal ``h`` of the quadratic cost ``Σ h x²`` (zeros when none).
+    """
+
+    lb: np.ndarray
+    ub: np.ndarray
+    cost: np.ndarray
+    integer: np.ndarray
+    quadratic: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class RowData:
+    """Read-only view of a constraint block of a :class:`LinearModel` (:meth:`LinearModel.rows`).
+
+    Attributes
+    ----------
+    terms : tuple of (VariableBlock, scipy.sparse.csr_matrix)
+        The block's coefficient matrix per variable block, as added.
+    lb, ub : ndarray, shape (n_rows,)
+    """
+
+    terms: tuple[tuple[VariableBlock, sp.csr_matrix], ...]
+    lb: np.ndarray
+    ub: np.ndarray
+
+
 #: Thread count HiGHS's process-wide scheduler was last set up for (0: HiGHS's default).
 _SCHEDULER_THREADS = [0]
 
@@ -385,6 +421,46 @@ class LinearModel:
     def is_quadratic(self) -> bool:
         """True when a quadratic objective term was added."""
         return bool(self._quadratic)
+
+    def columns(self, block: VariableBlock | None = None) -> ColumnData:
+        """Bounds, linear cost, integrality and quadratic diagonal of one block (or all columns).
+
+        Returns copies in model units (the values the next :meth:`solve` uses, after any
+        :meth:`set_col_bounds`/:meth:`set_cost`).
+        """
+        quad = np.zeros(self.n_cols)
+        for name, values in self._quadratic.items():
+            quad[self.variables[name].slice] += values
+        if block is None:
+
+            def cat(parts: list[np.ndarray], dtype=float) -> np.ndarray:
+                return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+
+            return ColumnData(
+                cat(self._lb), cat(self._ub), cat(self._cost), cat(self._integer, bool), quad
+            )
+        if self.variables.get(block.name) != block:
+            raise ValueError(f"variable block {block.name!r} does not belong to {self.name!r}")
+        i = list(self.variables).index(block.name)
+        return ColumnData(
+            self._lb[i].copy(),
+            self._ub[i].copy(),
+            self._cost[i].copy(),
+            self._integer[i].copy(),
+            quad[block.slice],
+        )
+
+    def rows(self, block: ConstraintBlock | None = None) -> RowData:
+        """Terms and bounds of one constraint block (or the bounds of all rows, no terms)."""
+        if block is None:
+            lb = np.concatenate(self._row_lb) if self._row_lb else np.zeros(0)
+            ub = np.concatenate(self._row_ub) if self._row_ub else np.zeros(0)
+            return RowData((), lb, ub)
+        if self.constraints.get(block.name) != block:
+            raise ValueError(f"constraint block {block.name!r} does not belong to {self.name!r}")
+        i = self._row_index(block)
+        terms = tuple((var, m.copy()) for var, m in self._rows[i][1])
+        return RowData(terms, self._row_lb[i].copy(), self._row_ub[i].copy())
 
     def dual_ray(self) -> np.ndarray | None:
         """Farkas certificate of the last :meth:`solve` when it found the LP infeasible.
