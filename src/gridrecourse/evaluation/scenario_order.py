@@ -54,8 +54,8 @@ def scenario_coordinates(
     Returns
     -------
     ndarray, shape (S, dimensions)
-        ``[L_ω, U_ω, S_ω] R`` with infinite bounds replaced by 0 and ``R`` a fixed standard
-        Gaussian matrix (units of the problem's rows).
+        ``[L_ω, U_ω, S_ω, d_ω] R`` (``d_ω``: declared scenario costs) with infinite bounds
+        replaced by 0 and ``R`` a fixed standard Gaussian matrix (units of the problem's rows).
     """
     indices = np.asarray(indices, dtype=int)
     rng = np.random.default_rng(_PROJECTION_SEED)
@@ -63,7 +63,9 @@ def scenario_coordinates(
     blocks = []
     for start in range(0, len(indices), _CHUNK):
         data = problem.scenario_data(indices[start : start + _CHUNK])
-        vectors = np.hstack([data.row_lb, data.row_ub, data.technology_scale])
+        row_lb, row_ub = data.row_bounds(problem.second_stage)  # nominal where not given
+        costs = [data.cost[name] for name in sorted(data.cost)]  # scenario prices, if any
+        vectors = np.hstack([row_lb, row_ub, data.scale(problem.second_stage), *costs])
         vectors = np.where(np.isfinite(vectors), vectors, 0.0)
         if projection is None:
             projection = rng.standard_normal((vectors.shape[1], dimensions))
