@@ -39,10 +39,10 @@ fixed capacity against realized data (a degenerate price box), so ``c_j x_j + Q`
 capacity equals ``realized_cost`` on the same day.
 
 Assembly: the recourse is written once with the formulation layer
-(:func:`~gridrecourse.formulation.network.add_lindist3flow` with the battery as two
-:class:`~gridrecourse.formulation.injections.Injection` terms,
+(:func:`~gridrecourse.formulation.battery.add_battery` over the capacity column,
+:func:`~gridrecourse.formulation.network.add_lindist3flow` with the battery's injections,
 :func:`~gridrecourse.formulation.limits.add_voltage_band`,
-:func:`~gridrecourse.formulation.limits.add_thermal_polygon`, and the battery rows) into a
+:func:`~gridrecourse.formulation.limits.add_thermal_polygon`) into a
 :class:`~gridrecourse.solvers.highs.LinearModel` that also holds the capacity column; the model
 is then read back as the contract's block specs, the capacity column's coefficients becoming the
 technology matrices. Nothing is rebuilt per scenario: :class:`SecondStageModel` re-solves with
@@ -68,8 +68,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from gridrecourse.errors import GridRecourseError
-from gridrecourse.formulation.injections import Injection, fixed_net_load
-from gridrecourse.formulation.limits import LimitMode as BlockLimitMode
+from gridrecourse.formulation.battery import BatteryParameters, add_battery
+from gridrecourse.formulation.injections import fixed_net_load
 from gridrecourse.formulation.limits import add_thermal_polygon, add_voltage_band
 from gridrecourse.formulation.network import NetworkBlocks, SubstationMode, add_lindist3flow
 from gridrecourse.network.math_model import MathFeeder
@@ -85,7 +85,6 @@ from gridrecourse.problems.base import (
 )
 from gridrecourse.problems.separable import SeparableFirstStage
 from gridrecourse.problems.storage_expansion import (
-    LimitMode,
     StorageExpansionConfig,
     StorageExpansionProblem,
 )
@@ -236,48 +235,6 @@ def _specs_from_model(
         if technology:
             links.append(LinkingBlock(name, technology[0]))
     return tuple(variables), tuple(constraints), tuple(links)
-
-
-def _add_battery_rows(
-    model: LinearModel,
-    charge: VariableBlock,
-    discharge: VariableBlock,
-    soc: VariableBlock,
-    capacity: VariableBlock,
-    capacity_pu_h: float,
-    config: StorageExpansionConfig,
-) -> None:
-    """State of charge and capacity-linked limits of ``J`` batteries (paper A 7b–7e).
-
-    Columns are period-major (``t · J + j``); ``capacity`` holds ``J`` unit counts of
-    ``capacity_pu_h`` p.u.·h each. Rows::
-
-        SOC_t − SOC_{t−1} − Δt η ch_t + Δt/η dis_t = 0,  SOC_{−1} = 0     bess-soc_dynamics
-        SOC_t − SOC_max u n ≤ 0                                          bess-soc_max
-        SOC_t − SOC_min u n ≥ 0            (only when SOC_min > 0)       bess-soc_min
-        ch_t − C u n ≤ 0,  dis_t − C u n ≤ 0                             bess-charge/discharge_limit
-    """
-    T, J, dt = config.n_hours, capacity.size, config.period_hours
-    eta = np.sqrt(config.round_trip_efficiency)
-    eye = sp.identity(J * T, format="csr")
-    shift = sp.kron(sp.eye(T, k=-1, format="csr"), sp.identity(J), format="csr")
-    model.add_constraints(
-        "bess-soc_dynamics",
-        [(soc, eye - shift), (charge, -dt * eta * eye), (discharge, dt / eta * eye)],
-        lb=0.0,
-        ub=0.0,
-    )
-    per_hour = sp.kron(np.ones((T, 1)), sp.identity(J), format="csr") * capacity_pu_h
-    model.add_constraints(
-        "bess-soc_max", [(soc, eye), (capacity, -config.soc_max * per_hour)], ub=0.0
-    )
-    if config.soc_min > 0:
-        model.add_constraints(
-            "bess-soc_min", [(soc, eye), (capacity, -config.soc_min * per_hour)], lb=0.0
-        )
-    rate = config.c_rate_per_h * per_hour
-    model.add_constraints("bess-charge_limit", [(charge, eye), (capacity, -rate)], ub=0.0)
-    model.add_constraints("bess-discharge_limit", [(discharge, eye), (capacity, -rate)], ub=0.0)
 
 
 class StorageScenarioProblem(TwoStageProblem[StorageCapacityDecision]):
@@ -454,10 +411,22 @@ class StorageScenarioProblem(TwoStageProblem[StorageCapacityDecision]):
         T, J = cfg.n_hours, len(self.candidate_buses)
         dt = cfg.period_hours
         model = LinearModel(self.name)
-        capacity = model.add_variables(CAPACITY_BLOCK, J)
-        charge = model.add_variables("bess-charge", J * T)
-        discharge = model.add_variables("bess-discharge", J * T)
-        soc = model.add_variables("bess-soc", J * T)
+        capacity = model.add_variables(CAPACITY_BLOCK, J, ub=self.max_units)
+        # E in units of u: fractions and rates per unit of capacity scaled by u (p.u.·h)
+        unit = self.config.capacity_unit_kwh / math.s_base_kva
+        battery = add_battery(
+            model,
+            T,
+            BatteryParameters.uniform(
+                J,
+                dt,
+                round_trip_efficiency=cfg.round_trip_efficiency,
+                soc_min=cfg.soc_min * unit,
+                soc_max=cfg.soc_max * unit,
+                c_rate=cfg.c_rate_per_h * unit,
+            ),
+            capacity,
+        )
         index = {b: i for i, b in enumerate(math.bus_names)}
         cand_of_bus = np.full(len(math.bus_names), -1)
         cand_of_bus[[index[b] for b in self.candidate_buses]] = np.arange(J)
@@ -472,32 +441,23 @@ class StorageScenarioProblem(TwoStageProblem[StorageCapacityDecision]):
             model,
             physics,
             T,
-            (Injection.active(discharge, bess_map), Injection.active(charge, -bess_map)),
+            battery.injections(bess_map),
             v_bounds=(-np.inf, np.inf),
             substation=SubstationMode.NET,
-        )
-        _add_battery_rows(
-            model,
-            charge,
-            discharge,
-            soc,
-            capacity,
-            self.config.capacity_unit_kwh / math.s_base_kva,
-            cfg,
         )
         add_voltage_band(
             model,
             net,
             cfg.v_min,
             cfg.v_max,
-            BlockLimitMode(LimitMode(cfg.voltage_limits).value),
+            cfg.voltage_limits,
             penalty=cfg.voltage_penalty_per_pu_h * dt,
         )
         add_thermal_polygon(
             model,
             net,
             math.rating_pu[physics.nonroot],
-            BlockLimitMode(LimitMode(cfg.thermal_limits).value),
+            cfg.thermal_limits,
             n_sides=cfg.polygon_sides,
             penalty=cfg.thermal_penalty_per_pu_h * dt,
         )
