@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -30,6 +30,7 @@ from gridrecourse.problems.base import (
     SecondStageResult,
     TwoStageProblem,
 )
+from gridrecourse.problems.capabilities import EVALUATOR, check_requirements
 from gridrecourse.solvers.options import SolverOptions
 
 __all__ = [
@@ -69,15 +70,20 @@ class OutOfSampleResult:
     n_infeasible : int
     feasible : ndarray of bool, shape (S,)
     linking_duals : ndarray, shape (S, n_linking_rows)
-        Linking-row duals (NaN rows for infeasible scenarios).
+        Linking-row duals (NaN rows for infeasible scenarios, and for integer recourse).
     subgradients : ndarray, shape (S, n_x)
-        ``∂Q/∂x`` per scenario (NaN rows for infeasible scenarios).
+        ``∂Q/∂x`` per scenario (NaN rows for infeasible scenarios, and for integer recourse).
     cuts : tuple of FeasibilityCut
         Feasibility cuts of the infeasible scenarios that produced one.
     solve_seconds : ndarray, shape (S,)
         HiGHS time per scenario (s).
     wall_seconds : float
         Whole evaluation, including worker start-up and model builds (s).
+    mip_gaps : ndarray, shape (S,)
+        Relative MIP gap of each scenario solve (0 for LP/QP recourse).
+    dual_bounds : ndarray, shape (S,)
+        Proven lower bound on each ``Q(x, ξ_ω)`` (= ``objectives`` for LP/QP recourse; the MIP
+        dual bound for integer recourse; ``inf`` when infeasible).
     """
 
     x: np.ndarray
@@ -94,6 +100,16 @@ class OutOfSampleResult:
     cuts: tuple[FeasibilityCut, ...]
     solve_seconds: np.ndarray
     wall_seconds: float
+    mip_gaps: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    dual_bounds: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    @property
+    def expected_dual_bound(self) -> float:
+        """``cᵀx + Σ π_ω bound_ω``: a lower bound on :attr:`expected_objective`."""
+        if not np.all(np.isfinite(self.objectives)):
+            return float("inf")
+        first_cost = self.expected_objective - float(self.probability @ self.objectives)
+        return first_cost + float(self.probability @ self.dual_bounds)
 
     @property
     def expected_subgradient(self) -> np.ndarray:
@@ -161,6 +177,11 @@ def evaluate_first_stage(
     Returns
     -------
     OutOfSampleResult
+
+    Raises
+    ------
+    UnsupportedProblemError
+        The exact evaluator cannot solve the recourse (integer and quadratic together).
     """
     t0 = time.perf_counter()
     n_x = problem.first_stage.size
@@ -170,6 +191,7 @@ def evaluate_first_stage(
     x = np.asarray(x, dtype=float)
     if x.shape != (n_x,):
         raise OutOfSampleError(f"first-stage vector must have shape ({n_x},), got {x.shape}")
+    check_requirements(EVALUATOR, problem)  # before any worker builds a model
     n_all = problem.n_scenarios
     idx = np.arange(n_all) if scenarios is None else np.asarray(scenarios, dtype=int).ravel()
     if idx.size == 0 or idx.min() < 0 or idx.max() >= n_all:
@@ -215,4 +237,6 @@ def evaluate_first_stage(
         cuts=tuple(r.cut for r in results if r.cut is not None),
         solve_seconds=np.array([r.solve_seconds for r in results]),
         wall_seconds=time.perf_counter() - t0,
+        mip_gaps=np.array([r.mip_gap for r in results]),
+        dual_bounds=np.array([r.dual_bound for r in results]),
     )

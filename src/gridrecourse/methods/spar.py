@@ -449,7 +449,8 @@ class SPARResult:
         ``V(n̂)``, exact expected recourse over ALL scenarios of the problem (NaN when
         ``evaluate`` is False; ``inf`` if still infeasible after the repair rounds).
     estimated_objective : float
-        ``V̂(n̂) = c + Σ_i v_i(n̂_i)`` (objective units; NaN when ``c`` is unavailable).
+        ``V̂(n̂) = c + Σ_i v_i(n̂_i)`` plus the first-stage cost of ``n̂`` (objective units;
+        NaN when ``c`` is unavailable).
     first_stage_objective : float
         ``Σ_i v_i(n̂_i)``, the learned change against no PV (objective units).
     intercept : float
@@ -617,7 +618,7 @@ class _Stages:
         zeros = np.zeros((self.n_sites, self.max_units))
         self.first = FirstStageModel(self.decl, config.formulation, zeros)
         self.explore = (
-            FirstStageModel(self.decl, Formulation.EPIGRAPH, zeros)
+            FirstStageModel(self.decl, Formulation.EPIGRAPH, zeros, first_stage_cost=False)
             if config.exploration_iterations > 0
             else None
         )
@@ -875,6 +876,9 @@ def solve_spar(
         A sampled scenario is infeasible for every first stage.
     FirstStageInfeasibleError
         The first stage with its feasibility cuts has no solution.
+    UnsupportedProblemError
+        The problem has integer recourse or declares no ``separable_first_stage``
+        (:data:`gridrecourse.problems.capabilities.SPAR`).
     """
     t_start = time.perf_counter()
     cfg = config or SPARConfig()
@@ -1014,11 +1018,11 @@ def solve_spar(
 
     change = float(SeparablePWL(slopes).total(final.units))
     intercept = baseline if exact_zero else _sampled_intercept(history, slopes)
-    estimated = change + intercept
+    x_hat = stages.decl.embed(final.units, final.sited)
+    estimated = change + intercept + float(problem.first_stage.cost @ x_hat)  # + cᵀx̂
     accuracy = math.nan
     if math.isfinite(objective) and math.isfinite(estimated) and objective != 0:
         accuracy = 1.0 - abs(estimated - objective) / abs(objective)
-    x_hat = stages.decl.embed(final.units, final.sited)
     return SPARResult(
         decision=problem.decode(x_hat),
         x=x_hat,
@@ -1252,6 +1256,7 @@ def spar_statistical_bounds(
     if int(n_replications) != n_replications or n_replications < 2:
         raise SPARConfigError(f"n_replications must be an integer >= 2, got {n_replications!r}")
     k_reps, n_batch = int(n_replications), int(batch_size)
+    decl = separable_declaration(problem)  # before any worker starts
     seq = np.random.SeedSequence(cfg.seed)
     draw_seq, *run_seqs = seq.spawn(k_reps + 1)
     draws = np.random.default_rng(draw_seq).integers(0, problem.n_scenarios, size=(k_reps, n_batch))
@@ -1267,7 +1272,6 @@ def spar_statistical_bounds(
     try:
         baseline = None
         if cfg.intercept is Intercept.EXACT_ZERO:
-            decl = separable_declaration(problem)
             zero = decl.embed(np.zeros(decl.n_elements, dtype=int))
             baseline = _evaluate(problem, zero, ex, options).expected_objective
         state = functools.partial(_problem_state, problem)
