@@ -5,29 +5,39 @@
     min_x  cᵀx + Σ_ω π_ω Q(x, ξ_ω)
     s.t.   A x within [row_lb, row_ub],  lb ≤ x ≤ ub,  x_j integer for j ∈ J
 
-    Q(x, ξ_ω) = min_y  dᵀy + Σ_j h_j y_j²
-                s.t.   L_ω ≤ W y + S_ω T x ≤ U_ω,   l ≤ y ≤ u
+    Q(x, ξ_ω) = min_y  d_ωᵀy + Σ_j h_j y_j²
+                s.t.   L_ω ≤ W y + Σ_k S_kω T_k x ≤ U_ω,   l_ω ≤ y ≤ u_ω,  y_j integer, j ∈ J_y
 
 A problem is *declared* as sparse blocks, never as per-element Python objects:
 
 * :class:`FirstStageSpec` — the first-stage variable blocks (bounds, integrality, cost ``c``)
   and constraint blocks (sparse rows over them).
 * :class:`SecondStageSpec` — one scenario's recourse: variable blocks (bounds, linear cost
-  ``d``, optional diagonal quadratic cost ``h ≥ 0``) and constraint blocks ``W`` (sparse
-  matrices per variable block). The rows that carry the first-stage decision are ONE named
-  block (:attr:`SecondStageSpec.linking`, e.g. ``"pv-linking"``); its technology matrix ``T``
-  is fixed and each scenario scales its rows by ``S_ω = diag(technology_scale_ω)`` (for PV
-  siting: the PV availability of each site).
-* :class:`ScenarioData` — what changes between scenarios: row bounds ``L_ω, U_ω`` and the
-  technology scale, as ``(S, ·)`` arrays.
+  ``d``, optional diagonal quadratic cost ``h ≥ 0``, optional integrality) and constraint
+  blocks ``W`` (sparse matrices per variable block). The rows that carry the first-stage
+  decision are one or more named :class:`LinkingBlock` (e.g. ``"pv-linking"``), each with its
+  own fixed technology matrix ``T_k`` over ``x``; each scenario scales their rows by
+  ``S_kω = diag(technology_scale_ω)`` (for PV siting: the PV availability of each site). The
+  spec also names the variable blocks whose costs (``scenario_costs``: prices) and column
+  bounds (``scenario_bounds``) change per scenario.
+* :class:`ScenarioData` — what changes between scenarios, as ``(S, ·)`` arrays: row bounds
+  (right-hand sides) ``L_ω, U_ω``, the technology scale, and per-block costs ``d_ω`` and
+  column bounds ``l_ω, u_ω``. Fields left out keep the nominal values and cost nothing.
 
-From these, :class:`SecondStageModel` builds the recourse LP/QP **once** and re-solves it for any
-``(x, ω)`` by changing row bounds only (``L_ω − S_ω T x``, ``U_ω − S_ω T x``; HiGHS keeps its
-basis as a warm start), and the extensive form (:mod:`gridrecourse.methods.extensive_form`)
-stacks ``S`` copies with :func:`add_second_stage_blocks` (``kron(I_S, W)``). Both read the duals
-of the linking block: ``∂Q/∂x = −T_ωᵀ S_ω λ_ω`` with ``λ`` the linking-row duals (HiGHS
-convention ``∂ objective / ∂ row bound``). An infeasible recourse LP yields a Farkas ray and a
-feasibility cut ``αᵀx ≥ β`` (paper C eq. 18).
+From these, :class:`SecondStageModel` builds the recourse LP/QP/MILP **once** and re-solves it
+for any ``(x, ω)`` by changing bounds (``L_ω − S_ω T x``, ``U_ω − S_ω T x``) and, for declared
+blocks only, costs and column bounds; HiGHS keeps its basis as a warm start. The extensive form
+(:mod:`gridrecourse.methods.extensive_form`) stacks ``S`` copies with
+:func:`add_second_stage_blocks` (``kron(I_S, W)``). For continuous recourse both read the duals
+of the linking rows: ``∂Q/∂x = −Σ_k T_kᵀ S_kω λ_kω`` with ``λ`` the linking-row duals (HiGHS
+convention ``∂ objective / ∂ row bound``); an infeasible recourse LP yields a Farkas ray and a
+feasibility cut ``αᵀx ≥ β`` (paper C eq. 18). Integer recourse is solved by HiGHS's branch and
+bound: a result then records the MIP gap and dual bound and has no duals (feasibility cuts come
+from the LP relaxation when it is infeasible too).
+
+What a method can handle is declared in :mod:`gridrecourse.problems.capabilities`
+(:class:`~gridrecourse.problems.capabilities.MethodRequirements`, checked against the problem's
+traits); SPAR's view of the first stage in :mod:`gridrecourse.problems.separable`.
 
 References
 ----------
