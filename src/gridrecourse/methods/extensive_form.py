@@ -7,10 +7,12 @@ One model holds the first stage ``x`` and a copy ``y_ω`` of the recourse for ev
          L_ω ≤ W y_ω + S_ω T x ≤ U_ω                     ∀ω
          ℓ_jω ≥ h_j (2 ŷ_jk y_jω − ŷ_jk²)                ∀ω, j with h_j > 0, k = 1..K
 
-assembled as block-diagonal sparse stacks: every recourse block is ``kron(I_S, W_block)``, the
-linking rows get ``diag(S_ω) kron(1_S, T)``
-(:func:`gridrecourse.problems.base.add_second_stage_blocks`).
-Nothing loops over scenarios, buses or phases.
+assembled as block-diagonal sparse stacks: every recourse block is ``kron(I_S, W_block)``, every
+linking block k gets ``diag(S_kω) kron(1_S, T_k)``, blocks with scenario costs get
+``π_ω d_ω`` (:func:`gridrecourse.problems.base.add_second_stage_blocks`).
+Nothing loops over scenarios, buses or phases. Integer recourse columns stay integer (the EF is
+one MILP); the EF handles every problem structure
+(:data:`gridrecourse.problems.capabilities.EXTENSIVE_FORM`).
 
 Quadratic recourse (paper C's P2 losses ``Σ s_base r (P² + Q²)``) would make the EF an MIQP,
 which HiGHS cannot solve. The quadratic terms are replaced by their **outer tangent-plane
