@@ -4,7 +4,7 @@ declares a :class:`~gridrecourse.problems.separable.SeparableFirstStage`.
 Given the learned separable value function ``V(n) ≈ Σ_i v_i(n_i)`` (slopes ``u_i(k)``, see
 :mod:`gridrecourse.methods.spar_value_function`), solve::
 
-    min   Σ_i v_i(n_i)                                   (37) with (10)
+    min   Σ_i v_i(n_i)  (+ c_nᵀn + c_sᵀs)                (37) with (10)
     s.t.  lb ≤ A_n n + A_s s ≤ ub                        declared rows (PV siting: (38)–(40))
           A n ≥ b                                        (18)   Farkas feasibility cuts
           n_i ∈ {0..L_i} integer, s_i ∈ {0, 1}
@@ -130,6 +130,11 @@ class FirstStageModel:
     slopes : array_like, shape (n_sites, L)
         Initial slopes ``u_i(k)`` (objective units per unit of ``n_i``), ``L = max_i L_i``.
         Must be nondecreasing per row for the epigraph formulation.
+    first_stage_cost : bool, default True
+        Add the declaration's first-stage costs ``c`` on ``n`` and ``s`` (e.g. installation
+        cost per battery unit) to the objective; the slopes learn the expected recourse only.
+        ``False``: the learned function alone (SPAR's random exploration points). PV siting's
+        first stage costs nothing, so the flag does not change it.
 
     Raises
     ------
@@ -142,6 +147,8 @@ class FirstStageModel:
         declaration: SeparableFirstStage,
         formulation: Formulation,
         slopes: ArrayLike,
+        *,
+        first_stage_cost: bool = True,
     ) -> None:
         if not isinstance(formulation, Formulation):
             raise FirstStageConfigError(f"formulation must be a Formulation, got {formulation!r}")
@@ -152,6 +159,7 @@ class FirstStageModel:
         self.declaration = declaration
         self.n_sites = declaration.n_elements
         self.formulation = formulation
+        self._first_stage_cost = bool(first_stage_cost)
         self.max_units = declaration.levels
         self._upper = declaration.upper
         self._slopes = self._validated_slopes(slopes)
@@ -222,6 +230,12 @@ class FirstStageModel:
         upper.append(np.where(np.isposinf(row_ub), _INF, row_ub))
         next_row = a_n.shape[0]
 
+        fs = self.declaration.first_stage
+        c_ns = np.zeros(m + n_s)  # first-stage cost of n (and s), objective units per unit
+        if self._first_stage_cost:
+            c_ns[:m] = fs.cost[fs.slice(self.declaration.argument)]
+            if self.declaration.indicator is not None:
+                c_ns[m:] = fs.cost[fs.slice(self.declaration.indicator)]
         col_lower = [np.zeros(m), np.zeros(n_s)]
         col_upper = [self._upper.astype(float), np.ones(n_s)]
         integer = [np.ones(m, dtype=bool), np.ones(n_s, dtype=bool)]
@@ -243,7 +257,7 @@ class FirstStageModel:
             col_lower.append(np.zeros(extra.size))
             col_upper.append(np.ones(extra.size))
             integer.append(np.ones(extra.size, dtype=bool))
-            cost = np.concatenate([np.zeros(m + n_s), self._values(self._slopes).ravel()])
+            cost = np.concatenate([c_ns, self._values(self._slopes).ravel()])
         else:
             extra = m + n_s + site
             epi_rows = (next_row + np.arange(m * big_l)).reshape(m, big_l)
@@ -256,7 +270,7 @@ class FirstStageModel:
             col_lower.append(np.full(m, -_INF))
             col_upper.append(np.full(m, _INF))
             integer.append(np.zeros(m, dtype=bool))
-            cost = np.concatenate([np.zeros(m + n_s), np.ones(m)])
+            cost = np.concatenate([c_ns, np.ones(m)])
 
         num_col = cost.size
         matrix = sparse.csc_matrix(
