@@ -7,7 +7,8 @@ import pytest
 
 from gridrecourse.evaluation.out_of_sample import OutOfSampleError, evaluate_first_stage
 from gridrecourse.execution import InProcessExecutor, ProcessPoolExecutor
-from gridrecourse.problems.siting import LimitMode, PVSitingProblem, SitingObjective
+from gridrecourse.formulation.limits import LimitMode
+from gridrecourse.problems.siting import PVSitingProblem, SitingObjective
 
 # ------------------------------------------------------------------------------------------
 # The 5-bus feeder of tests/problems/test_siting.py (tests have no shared package), with 8

@@ -7,6 +7,7 @@ import pytest
 
 from gridrecourse.errors import InfeasibleModelError
 from gridrecourse.evaluation.out_of_sample import evaluate_first_stage
+from gridrecourse.formulation.limits import LimitMode
 from gridrecourse.methods.extensive_form import (
     allocate_tangent_points,
     build_extensive_form,
@@ -14,7 +15,6 @@ from gridrecourse.methods.extensive_form import (
 )
 from gridrecourse.problems.base import SolveStatus, tangent_rows
 from gridrecourse.problems.siting import (
-    LimitMode,
     PVSitingProblem,
     SitingObjective,
     TapSetting,

@@ -18,6 +18,7 @@ import scipy.sparse as sp
 from gridrecourse.errors import InfeasibleModelError, SolverTimeLimitError
 from gridrecourse.evaluation.out_of_sample import evaluate_first_stage
 from gridrecourse.execution import ExecutorKind, make_executor
+from gridrecourse.formulation.limits import LimitMode
 from gridrecourse.methods import spar as spar_module
 from gridrecourse.methods.extensive_form import solve_extensive_form
 from gridrecourse.methods.spar import (
@@ -45,7 +46,6 @@ from gridrecourse.problems.base import (
 )
 from gridrecourse.problems.separable import SeparableFirstStage
 from gridrecourse.problems.siting import (
-    LimitMode,
     PVSitingProblem,
     SitingDecision,
 )

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from gridrecourse.errors import InfeasibleModelError, SolverError
+from gridrecourse.formulation.limits import LimitMode
 from gridrecourse.network.math_model import build_math_feeder
 from gridrecourse.physics.lindistflow import LinDist3Flow, net_injections
 from gridrecourse.problems.base import SecondStageModel
 from gridrecourse.problems.siting import (
     LINKING_BLOCK,
-    LimitMode,
     PVSitingProblem,
     SitingConfig,
     SitingConfigError,

@@ -78,12 +78,20 @@ from scipy.sparse.linalg import splu
 
 from gridrecourse.data.bundled_data import normalized_load_multiplier, normalized_pv_multiplier
 from gridrecourse.errors import GridRecourseError
+from gridrecourse.formulation.injections import Injection
+from gridrecourse.formulation.limits import (
+    LimitMode,
+    add_thermal_polygon,
+    add_voltage_band,
+    add_voltage_deviation,
+    polygon_rows,
+)
+from gridrecourse.formulation.network import SubstationMode, add_lindist3flow
 from gridrecourse.network.components import Feeder
 from gridrecourse.network.loading import FeederSpec
 from gridrecourse.network.math_model import MathFeeder
 from gridrecourse.physics.lindistflow import LinDist3Flow
 from gridrecourse.problems.base import (
-    ConstraintBlockSpec,
     FeasibilityCut,
     FirstStageSpec,
     ScenarioData,
@@ -93,6 +101,8 @@ from gridrecourse.problems.base import (
 )
 from gridrecourse.problems.separable import SeparableFirstStage
 from gridrecourse.problems.siting_budget import SITED, UNITS, SitingBudget
+from gridrecourse.problems.spec_blocks import spec_blocks
+from gridrecourse.solvers.highs import LinearModel
 from gridrecourse.uncertainty.scenarios import (
     ScenarioMethod,
     ScenarioSet,
@@ -106,7 +116,6 @@ __all__ = [
     "LINKING_BLOCK",
     "THERMAL_SCREEN_FRACTION",
     "FlowRange",
-    "LimitMode",
     "PVSitingProblem",
     "SitingBudget",
     "SitingConfig",
@@ -145,17 +154,6 @@ class TapSetting(str, Enum):
     OPENDSS = "opendss"
     #: every regulator at tap 1.0 (regulators bypassed; one voltage base as in paper C)
     NEUTRAL = "neutral"
-
-
-class LimitMode(str, Enum):
-    """How a network limit enters the second stage."""
-
-    #: enforced exactly (the recourse may be infeasible)
-    HARD = "hard"
-    #: violations allowed at a linear penalty (always feasible)
-    SOFT = "soft"
-    #: not modelled
-    OFF = "off"
 
 
 #: Default penalty per p.u. of v² outside [v_min², v_max²] (objective units), by objective.
@@ -375,11 +373,6 @@ def siting_scenarios(
         noise_std=noise_std,
         seed=seed,
     )
-
-
-def _polygon(n_sides: int) -> tuple[np.ndarray, np.ndarray, float]:
-    theta = 2 * np.pi * np.arange(n_sides) / n_sides
-    return np.cos(theta), np.sin(theta), float(np.cos(np.pi / n_sides))
 
 
 class PVSitingProblem(TwoStageProblem[SitingDecision]):
@@ -602,139 +595,74 @@ class PVSitingProblem(TwoStageProblem[SitingDecision]):
         return FirstStageSpec(variables=(units, sited), constraints=b.rows(m))
 
     def _second_stage(self, physics: LinDist3Flow) -> SecondStageSpec:
+        """One scenario's recourse (eqs. 41–53) from the formulation blocks, as spec blocks.
+
+        Built in a :class:`LinearModel` at nominal data (zero net load; the balances' bounds
+        come from :meth:`scenario_data`) and converted by :func:`spec_blocks`.
+        """
         cfg, math = self.config, self.math
         e, m = self._e, len(self.candidates)
         s_base = math.s_base_kva
-        eye_e = sp.identity(e, format="csr")
-        pv_map = self._site_nodes_map
-        losses = cfg.objective is SitingObjective.LOSSES
-        r = np.asarray(physics.z.diagonal().real, dtype=float)
-        quad = s_base * r if losses else None
-        fr = self.flow_range
-        hard_v = cfg.voltage_limits is LimitMode.HARD
-        variables = [
-            VariableBlockSpec(
-                "branch-p",
-                e,
-                lb=-np.inf,
-                quadratic=quad,
-                quadratic_range=(fr.p_lo, fr.p_hi) if losses else None,
-            ),
-            VariableBlockSpec(
-                "branch-q",
-                e,
-                lb=-np.inf,
-                quadratic=quad,
-                quadratic_range=(fr.q_lo, fr.q_hi) if losses else None,
-            ),
-            VariableBlockSpec(
-                "bus-v",
-                e,
-                lb=cfg.v_min**2 if hard_v else 0.0,
-                ub=cfg.v_max**2 if hard_v else np.inf,
-            ),
-            VariableBlockSpec("pv-p", m, lb=0.0),
-        ]
-        volt_rhs = physics.voltage_root @ (math.root_v_pu[physics.root] ** 2)
-        zeros = np.zeros(e)
-        constraints = [
-            ConstraintBlockSpec(
-                "branch-p_balance", (("branch-p", physics.flow), ("pv-p", pv_map)), zeros, zeros
-            ),
-            ConstraintBlockSpec(
-                "branch-q_balance",
-                (
-                    ("branch-q", physics.flow),
-                    ("bus-v", sp.diags(physics.cap_b, format="csr")),
-                    ("pv-p", self._tan_phi * pv_map),
-                ),
-                zeros,
-                zeros,
-            ),
-            ConstraintBlockSpec(
-                "branch-voltage_drop",
-                (
-                    ("branch-p", physics.m_p),
-                    ("branch-q", physics.m_q),
-                    ("bus-v", eye_e - physics.voltage_parent),
-                ),
-                volt_rhs,
-                volt_rhs,
-            ),
-            ConstraintBlockSpec(
-                LINKING_BLOCK, (("pv-p", s_base * sp.identity(m, format="csr")),), ub=0.0
-            ),
-        ]
-        if not losses:
-            v_ref2 = cfg.v_ref**2
-            variables.append(VariableBlockSpec("bus-v_deviation", e, lb=0.0, cost=1.0))
-            constraints += [
-                ConstraintBlockSpec(
-                    "bus-v_deviation_upper",
-                    (("bus-v_deviation", eye_e), ("bus-v", -eye_e)),
-                    lb=-v_ref2,
-                ),
-                ConstraintBlockSpec(
-                    "bus-v_deviation_lower",
-                    (("bus-v_deviation", eye_e), ("bus-v", eye_e)),
-                    lb=v_ref2,
-                ),
-            ]
-        if cfg.voltage_limits is LimitMode.SOFT:
-            pen = cfg.voltage_penalty_value
-            variables += [
-                VariableBlockSpec("bus-v_over", e, lb=0.0, cost=pen, penalty=True),
-                VariableBlockSpec("bus-v_under", e, lb=0.0, cost=pen, penalty=True),
-            ]
-            constraints += [
-                ConstraintBlockSpec(
-                    "bus-v_upper", (("bus-v", eye_e), ("bus-v_over", -eye_e)), ub=cfg.v_max**2
-                ),
-                ConstraintBlockSpec(
-                    "bus-v_lower", (("bus-v", eye_e), ("bus-v_under", eye_e)), lb=cfg.v_min**2
-                ),
-            ]
+        model = LinearModel(self.name)
+        pv = model.add_variables("pv-p", m, lb=0.0)
+        nonroot = sp.csr_matrix(
+            (np.ones(e), (physics.nonroot, np.arange(e))), shape=(math.n_nodes, e)
+        )
+        pv_nodes = sp.csr_matrix(nonroot @ self._site_nodes_map)  # (N, m), eq. (46) below
+        net = add_lindist3flow(
+            model,
+            physics,
+            1,
+            (Injection.active(pv, pv_nodes, self._tan_phi),),  # (45)–(47)
+            substation=SubstationMode.NONE,
+        )
+        no_load = np.zeros((math.n_nodes, 1))
+        net.set_rhs(model, net.rhs(no_load, no_load))
+        # (44): s_base p_DG − g PV_ω n ≤ 0 [kW]; the first-stage term is the technology matrix
+        model.add_constraints(LINKING_BLOCK, [(pv, s_base * sp.identity(m, format="csr"))], ub=0.0)
+        ranges: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        if cfg.objective is SitingObjective.LOSSES:  # (53)
+            fr = self.flow_range
+            loss = s_base * np.asarray(physics.z.diagonal().real, dtype=float)
+            model.add_quadratic_cost(net.p, loss)
+            model.add_quadratic_cost(net.q, loss)
+            ranges = {net.p.name: (fr.p_lo, fr.p_hi), net.q.name: (fr.q_lo, fr.q_hi)}
+        else:  # (41)–(43)
+            add_voltage_deviation(model, net, cfg.v_ref, cost=1.0)
+        band = add_voltage_band(  # (48)
+            model,
+            net,
+            cfg.v_min,
+            cfg.v_max,
+            cfg.voltage_limits,
+            penalty=cfg.voltage_penalty_value,
+        )
         rating = math.rating_pu[physics.nonroot]
-        cos, sin, inscribe = _polygon(cfg.polygon_sides)
-        rated = np.isfinite(rating) & (rating > 0)
+        select = None
         if cfg.thermal_screening:
-            rated &= fr.s_max > THERMAL_SCREEN_FRACTION * inscribe * np.where(rated, rating, 0)
-        rated_idx = np.flatnonzero(rated)
-        self.n_thermal_rows = len(rated_idx)
-        if cfg.thermal_limits is not LimitMode.OFF and len(rated_idx):
-            n_r, k = len(rated_idx), cfg.polygon_sides
-            sel = sp.csr_matrix((np.ones(n_r), (np.arange(n_r), rated_idx)), shape=(n_r, e))
-            terms = [
-                ("branch-p", sp.kron(sel, np.c_[cos], format="csr")),
-                ("branch-q", sp.kron(sel, np.c_[sin], format="csr")),
-            ]
-            if cfg.thermal_limits is LimitMode.SOFT:
-                variables.append(
-                    VariableBlockSpec(
-                        "branch-overload",
-                        n_r,
-                        lb=0.0,
-                        cost=cfg.thermal_penalty_value,
-                        penalty=True,
-                    )
-                )
-                terms.append(
-                    ("branch-overload", -sp.kron(sp.identity(n_r), np.ones((k, 1)), format="csr"))
-                )
-            constraints.append(
-                ConstraintBlockSpec(
-                    "branch-thermal", tuple(terms), ub=np.repeat(rating[rated_idx] * inscribe, k)
-                )
-            )
-        else:
-            self.n_thermal_rows = 0
+            inscribe = polygon_rows(cfg.polygon_sides)[2]
+            known = np.where(np.isfinite(rating), rating, 0.0)
+            select = self.flow_range.s_max > THERMAL_SCREEN_FRACTION * inscribe * known
+        thermal = add_thermal_polygon(  # (49)–(52)
+            model,
+            net,
+            rating,
+            cfg.thermal_limits,
+            n_sides=cfg.polygon_sides,
+            penalty=cfg.thermal_penalty_value,
+            select=select,
+        )
+        self.n_thermal_rows = len(thermal.rated)
+        blocks = spec_blocks(
+            model, penalty=(band.over, band.under, thermal.overload), quadratic_range=ranges
+        )
         b = cfg.budget
         technology = sp.hstack(
             [-b.unit_kw * sp.identity(m, format="csr"), sp.csr_matrix((m, m))], format="csr"
         )
         return SecondStageSpec(
-            variables=tuple(variables),
-            constraints=tuple(constraints),
+            variables=blocks.variables,
+            constraints=blocks.constraints,
             linking=LINKING_BLOCK,
             technology=technology,
         )
