@@ -126,6 +126,11 @@ def cmd_opf(args: argparse.Namespace) -> dict:
     feeder = resolve_feeder_spec(args.feeder)
     # default operating point: OpenDSS taps, normal switches, snapshot root voltages
     math = prepare_math_feeder(feeder)
+    switching = _switching_options(args)
+    if switching is not None:  # every switch kept as decision data (ties included)
+        from gridrecourse.network.prepare import OperatingPoint, SwitchMode
+
+        math = prepare_math_feeder(feeder, OperatingPoint(switches=SwitchMode.AS_DECISIONS))
     day = bundled_day(args.day)
     config = OPFConfig(
         load_profile=day.load,
@@ -137,7 +142,7 @@ def cmd_opf(args: argparse.Namespace) -> dict:
         thermal_penalty_per_pu_h=None if args.hard_limits else OPFConfig.thermal_penalty_per_pu_h,
     )
     progress(f"building the {config.n_periods}-period model ({math.n_nodes} nodes)")
-    opf = build_opf(math, config)
+    opf = build_opf(math, config, switching=switching)
     progress("solving with HiGHS")
     result = solve_opf(opf, SolverOptions(time_limit=args.time_limit))
     out = Path(args.out) if args.out else RunFolder.default_path("opf", feeder.name)
@@ -195,6 +200,9 @@ def cmd_opf(args: argparse.Namespace) -> dict:
         "wall_seconds": time.perf_counter() - t0,
         "run_folder": str(folder.path),
     }
+    if switching is not None:
+        progress("checking the chosen switch configurations (graph, OpenDSS AC)")
+        summary.update(_switch_summary(feeder, opf, result))
     folder.add_report(
         f"# 24-h OPF on {feeder.name} (day {args.day})\n\n"
         + "\n".join(f"- {k}: {v}" for k, v in summary.items())
@@ -210,9 +218,78 @@ def cmd_opf(args: argparse.Namespace) -> dict:
             f"{result.n_voltage_violations}, overloads {result.n_thermal_violations}\n"
             f"run folder: {folder.path}"
         )
+        if switching is not None:
+            open_ = sorted(k for k, v in result.switch_states.items() if 0 in v)
+            print(
+                f"switches: {summary['n_switch_operations']} operations, open at some hour: "
+                f"{open_}; radial {summary['switch_check_radial']}, energized "
+                f"{summary['switch_check_energized']}, AC max |dV| "
+                f"{summary['switch_ac_max_abs_voltage_error_pu']:.4f} p.u. (loss-corrected)"
+            )
 
     emit(summary, args.json, human)
     return summary
+
+
+def _switching_options(args: argparse.Namespace):
+    """``SwitchingOptions`` from ``opf --reconfigure`` (None without it)."""
+    if not getattr(args, "reconfigure", False):
+        return None
+    from gridrecourse.formulation.switches import SwitchingOptions
+
+    return SwitchingOptions(
+        max_operations=args.max_switch_ops,
+        max_total_operations=args.max_total_switch_ops,
+        operation_cost=args.switch_cost,
+    )
+
+
+def _switch_summary(feeder, opf, result) -> dict:
+    """Chosen switch states, MILP size and independent checks of each distinct configuration.
+
+    Each configuration used in some period is checked on the engineering feeder's phase graph
+    (radial, every bus-phase fed) and in OpenDSS (states applied to the switch lines, AC power
+    flow vs LinDist3Flow of that configuration, loss-corrected).
+    """
+    from gridrecourse.evaluation.switch_check import ac_agreement, check_radial_energized
+
+    names = list(result.switch_states)
+    hours = range(opf.config.n_periods)
+    columns = {tuple(result.switch_states[n][t] for n in names) for t in hours}
+    checks = []
+    for column in sorted(columns):
+        states = {n: bool(v) for n, v in zip(names, column, strict=True)}
+        graph = check_radial_energized(feeder, states)
+        row = {
+            "open": [n for n, v in states.items() if not v],
+            "radial": graph.radial,
+            "energized": graph.energized,
+            "loop": list(graph.loop_edges),
+            "unfed_nodes": list(graph.unfed_nodes),
+        }
+        if feeder.source_kind == "opendss" and graph.radial and graph.energized:
+            ac = ac_agreement(feeder, states)
+            row.update(
+                ac_converged=ac.ac_converged,
+                ac_max_abs_voltage_error_pu=ac.max_abs_voltage_error_pu,
+                ac_max_abs_voltage_error_pu_loss_corrected=ac.max_abs_voltage_error_pu_loss_corrected,
+                ac_worst_node=ac.worst_node,
+            )
+        checks.append(row)
+    key = "ac_max_abs_voltage_error_pu_loss_corrected"
+    ac_errors = [c[key] for c in checks if key in c]
+    cols = opf.model.columns()
+    return {
+        "switch_states": result.switch_states,
+        "n_switch_operations": result.n_switch_operations,
+        "switch_configurations": checks,
+        "switch_check_radial": all(c["radial"] for c in checks),
+        "switch_check_energized": all(c["energized"] for c in checks),
+        "switch_ac_max_abs_voltage_error_pu": max(ac_errors) if ac_errors else float("nan"),
+        "milp_rows": opf.model.n_rows,
+        "milp_columns": opf.model.n_cols,
+        "milp_binaries": int(cols.integer.sum()),
+    }
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -253,6 +330,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-thermal", action="store_true", help="drop thermal limits")
     p.add_argument("--time-limit", type=float, default=None, help="solver time limit (s)")
+    p.add_argument(
+        "--reconfigure",
+        action="store_true",
+        help="switch states per hour as decisions (MILP; radial, every bus fed); the chosen "
+        "configurations are checked on the feeder graph and against OpenDSS AC",
+    )
+    p.add_argument(
+        "--max-switch-ops",
+        type=int,
+        default=None,
+        help="with --reconfigure: operations per switch over the day (paper B: 8)",
+    )
+    p.add_argument(
+        "--max-total-switch-ops",
+        type=int,
+        default=None,
+        help="with --reconfigure: operations of all switches together over the day",
+    )
+    p.add_argument(
+        "--switch-cost",
+        type=float,
+        default=100.0,
+        help="with --reconfigure: cost per switch operation (default 100, paper B's C_sw)",
+    )
 
     from gridrecourse.cli_expand import add_expand_parser
     from gridrecourse.cli_siting import add_siting_parser

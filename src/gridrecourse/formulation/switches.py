@@ -223,7 +223,10 @@ def add_tie_flows(
 
 
 def node_injection_bound(
-    math: MathFeeder, load_scale: float = 1.0, *, pv_kva: np.ndarray | None = None,
+    math: MathFeeder,
+    load_scale: float = 1.0,
+    *,
+    pv_kva: np.ndarray | None = None,
     pv_map: sp.spmatrix | None = None,
 ) -> np.ndarray:
     """Bound of each node's apparent-power injection |s_n| (p.u.): the flow big-M's source.
@@ -283,9 +286,7 @@ def _node_graph(physics: LinDist3Flow, switches: SwitchData) -> _Graph:
     return _Graph(tail, head, switch, component, edge_component, len(uniq))
 
 
-def _fixed_matrix(
-    switches: SwitchData, fixed: FixedStates | None, n_periods: int
-) -> np.ndarray:
+def _fixed_matrix(switches: SwitchData, fixed: FixedStates | None, n_periods: int) -> np.ndarray:
     """``(S, T)`` float array: 1 fixed closed, 0 fixed open, NaN free."""
     out = np.full((switches.n_switches, n_periods), np.nan)
     if not fixed:
@@ -350,8 +351,9 @@ def check_switch_topology(
     ) > 0
     T = fixed_states.shape[1]
     fed = np.zeros((n, T), dtype=bool)
-    patterns, inverse = np.unique(np.nan_to_num(fixed_states.T, nan=-1.0), axis=0,
-                                  return_inverse=True)
+    patterns, inverse = np.unique(
+        np.nan_to_num(fixed_states.T, nan=-1.0), axis=0, return_inverse=True
+    )
     inverse = np.asarray(inverse).ravel()
     is_sw = graph.switch >= 0
     for j, pattern in enumerate(patterns):  # distinct fixed patterns (usually one)
@@ -362,8 +364,12 @@ def check_switch_topology(
         unfed = ~reached & loaded
         if unfed.any():
             touching = np.isin(np.arange(n), np.flatnonzero(unfed))
-            edge_touch = is_sw & (touching[graph.tail] | touching[graph.head] |
-                                  ~reached[graph.tail] | ~reached[graph.head])
+            edge_touch = is_sw & (
+                touching[graph.tail]
+                | touching[graph.head]
+                | ~reached[graph.tail]
+                | ~reached[graph.head]
+            )
             sw_names = sorted({switches.names[k] for k in graph.switch[edge_touch]})
             buses = sorted({math.bus_names[b] for b in math.node_bus[unfed]})
             raise UnfedBusError(
@@ -501,8 +507,9 @@ def add_switching(
     has_edge[graph.switch[graph.switch >= 0]] = True
     root_root = np.zeros(S, dtype=bool)
     root_root[graph.switch[(graph.switch >= 0) & (graph.edge_component < 0)]] = True
-    fixed_arr[~has_edge] = np.where(np.isnan(fixed_arr[~has_edge]), init[~has_edge, None],
-                                    fixed_arr[~has_edge])
+    fixed_arr[~has_edge] = np.where(
+        np.isnan(fixed_arr[~has_edge]), init[~has_edge, None], fixed_arr[~has_edge]
+    )
     fixed_arr[root_root] = 0.0  # closing would join two roots
     fed = check_switch_topology(math, switches, fixed_arr)  # (N, T)
     # switches touching a node that cannot be fed stay open
@@ -519,8 +526,9 @@ def add_switching(
     # ---- big-M -------------------------------------------------------------------------------
     v_lo, v_hi = _bounds_of_v(model, net)
     bound_p = node_injection_bound(math) if node_bound_pu is None else node_bound_pu
-    bound_p = np.broadcast_to(np.asarray(bound_p, dtype=float).reshape(math.n_nodes, -1),
-                              (math.n_nodes, T))
+    bound_p = np.broadcast_to(
+        np.asarray(bound_p, dtype=float).reshape(math.n_nodes, -1), (math.n_nodes, T)
+    )
     if node_bound_q_pu is None:
         bound_q = bound_p + np.abs(math.cap_b_pu)[:, None] * v_hi
     else:
@@ -555,8 +563,14 @@ def add_switching(
     g_all = _sel(np.arange(n_sw_e), sw_of, (n_sw_e, S))  # edge-phase → its switch
     g_tree, g_tie = g_all[:e_t], g_all[e_t:]
 
-    def big_m_rows(name: str, block: VariableBlock, select: sp.csr_matrix, g: sp.csr_matrix,
-                   m: np.ndarray, closed_side: bool) -> None:
+    def big_m_rows(
+        name: str,
+        block: VariableBlock,
+        select: sp.csr_matrix,
+        g: sp.csr_matrix,
+        m: np.ndarray,
+        closed_side: bool,
+    ) -> None:
         """``±select·x ≤ M z`` (closed_side) or ``±select·x ≤ M (1 − z)``, both signs."""
         m_flat = by_period(m)
         gz = sp.diags(m_flat) @ over_periods(g, T)
@@ -573,8 +587,9 @@ def add_switching(
         pick = _sel(np.arange(e_t), pos_t, (e_t, e))
         big_m_rows("switch-p_limit", net.p, pick, g_tree, m_p[:e_t], True)
         big_m_rows("switch-q_limit", net.q, pick, g_tree, m_q[:e_t], True)
-        big_m_rows("switch-v_gap", net.drop_gap, sp.identity(e_t, format="csr"), g_tree,
-                   m_v[:e_t], False)
+        big_m_rows(
+            "switch-v_gap", net.drop_gap, sp.identity(e_t, format="csr"), g_tree, m_v[:e_t], False
+        )
     if e_l:
         eye = sp.identity(e_l, format="csr")
         big_m_rows("tie-p_limit", ties.p, eye, g_tie, m_p[e_t:], True)
@@ -592,8 +607,11 @@ def add_switching(
         c_flat = np.tile(const, T)
         mv_flat = by_period(m_v[e_t:])
         gz = sp.diags(mv_flat) @ over_periods(g_tie, T)
-        drop = [(net.v, over_periods(dv, T)), (ties.p, over_periods(tm_p, T)),
-                (ties.q, over_periods(tm_q, T))]
+        drop = [
+            (net.v, over_periods(dv, T)),
+            (ties.p, over_periods(tm_p, T)),
+            (ties.q, over_periods(tm_q, T)),
+        ]
         rows["tie-drop_upper"] = model.add_constraints(
             "tie-drop_upper", [*drop, (z, gz)], ub=mv_flat - c_flat
         )
@@ -617,26 +635,35 @@ def add_switching(
     incidence = _sel(inc_rows[keep], inc_cols[keep], (e, n_edges), inc_vals[keep])
     demand = fed[nonroot].astype(float)  # (E, T)
     rows["switch-connectivity"] = model.add_constraints(
-        "switch-connectivity", [(f, over_periods(incidence, T))],
-        lb=by_period(demand), ub=by_period(demand),
+        "switch-connectivity",
+        [(f, over_periods(incidence, T))],
+        lb=by_period(demand),
+        ub=by_period(demand),
     )
     sw_idx = np.flatnonzero(is_sw)
     n_se = len(sw_idx)
     pick_f = _sel(np.arange(n_se), sw_idx, (n_se, n_edges))
     g_f = _sel(np.arange(n_se), graph.switch[sw_idx], (n_se, S))
-    big_m_rows("switch-connectivity_capacity", f, pick_f, g_f,
-               np.repeat(k_e[sw_idx][:, None], T, axis=1), True)
+    big_m_rows(
+        "switch-connectivity_capacity",
+        f,
+        pick_f,
+        g_f,
+        np.repeat(k_e[sw_idx][:, None], T, axis=1),
+        True,
+    )
     # edge count per component: Σ z over its switched edges = fed nodes − fixed branches
     valid = graph.edge_component >= 0
-    count_sw = _sel(graph.edge_component[valid & is_sw], graph.switch[valid & is_sw],
-                    (graph.n_components, S))
+    count_sw = _sel(
+        graph.edge_component[valid & is_sw], graph.switch[valid & is_sw], (graph.n_components, S)
+    )
     fixed_edges = valid & ~is_sw
     fed_nodes = agg @ fed[nonroot].astype(float)  # (n_comp, T)
-    fixed_fed = (
-        _sel(graph.edge_component[fixed_edges], np.flatnonzero(fixed_edges),
-             (graph.n_components, n_edges))
-        @ (fed[graph.head] & fed[graph.tail]).astype(float)
-    )
+    fixed_fed = _sel(
+        graph.edge_component[fixed_edges],
+        np.flatnonzero(fixed_edges),
+        (graph.n_components, n_edges),
+    ) @ (fed[graph.head] & fed[graph.tail]).astype(float)
     rhs = fed_nodes - fixed_fed
     rows["switch-radiality"] = model.add_constraints(
         "switch-radiality", [(z, over_periods(count_sw, T))], lb=by_period(rhs), ub=by_period(rhs)
@@ -664,7 +691,8 @@ def add_switching(
         )
     if max_total_operations is not None:
         rows["switch-operations_total"] = model.add_constraints(
-            "switch-operations_total", [(ops, np.ones((1, S * T)))],
+            "switch-operations_total",
+            [(ops, np.ones((1, S * T)))],
             ub=float(max_total_operations),
         )
     return SwitchBlocks(
