@@ -241,7 +241,8 @@ def test_big_m_from_physical_limits(meshed9):
     assert blocks.flow_big_m[first, 0] == pytest.approx(phase_a, rel=1e-12)
     np.testing.assert_allclose(blocks.voltage_big_m, 1.1**2 - 0.9**2, rtol=1e-12)
     rated = build_opf(
-        math, _config([1.0], thermal_limits=True, thermal_penalty_per_pu_h=None),
+        math,
+        _config([1.0], thermal_limits=True, thermal_penalty_per_pu_h=None),
         switching=SwitchingOptions(),
     ).switching
     assert np.all(rated.flow_big_m <= sw.rating_pu[0] + 1e-12)
@@ -263,9 +264,11 @@ def test_default_opf_unchanged_on_a_keep_switches_feeder(meshed9, radial_configs
     """Without ``switching`` the OPF of the keep-switches model is the normal radial OPF."""
     _, math = meshed9
     cfg = _config([2.0])
-    normal = next(r for st, r in radial_configs if st == {
-        "s23": True, "s45": True, "s67": True, "t37": False, "t58": False
-    })
+    normal = next(
+        r
+        for st, r in radial_configs
+        if st == {"s23": True, "s45": True, "s67": True, "t37": False, "t58": False}
+    )
     opf = build_opf(math, cfg)
     assert opf.switching is None and "switch-z" not in opf.model.variables
     assert solve_opf(opf).cost == pytest.approx(solve_opf(build_opf(normal, cfg)).cost, rel=1e-12)
@@ -287,7 +290,9 @@ def test_ieee123_switches_reconfiguration_is_radial_and_matches_opendss(feeder_d
     day = bundled_day(196)
     hours = slice(16, 20)
     cfg = OPFConfig(
-        load_profile=day.load[hours], pv_profile=day.pv[hours], price_per_mwh=day.price_per_mwh[hours]
+        load_profile=day.load[hours],
+        pv_profile=day.pv[hours],
+        price_per_mwh=day.price_per_mwh[hours],
     )
     result = solve_opf(build_opf(math, cfg, switching=SwitchingOptions(operation_cost=100.0)))
     normal = solve_opf(build_opf(math, cfg))
