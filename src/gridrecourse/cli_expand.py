@@ -18,6 +18,22 @@ the test windows. Writes a run folder:
 * with ``--table1``: ``table1.csv``/``table1.md`` (ETO vs E2E at λ over ``--seeds``);
   with ``--table2``: ``table2.csv``/``table2.md`` (E2E at λ ∈ {0.9, 0.8, 0.7, 0.6}).
 
+``--method ef|ph|spar`` solves the same sizing as a two-stage stochastic program
+(:class:`~gridrecourse.problems.storage_scenarios.StorageScenarioProblem`, METHODS §2) whose
+scenarios are ``--scenarios N`` training days of the same data set (evenly spaced over the
+training period, equally likely): capacities in whole units of ``--unit-kwh`` (or continuous
+with ``--continuous-capacity``, which SPAR refuses with its requirement error), dispatch per day
+against that day's prices and loads. The chosen capacities are scored on the same held-out test
+days with the same evaluator as ETO/E2E (``realized_cost``; ``oracle_cost`` as well). The run
+folder holds ``config.json``, ``result.json``, ``report.md``, ``capacities.csv`` and
+``test_windows.csv``; the JSON keeps every key of the learning methods (``null`` where a key
+has no meaning, e.g. ``task_loss``) and adds ``n_scenarios``, ``in_sample_objective`` (exact
+expected cost over the scenario days), ``held_out_objective`` (= ``realized_cost``),
+``installation_cost``, times (``solve_seconds``, ``in_sample_evaluation_seconds``,
+``held_out_seconds``) and ``method_details``. Options of one family (e.g. ``--lambda`` for
+ef/ph/spar, ``--scenarios`` for e2e/eto, ``--rho`` for anything but ph) are an error
+(:data:`OPTION_METHODS`).
+
 ``--json`` prints one JSON object on stdout; progress goes to stderr (``--quiet`` silences it).
 The lead's ``cli.py`` wires :func:`add_expand_parser` and :func:`run_expand`; ``python -m
 gridrecourse.cli_expand`` runs the command stand-alone.
@@ -61,6 +77,49 @@ SUMMARY_KEYS = (
     "capacity_kwh_total",
     "wall_seconds",
 )
+#: Methods that learn a box predictor and solve the robust LP (paper A).
+LEARNING_METHODS = ("e2e", "eto")
+#: Two-stage stochastic methods over training days (METHODS §2).
+SCENARIO_METHODS = ("ef", "ph", "spar")
+#: Default number of training days used as scenarios by ef/ph/spar (our choice).
+DEFAULT_SCENARIOS = 24
+#: Default battery unit (kWh) of ef/ph/spar (= StorageScenarioConfig's default).
+DEFAULT_UNIT_KWH = 100.0
+#: Default PH proximal penalty for the battery expansion (EUR per unit²; see run_expand).
+DEFAULT_PH_RHO = 0.1
+#: Default relative MIP gap of ef/ph/spar solves.
+DEFAULT_MIP_GAP = 1e-6
+#: Options that apply only to some methods (``dest`` → methods); the rest apply to all.
+OPTION_METHODS: dict[str, tuple[str, ...]] = {
+    **{
+        dest: LEARNING_METHODS
+        for dest in (
+            "lam",
+            "alpha",
+            "epochs",
+            "warmup_epochs",
+            "loss",
+            "in_loop",
+            "hidden_size",
+            "lr",
+            "threads",
+            "table1",
+            "table2",
+            "fig3_alphas",
+            "seeds",
+        )
+    },
+    "seed": (*LEARNING_METHODS, "spar"),
+    "scenarios": SCENARIO_METHODS,
+    "unit_kwh": SCENARIO_METHODS,
+    "mip_gap": SCENARIO_METHODS,
+    "continuous_capacity": SCENARIO_METHODS,
+    "time_limit": ("ef",),
+    "max_iterations": ("ph", "spar"),
+    "rho": ("ph",),
+    "rho_growth": ("ph",),
+    "step_rule": ("spar",),
+}
 _TABLE_COLUMNS = (
     "method",
     "lam",
@@ -82,6 +141,26 @@ class ExpandInputError(GridRecourseError, ValueError):
 
 
 # ------------------------------------------------------------------------------- parser
+class _Given(argparse.Action):
+    """Store an option's value and record that it was given on the command line.
+
+    ``args.given_options`` (a frozenset of ``dest`` names) lets :func:`check_method_options`
+    reject options that do not apply to the chosen method, even when given at their default.
+    """
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
+        given = getattr(namespace, "given_options", frozenset())
+        namespace.given_options = frozenset(given) | {self.dest}
+
+
+def _add(parser: argparse.ArgumentParser, *names: str, **kwargs: Any) -> None:
+    """``parser.add_argument`` recording the option in ``given_options`` (flags too)."""
+    if kwargs.pop("action", None) == "store_true":
+        kwargs.update(nargs=0, const=True, default=False)
+    parser.add_argument(*names, action=_Given, **kwargs)
+
+
 def add_expand_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``expand`` sub-command to ``subparsers`` (from ``add_subparsers``).
 
@@ -95,42 +174,52 @@ def add_expand_parser(subparsers) -> argparse.ArgumentParser:
         default=DEFAULT_EXPAND_FEEDER,
         help=f"built-in name, OpenDSS master or JSON (default {DEFAULT_EXPAND_FEEDER})",
     )
-    p.add_argument("--method", choices=["e2e", "eto"], default="e2e", help="default e2e")
-    p.add_argument(
+    _add(
+        p,
+        "--method",
+        choices=[*LEARNING_METHODS, *SCENARIO_METHODS],
+        default="e2e",
+        help="e2e/eto: LSTM + conformal box and the robust LP; ef/ph/spar: two-stage "
+        "stochastic program over --scenarios training days (default e2e)",
+    )
+    _add(
+        p,
         "--lambda",
         dest="lam",
         type=float,
         default=0.8,
         help="weight λ of L_pred in L = λ L_pred + (1-λ) L_task (eq 25; default 0.8)",
     )
-    p.add_argument("--alpha", type=float, default=0.1, help="miscoverage level (default 0.1)")
-    p.add_argument("--epochs", type=int, default=30, help="total epochs (default 30)")
-    p.add_argument(
+    _add(p, "--alpha", type=float, default=0.1, help="miscoverage level (default 0.1)")
+    _add(p, "--epochs", type=int, default=30, help="total epochs (default 30)")
+    _add(
+        p,
         "--warmup-epochs",
         type=int,
         default=None,
         help="E2E: leading epochs on L_pred only (default: 2/3 of --epochs)",
     )
-    p.add_argument("--history", type=int, default=24, help="M, input hours (default 24)")
-    p.add_argument(
-        "--horizon", type=int, default=24, help="τ, predicted and optimized hours (default 24)"
-    )
-    p.add_argument(
+    _add(p, "--history", type=int, default=24, help="M, input hours (default 24)")
+    _add(p, "--horizon", type=int, default=24, help="τ, predicted and optimized hours (default 24)")
+    _add(
+        p,
         "--stride",
         type=int,
         default=24,
         help="hours between window starts (default 24: one day-ahead window per day)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the main run (default 0)")
-    p.add_argument(
+    _add(p, "--seed", type=int, default=0, help="seed of the main run (default 0)")
+    _add(
+        p,
         "--seeds",
         type=int,
         nargs="+",
         default=[0, 1, 2],
         help="seeds of --table1/--table2 (default 0 1 2)",
     )
-    p.add_argument("--loss", choices=["pinball", "gaussian_nll"], default="pinball")
-    p.add_argument(
+    _add(p, "--loss", choices=["pinball", "gaussian_nll"], default="pinball")
+    _add(
+        p,
         "--in-loop",
         choices=["batch_split", "epoch_constant"],
         default="batch_split",
@@ -138,41 +227,86 @@ def add_expand_parser(subparsers) -> argparse.ArgumentParser:
         "paper's per-epoch constant q̂ (drifts wider for strong task weights); see "
         "methods.end_to_end",
     )
-    p.add_argument("--hidden-size", type=int, default=32, help="LSTM units (default 32)")
-    p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (default 3e-3)")
-    p.add_argument(
+    _add(p, "--hidden-size", type=int, default=32, help="LSTM units (default 32)")
+    _add(p, "--lr", type=float, default=3e-3, help="Adam learning rate (default 3e-3)")
+    _add(
+        p,
         "--pv-penetration",
         type=float,
         default=0.0,
         help="PV kW per kW of bus nominal load (default 0: no PV)",
     )
-    p.add_argument(
+    _add(
+        p,
         "--split",
         choices=["blocks", "contiguous"],
         default="blocks",
         help="train/calibration/test split (default blocks of 4 days, interleaved)",
     )
-    p.add_argument("--workers", type=int, default=1, help="LP worker processes (default 1)")
-    p.add_argument(
+    _add(p, "--workers", type=int, default=1, help="LP worker processes (default 1)")
+    _add(
+        p,
         "--threads",
         type=int,
         default=1,
         help="torch threads (default 1: the LSTM is small, and one thread does not fight the "
         "LP solver or other processes for the cores)",
     )
-    p.add_argument("--table1", action="store_true", help="ETO vs E2E at λ over --seeds")
-    p.add_argument("--table2", action="store_true", help="E2E at λ ∈ {0.9,0.8,0.7,0.6}")
-    p.add_argument(
+    _add(
+        p,
+        "--scenarios",
+        type=int,
+        default=None,
+        help=f"ef/ph/spar: training days used as equally likely scenarios, evenly spaced over "
+        f"the training period (default {DEFAULT_SCENARIOS})",
+    )
+    _add(
+        p,
+        "--unit-kwh",
+        type=float,
+        default=None,
+        help="ef/ph/spar: battery unit size (kWh); capacities are whole units (default "
+        f"{DEFAULT_UNIT_KWH:g})",
+    )
+    _add(
+        p,
+        "--continuous-capacity",
+        action="store_true",
+        help="ef/ph/spar: capacities any value up to the bound instead of whole units (SPAR "
+        "needs whole units and refuses this problem with its requirement error)",
+    )
+    _add(p, "--mip-gap", type=float, default=None, help="ef/ph/spar: relative MIP gap (1e-6)")
+    _add(p, "--time-limit", type=float, default=None, help="ef: solver time limit (s)")
+    _add(p, "--max-iterations", type=int, default=None, help="ph/spar: iteration cap")
+    _add(
+        p,
+        "--rho",
+        type=float,
+        default=None,
+        help=f"ph: proximal penalty ρ (EUR per unit²; default {DEFAULT_PH_RHO:g})",
+    )
+    _add(p, "--rho-growth", type=float, default=None, help="ph: growth of ρ per iteration (1)")
+    _add(
+        p,
+        "--step-rule",
+        choices=["rule_1", "rule_2", "rule_3"],
+        default=None,
+        help="spar: step-size rule (paper C; default rule_1)",
+    )
+    _add(p, "--table1", action="store_true", help="ETO vs E2E at λ over --seeds")
+    _add(p, "--table2", action="store_true", help="E2E at λ ∈ {0.9,0.8,0.7,0.6}")
+    _add(
+        p,
         "--fig3-alphas",
         type=float,
         nargs=2,
         default=list(FIG3_ALPHAS),
         help="the two α of the coverage plot (default 0.05 0.3)",
     )
-    p.add_argument("--out", help="run folder (default runs/expand-<feeder>-<time>)")
-    p.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
-    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    p.set_defaults(func=run_expand)
+    _add(p, "--out", help="run folder (default runs/expand-<feeder>-<time>)")
+    _add(p, "--json", action="store_true", help="print one JSON summary on stdout")
+    _add(p, "--quiet", action="store_true", help="no progress on stderr")
+    p.set_defaults(func=run_expand, given_options=frozenset())
     return p
 
 
@@ -225,6 +359,44 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ExpandInputError(f"--threads must be ≥ 1, got {args.threads}")
     if not args.seeds:
         raise ExpandInputError("--seeds needs at least one seed")
+
+
+def _flag(dest: str) -> str:
+    return "--lambda" if dest == "lam" else "--" + dest.replace("_", "-")
+
+
+def check_method_options(args: argparse.Namespace) -> None:
+    """Reject options that do not apply to ``args.method`` (see :data:`OPTION_METHODS`).
+
+    Only options given on the command line count (``args.given_options``), so defaults never
+    conflict; an option given at its default value still does.
+
+    Raises
+    ------
+    ExpandInputError
+        Names each offending option and the methods it applies to.
+    """
+    given = getattr(args, "given_options", frozenset())
+    bad = sorted(d for d in given if d in OPTION_METHODS and args.method not in OPTION_METHODS[d])
+    if bad:
+        parts = [f"{_flag(d)} (applies to --method {'/'.join(OPTION_METHODS[d])})" for d in bad]
+        raise ExpandInputError(
+            f"options that do not apply to --method {args.method}: {', '.join(parts)}"
+        )
+    if args.method not in SCENARIO_METHODS:
+        return
+    checks = [
+        (args.scenarios is None or args.scenarios >= 1, "--scenarios must be >= 1"),
+        (args.unit_kwh is None or args.unit_kwh > 0, "--unit-kwh must be > 0"),
+        (args.mip_gap is None or args.mip_gap >= 0, "--mip-gap must be >= 0"),
+        (args.time_limit is None or args.time_limit > 0, "--time-limit must be > 0"),
+        (args.max_iterations is None or args.max_iterations >= 1, "--max-iterations must be >= 1"),
+        (args.rho is None or args.rho > 0, "--rho must be > 0"),
+        (args.rho_growth is None or args.rho_growth >= 1, "--rho-growth must be >= 1"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ExpandInputError(message)
 
 
 def _load_problem(feeder_spec: str, horizon: int):
@@ -359,9 +531,12 @@ def run_expand(args: argparse.Namespace) -> dict:
         Unknown feeder, bad settings (α ∉ (0, 1), too small calibration set, windows longer
         than the data, …), solver failures.
     """
+    _check_args(args)
+    check_method_options(args)
+    if args.method in SCENARIO_METHODS:
+        return _run_scenario_method(args)
     import torch
 
-    _check_args(args)
     previous = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:
@@ -688,6 +863,324 @@ def _run_expand(args: argparse.Namespace) -> dict:
             f"{m.task_loss:.1f} EUR, prediction MSE {m.prediction_mse:.3f}, coverage "
             f"{m.test_coverage:.3f}, realized cost {m.realized_cost:.1f} EUR, capacity "
             f"{m.capacity_kwh_total:.0f} kWh\nrun folder: {folder.path}"
+        )
+    return summary
+
+
+# ------------------------------------------------------------------------------- ef/ph/spar
+def _held_out_task(problem, item: tuple) -> tuple[float, float]:
+    """Executor task: (realized cost of a fixed capacity, perfect-information cost) of a day.
+
+    The realized cost is ``StorageExpansionProblem.realized_cost``, the evaluator ETO/E2E use.
+    """
+    capacity, price, load, pv = item
+    realized = float(problem.realized_cost(capacity, price, load, pv))
+    oracle = float(problem.solve(price, price, load, pv).objective)
+    return realized, oracle
+
+
+def _solve_scenario_method(args: argparse.Namespace, problem, executor, say: _Progress) -> dict:
+    """Run EF, PH or SPAR on the two-stage problem; returns x, objectives, times, details."""
+    from gridrecourse.evaluation.out_of_sample import evaluate_first_stage
+    from gridrecourse.solvers.options import SolverOptions
+
+    options = SolverOptions(
+        mip_gap=DEFAULT_MIP_GAP if args.mip_gap is None else args.mip_gap,
+        time_limit=args.time_limit,
+    )
+    t0 = time.perf_counter()
+    if args.method == "ef":
+        from gridrecourse.methods.extensive_form import solve_extensive_form
+
+        res = solve_extensive_form(problem, options)
+        solve_seconds = time.perf_counter() - t0
+        say(f"EF: objective {res.objective:.4f} EUR, bound {res.bound:.4f} ({res.status.value})")
+        t1 = time.perf_counter()
+        evaluation = evaluate_first_stage(problem, res.x, executor=executor, options=options)
+        details = {
+            "ef_objective": res.objective,
+            "ef_bound": res.bound,
+            "ef_gap": res.gap,
+            "ef_status": res.status.value,
+            "ef_rows": res.n_rows,
+            "ef_cols": res.n_cols,
+        }
+        return {
+            "x": res.x,
+            "in_sample_objective": evaluation.expected_objective,
+            "method_objective": res.objective,
+            "solve_seconds": solve_seconds,
+            "in_sample_evaluation_seconds": time.perf_counter() - t1,
+            "details": details,
+        }
+    if args.method == "ph":
+        from gridrecourse.methods.progressive_hedging import PHConfig, solve_progressive_hedging
+
+        config = PHConfig(
+            rho=DEFAULT_PH_RHO if args.rho is None else args.rho,
+            max_iterations=100 if args.max_iterations is None else args.max_iterations,
+            rho_growth=1.0 if args.rho_growth is None else args.rho_growth,
+        )
+        res = solve_progressive_hedging(
+            problem,
+            config,
+            executor=executor,
+            options=options,
+            progress=lambda k, metric: say(f"PH iteration {k}: metric {metric:.3g}"),
+        )
+        details = {
+            "ph_rho": config.rho,
+            "ph_rho_growth": config.rho_growth,
+            "ph_iterations": res.iterations,
+            "ph_converged": res.converged,
+            "ph_status": res.status.value,
+            "ph_lower_bound": res.lower_bound,
+            "ph_repaired": res.repaired,
+        }
+        return {
+            "x": res.x,
+            "in_sample_objective": res.objective,
+            "method_objective": res.objective,
+            "solve_seconds": res.wall_seconds - res.evaluation.wall_seconds,
+            "in_sample_evaluation_seconds": res.evaluation.wall_seconds,
+            "details": details,
+        }
+    from gridrecourse.methods.spar import SPARConfig, solve_spar
+    from gridrecourse.methods.spar_value_function import StepRule
+
+    spar_config = SPARConfig(
+        seed=args.seed,
+        mip_gap=options.mip_gap,
+        **({} if args.max_iterations is None else {"max_iterations": args.max_iterations}),
+        **({} if args.step_rule is None else {"step_rule": StepRule[args.step_rule.upper()]}),
+    )
+    res = solve_spar(problem, spar_config, executor=executor, options=options)
+    details = {
+        "spar_iterations": res.iterations,
+        "spar_stop_reason": res.stop_reason.value,
+        "spar_step_rule": spar_config.step_rule.name.lower(),
+        "spar_estimated_objective": res.estimated_objective,
+        "spar_polish_objectives": list(res.polish_objectives),
+    }
+    return {
+        "x": res.x,
+        "in_sample_objective": res.objective,
+        "method_objective": res.objective,
+        "solve_seconds": res.wall_seconds - res.evaluation_seconds,  # learning + polish rounds
+        "in_sample_evaluation_seconds": res.evaluation_seconds,
+        "details": details,
+    }
+
+
+def _run_scenario_method(args: argparse.Namespace) -> dict:
+    """``expand --method ef|ph|spar``: two-stage program over training days (METHODS §2).
+
+    The scenarios are ``--scenarios`` training days of the same data set ETO/E2E train on
+    (:func:`~gridrecourse.problems.storage_scenarios.evenly_spaced`), equally likely; the
+    chosen capacities are scored on the same held-out test days with the same evaluator
+    (``StorageExpansionProblem.realized_cost``) as ETO/E2E (``realized_cost``).
+    """
+    from gridrecourse.learning.feeder_data import (
+        DATA_PROVENANCE,
+        FeederDataConfig,
+        Split,
+        SplitKind,
+        build_feeder_dataset,
+    )
+    from gridrecourse.problems.storage_scenarios import (
+        CapacityDomain,
+        StorageScenarioConfig,
+        StorageScenarioProblem,
+        evenly_spaced,
+    )
+    from gridrecourse.report.run_folder import RunFolder, to_jsonable
+
+    say = _Progress(args.quiet)
+    t0 = time.perf_counter()
+    say(f"loading {args.feeder} (τ = {args.horizon} h)")
+    feeder, expansion = _load_problem(args.feeder, args.horizon)
+    data_config = FeederDataConfig(
+        history=args.history,
+        horizon=args.horizon,
+        stride=args.stride,
+        split=SplitKind(args.split),
+        pv_kw_per_kw_load=args.pv_penetration,
+    )
+    dataset = build_feeder_dataset(expansion.load_sites, expansion.nominal_load_kw, data_config)
+    n_train = len(dataset.train)
+    # default: DEFAULT_SCENARIOS days (all when fewer); an explicit count above n_train is an error
+    days = evenly_spaced(
+        n_train, min(DEFAULT_SCENARIOS, n_train) if args.scenarios is None else args.scenarios
+    )
+    y_train = dataset.train.y[days]
+    pv_train = dataset.pv_kw(Split.TRAIN)
+    scenario_config = StorageScenarioConfig(
+        capacity_unit_kwh=DEFAULT_UNIT_KWH if args.unit_kwh is None else args.unit_kwh,
+        domain=CapacityDomain.CONTINUOUS
+        if args.continuous_capacity
+        else CapacityDomain.INTEGER_UNITS,
+    )
+    problem = StorageScenarioProblem(
+        expansion,
+        y_train[:, :, 0],
+        y_train[:, :, 1:],
+        None if pv_train is None else pv_train[days],
+        scenario_config,
+    )
+    say(
+        f"{args.method}: {len(days)} training days as scenarios ({problem.second_stage.n_rows} "
+        f"rows × {problem.second_stage.n_cols} columns each), {len(problem.candidate_buses)} "
+        f"candidates, units of {scenario_config.capacity_unit_kwh:g} kWh "
+        f"({scenario_config.domain.value})"
+    )
+    executor = None
+    if args.workers > 1:
+        from gridrecourse.execution import make_executor
+
+        executor = make_executor("process", n_workers=args.workers)
+    try:
+        t_method = time.perf_counter()
+        solved = _solve_scenario_method(args, problem, executor, say)
+        method_seconds = time.perf_counter() - t_method
+        decision = problem.decode(solved["x"])
+        capacity = decision.capacity_vector_kwh
+        say(
+            f"{args.method}: in-sample objective {solved['in_sample_objective']:.4f} EUR/day, "
+            f"capacity {decision.total_capacity_kwh:.0f} kWh; scoring on {len(dataset.test)} "
+            "held-out days"
+        )
+        t_held = time.perf_counter()
+        y_test = dataset.test.y
+        pv_test = dataset.pv_kw(Split.TEST)
+        items = [
+            (capacity, y_test[i, :, 0], y_test[i, :, 1:], None if pv_test is None else pv_test[i])
+            for i in range(len(y_test))
+        ]
+        if executor is None:
+            scored = [_held_out_task(expansion, item) for item in items]
+        else:
+            scored = executor.map(_held_out_task, items, state_factory=expansion.factory)
+        held_out_seconds = time.perf_counter() - t_held
+    finally:
+        if executor is not None:
+            executor.close()
+    realized = np.array([r for r, _ in scored])
+    oracle = np.array([o for _, o in scored])
+    installation = float(problem.first_stage.cost @ solved["x"])
+    out = Path(args.out) if args.out else RunFolder.default_path("expand", feeder.name)
+    folder = RunFolder(out, "expand")
+    folder.write_config(
+        {
+            "feeder": str(args.feeder),
+            "arguments": {
+                k: (sorted(v) if isinstance(v, frozenset) else v)
+                for k, v in vars(args).items()
+                if k != "func"
+            },
+            "data": asdict(data_config),
+            "dataset": dataset.describe(),
+            "scenario_days": days,
+            "scenario_first_target_hour_of_year": dataset.target_hour_of_year(Split.TRAIN)[days, 0],
+            "storage_expansion": asdict(expansion.config),
+            "storage_scenarios": asdict(scenario_config),
+            "candidate_buses": list(expansion.candidate_buses),
+            "installation_cost_per_kwh": np.asarray(expansion.installation_cost_per_kwh),
+            "units": {
+                "price": "EUR/MWh (German day-ahead 2018; the LP reads it as currency/MWh)",
+                "load": "kW",
+                "costs": "EUR per day of τ hours",
+            },
+        }
+    )
+    caps = pd.DataFrame(
+        {
+            "bus": list(problem.candidate_buses),
+            "capacity_kwh": capacity,
+            "units": decision.units,
+            "max_units": problem.max_units,
+            "installation_cost_per_kwh": problem.installation_cost_per_kwh,
+        }
+    )
+    folder.write_table("capacities", caps)
+    folder.write_table(
+        "test_windows",
+        pd.DataFrame(
+            {
+                "first_target_hour_of_year": dataset.target_hour_of_year(Split.TEST)[:, 0],
+                "realized_cost_eur": realized,
+                "oracle_cost_eur": oracle,
+            }
+        ),
+    )
+    wall = method_seconds + held_out_seconds
+    summary: dict[str, Any] = {
+        "method": args.method,
+        "task_loss": None,
+        "prediction_mse": None,
+        "total_loss": None,
+        "test_coverage": None,
+        "realized_cost": float(realized.mean()),
+        "capacity_kwh_total": decision.total_capacity_kwh,
+        "wall_seconds": wall,
+        "feeder": feeder.name,
+        "lam": None,
+        "alpha": None,
+        "seed": args.seed if args.method == "spar" else None,
+        "q_hat": None,
+        "oracle_cost": float(oracle.mean()),
+        "price_mse": None,
+        "load_mse": None,
+        "n_train": len(dataset.train),
+        "n_calibration": len(dataset.calibration),
+        "n_test": len(dataset.test),
+        "capacity_kwh": decision.capacity_kwh,
+        "task_scale": None,
+        "fig3_coverage": {},
+        "fig3_skipped_alphas": [],
+        "n_scenarios": len(days),
+        "in_sample_objective": solved["in_sample_objective"],
+        "held_out_objective": float(realized.mean()),
+        "method_objective": solved["method_objective"],
+        "installation_cost": installation,
+        "capacity_unit_kwh": scenario_config.capacity_unit_kwh,
+        "capacity_domain": scenario_config.domain.value,
+        "solve_seconds": solved["solve_seconds"],
+        "in_sample_evaluation_seconds": solved["in_sample_evaluation_seconds"],
+        "held_out_seconds": held_out_seconds,
+        "method_details": solved["details"],
+        "units": "costs EUR per day of τ hours (in-sample: mean over the scenario days; "
+        "held-out: mean over the test days)",
+        "data_note": DATA_PROVENANCE,
+        "command_seconds": time.perf_counter() - t0,
+        "run_folder": str(folder.path),
+    }
+    folder.add_report(
+        f"# Battery capacity expansion on {feeder.name}: {args.method} over {len(days)} "
+        f"training days\n\n**Data.** {DATA_PROVENANCE}.\n\n"
+        f"- scenarios: {len(days)} training days (of {len(dataset.train)}), equally likely; "
+        f"held-out: {len(dataset.test)} test days (the days ETO/E2E are scored on)\n"
+        f"- battery unit {scenario_config.capacity_unit_kwh:g} kWh "
+        f"({scenario_config.domain.value})\n"
+        f"- in-sample objective (installation + mean dispatch cost over the scenario days): "
+        f"{solved['in_sample_objective']:.4f} EUR/day\n"
+        f"- held-out realized cost: {realized.mean():.4f} EUR/day (perfect information: "
+        f"{oracle.mean():.4f})\n"
+        f"- capacity: {decision.total_capacity_kwh:.1f} kWh total, installation "
+        f"{installation:.4f} EUR/day\n"
+        f"- times: method {solved['solve_seconds']:.2f} s, in-sample evaluation "
+        f"{solved['in_sample_evaluation_seconds']:.2f} s, held-out evaluation "
+        f"{held_out_seconds:.2f} s\n\n" + _markdown_table(caps)
+    )
+    folder.write_result(summary)
+    say(f"done: run folder {folder.path}")
+    if args.json:
+        print(json.dumps(to_jsonable(summary)))
+    else:
+        print(
+            f"{feeder.name} {args.method} ({len(days)} scenario days): in-sample "
+            f"{solved['in_sample_objective']:.2f} EUR/day, held-out realized cost "
+            f"{realized.mean():.2f} EUR/day, capacity {decision.total_capacity_kwh:.0f} kWh, "
+            f"{solved['solve_seconds']:.1f} s\nrun folder: {folder.path}"
         )
     return summary
 
