@@ -125,12 +125,8 @@ def cmd_opf(args: argparse.Namespace) -> dict:
     progress(f"importing {args.feeder}")
     feeder = resolve_feeder_spec(args.feeder)
     # default operating point: OpenDSS taps, normal switches, snapshot root voltages
-    math = prepare_math_feeder(feeder)
     switching = _switching_options(args)
-    if switching is not None:  # every switch kept as decision data (ties included)
-        from gridrecourse.network.prepare import OperatingPoint, SwitchMode
-
-        math = prepare_math_feeder(feeder, OperatingPoint(switches=SwitchMode.AS_DECISIONS))
+    math = prepare_math_feeder(feeder, _switching_operating_point(switching))
     day = bundled_day(args.day)
     config = OPFConfig(
         load_profile=day.load,
@@ -242,6 +238,15 @@ def _switching_options(args: argparse.Namespace):
         max_total_operations=args.max_total_switch_ops,
         operation_cost=args.switch_cost,
     )
+
+
+def _switching_operating_point(switching):
+    """With ``--reconfigure`` every switch is kept as decision data (ties included)."""
+    if switching is None:
+        return None
+    from gridrecourse.network.prepare import OperatingPoint, SwitchMode
+
+    return OperatingPoint(switches=SwitchMode.AS_DECISIONS)
 
 
 def _switch_summary(feeder, opf, result) -> dict:
