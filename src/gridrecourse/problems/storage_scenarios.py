@@ -44,9 +44,10 @@ Assembly: the recourse is written once with the formulation layer
 :func:`~gridrecourse.formulation.limits.add_voltage_band`,
 :func:`~gridrecourse.formulation.limits.add_thermal_polygon`) into a
 :class:`~gridrecourse.solvers.highs.LinearModel` that also holds the capacity column; the model
-is then read back as the contract's block specs, the capacity column's coefficients becoming the
-technology matrices. Nothing is rebuilt per scenario: :class:`SecondStageModel` re-solves with
-new row bounds and costs.
+is then read back as the contract's block specs
+(:func:`~gridrecourse.problems.spec_blocks.spec_blocks`), the capacity column's coefficients
+becoming the technology matrices. Nothing is rebuilt per scenario: :class:`SecondStageModel`
+re-solves with new row bounds and costs.
 
 Units: powers in p.u. of ``s_base`` (the feeder's ``s_base_kva``; p.u.·h for energies), prices
 currency/MWh, loads and PV kW per load site, capacities kWh, objective currency per day of
@@ -84,11 +85,12 @@ from gridrecourse.problems.base import (
     VariableBlockSpec,
 )
 from gridrecourse.problems.separable import SeparableFirstStage
+from gridrecourse.problems.spec_blocks import SpecBlocks, spec_blocks
 from gridrecourse.problems.storage_expansion import (
     StorageExpansionConfig,
     StorageExpansionProblem,
 )
-from gridrecourse.solvers.highs import LinearModel, VariableBlock
+from gridrecourse.solvers.highs import LinearModel
 
 __all__ = [
     "CAPACITY_BLOCK",
@@ -104,8 +106,6 @@ __all__ = [
 CAPACITY_BLOCK = "bess-units"
 #: Name of the recourse column whose cost is the scenario's price.
 PRICE_BLOCK = "substation-p"
-#: Second-stage blocks that carry a soft-limit penalty.
-_PENALTY_BLOCKS = ("bus-v_over", "bus-v_under", "branch-overload")
 
 
 class StorageScenarioInputError(GridRecourseError, ValueError):
@@ -200,41 +200,28 @@ def evenly_spaced(n_available: int, n_wanted: int | None) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------ the model
-def _specs_from_model(
-    model: LinearModel, first_stage: VariableBlock
+def _split_first_stage(
+    blocks: SpecBlocks, first_stage: str
 ) -> tuple[
     tuple[VariableBlockSpec, ...], tuple[ConstraintBlockSpec, ...], tuple[LinkingBlock, ...]
 ]:
-    """Read a built model back as second-stage block specs; ``first_stage`` becomes ``T``.
+    """Take the first-stage column block out of a model's specs: its terms become ``T``.
 
-    Every constraint block with a term on ``first_stage`` is a linking block whose technology
-    matrix is that term; the other blocks' terms are ``W``. Penalty blocks are marked.
+    Every constraint block with a term on ``first_stage`` becomes a linking block whose
+    technology matrix is that term (the rows ``L ≤ W y + T x ≤ U`` of METHODS §2); the other
+    terms stay ``W``.
     """
-    variables = []
-    for name, block in model.variables.items():
-        if name == first_stage.name:
-            continue
-        cols = model.columns(block)
-        variables.append(
-            VariableBlockSpec(
-                name,
-                block.size,
-                lb=cols.lb,
-                ub=cols.ub,
-                cost=cols.cost,
-                integer=bool(cols.integer.any()),
-                penalty=name in _PENALTY_BLOCKS,
-            )
-        )
+    variables = tuple(v for v in blocks.variables if v.name != first_stage)
     constraints, links = [], []
-    for name, block in model.constraints.items():
-        rows = model.rows(block)
-        terms = tuple((v.name, m) for v, m in rows.terms if v.name != first_stage.name)
-        technology = [m for v, m in rows.terms if v.name == first_stage.name]
-        constraints.append(ConstraintBlockSpec(name, terms, lb=rows.lb, ub=rows.ub))
-        if technology:
-            links.append(LinkingBlock(name, technology[0]))
-    return tuple(variables), tuple(constraints), tuple(links)
+    for c in blocks.constraints:
+        terms = dict(c.terms)
+        technology = terms.pop(first_stage, None)
+        if technology is None:
+            constraints.append(c)
+            continue
+        constraints.append(ConstraintBlockSpec(c.name, tuple(terms.items()), lb=c.lb, ub=c.ub))
+        links.append(LinkingBlock(c.name, technology))
+    return variables, tuple(constraints), tuple(links)
 
 
 class StorageScenarioProblem(TwoStageProblem[StorageCapacityDecision]):
@@ -445,7 +432,7 @@ class StorageScenarioProblem(TwoStageProblem[StorageCapacityDecision]):
             v_bounds=(-np.inf, np.inf),
             substation=SubstationMode.NET,
         )
-        add_voltage_band(
+        band = add_voltage_band(
             model,
             net,
             cfg.v_min,
@@ -453,7 +440,7 @@ class StorageScenarioProblem(TwoStageProblem[StorageCapacityDecision]):
             cfg.voltage_limits,
             penalty=cfg.voltage_penalty_per_pu_h * dt,
         )
-        add_thermal_polygon(
+        thermal = add_thermal_polygon(
             model,
             net,
             math.rating_pu[physics.nonroot],
@@ -461,7 +448,8 @@ class StorageScenarioProblem(TwoStageProblem[StorageCapacityDecision]):
             n_sides=cfg.polygon_sides,
             penalty=cfg.thermal_penalty_per_pu_h * dt,
         )
-        variables, constraints, links = _specs_from_model(model, capacity)
+        blocks = spec_blocks(model, penalty=(band.over, band.under, thermal.overload))
+        variables, constraints, links = _split_first_stage(blocks, capacity.name)
         spec = SecondStageSpec(variables, constraints, links, scenario_costs=(PRICE_BLOCK,))
         return spec, net
 
