@@ -896,7 +896,13 @@ def _solve_scenario_method(args: argparse.Namespace, problem, executor, say: _Pr
         solve_seconds = time.perf_counter() - t0
         say(f"EF: objective {res.objective:.4f} EUR, bound {res.bound:.4f} ({res.status.value})")
         t1 = time.perf_counter()
-        evaluation = evaluate_first_stage(problem, res.x, executor=executor, options=options)
+        evaluation = evaluate_first_stage(
+            problem,
+            res.x,
+            executor=executor,
+            options=options,
+            desc=None if say.quiet else "in-sample evaluation",
+        )
         details = {
             "ef_objective": res.objective,
             "ef_bound": res.bound,
