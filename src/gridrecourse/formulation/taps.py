@@ -716,3 +716,38 @@ def regulators_at_limit(
                 )
             )
     return out
+
+
+def rounded_start(taps: TapBlocks, net: NetworkBlocks, relaxed: Solution) -> np.ndarray:
+    """A MIP start for ``tap-u``: the relaxation's continuous taps rounded to the nearest position.
+
+    In the LP relaxation ``v_send / v_parent`` is a continuous ratio² per regulated
+    branch-phase (the relaxation is the continuous-tap model). Its square root, averaged over
+    the phases of a regulator and converted to a tap (``(ρ / base_ratio) ** (1 / exponent)``),
+    is rounded to the nearest allowed position; HiGHS completes the start with an LP. The
+    relaxed ``u`` themselves are no guide: they spread over distant positions whose mixture has
+    the right ratio. A start that violates a tap-change limit is rejected by HiGHS.
+
+    Returns
+    -------
+    ndarray, shape (T · K,)
+        0/1 values of ``tap-u`` (period-major).
+    """
+    grid, reg, T = taps.grid, taps.regulators, taps.n_periods
+    math = net.physics.math
+    send = net.values(relaxed, net.sending_voltage)  # (J, T)
+    v = np.empty((math.n_nodes, T))
+    v[net.physics.nonroot] = net.values(relaxed, net.v)
+    v[net.physics.root] = (math.root_v_pu[net.physics.root] ** 2)[:, None]
+    ratio = np.sqrt(np.maximum(send, 0.0) / np.maximum(v[math.parent[reg.node]], 1e-12))
+    n_of = np.bincount(reg.regulator_of, minlength=reg.n_regulators)[:, None]
+    mean = np.zeros((reg.n_regulators, T))
+    np.add.at(mean, reg.regulator_of, ratio)
+    mean /= n_of
+    tap = (mean / reg.base_ratio[:, None]) ** (1.0 / reg.tap_exponent[:, None])
+    number = (tap - 1.0) / reg.tap_step[:, None]
+    # nearest allowed position, ties to the lower column
+    dist = np.abs(grid.number[:, None] - number[grid.regulator])
+    dist = dist + 1e-9 * np.arange(grid.size)[:, None]
+    best = np.minimum.reduceat(dist, grid.start, axis=0)  # (R, T)
+    return (dist == best[grid.regulator]).astype(float).T.ravel()
