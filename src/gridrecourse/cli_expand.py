@@ -361,6 +361,15 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ExpandInputError("--seeds needs at least one seed")
 
 
+def _arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """The parsed options for ``config.json`` (JSON-friendly: given options as a sorted list)."""
+    return {
+        k: sorted(v) if isinstance(v, frozenset) else v
+        for k, v in vars(args).items()
+        if k != "func"
+    }
+
+
 def _flag(dest: str) -> str:
     return "--lambda" if dest == "lam" else "--" + dest.replace("_", "-")
 
@@ -607,7 +616,7 @@ def _run_expand(args: argparse.Namespace) -> dict:
     folder.write_config(
         {
             "feeder": str(args.feeder),
-            "arguments": {k: v for k, v in vars(args).items() if k != "func"},
+            "arguments": _arguments(args),
             "data": asdict(data_config),
             "dataset": dataset.describe(),
             "method": asdict(base),
@@ -1078,11 +1087,7 @@ def _run_scenario_method(args: argparse.Namespace) -> dict:
     folder.write_config(
         {
             "feeder": str(args.feeder),
-            "arguments": {
-                k: (sorted(v) if isinstance(v, frozenset) else v)
-                for k, v in vars(args).items()
-                if k != "func"
-            },
+            "arguments": _arguments(args),
             "data": asdict(data_config),
             "dataset": dataset.describe(),
             "scenario_days": days,
