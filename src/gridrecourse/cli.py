@@ -126,6 +126,7 @@ def cmd_opf(args: argparse.Namespace) -> dict:
     feeder = resolve_feeder_spec(args.feeder)
     # default operating point: OpenDSS taps, normal switches, snapshot root voltages
     switching = _switching_options(args)
+    taps = _tap_options(args)
     math = prepare_math_feeder(feeder, _switching_operating_point(switching))
     day = bundled_day(args.day)
     config = OPFConfig(
@@ -138,7 +139,7 @@ def cmd_opf(args: argparse.Namespace) -> dict:
         thermal_penalty_per_pu_h=None if args.hard_limits else OPFConfig.thermal_penalty_per_pu_h,
     )
     progress(f"building the {config.n_periods}-period model ({math.n_nodes} nodes)")
-    opf = build_opf(math, config, switching=switching)
+    opf = build_opf(math, config, switching=switching, taps=taps)
     progress("solving with HiGHS")
     result = solve_opf(opf, SolverOptions(time_limit=args.time_limit))
     out = Path(args.out) if args.out else RunFolder.default_path("opf", feeder.name)
@@ -199,6 +200,9 @@ def cmd_opf(args: argparse.Namespace) -> dict:
     if switching is not None:
         progress("checking the chosen switch configurations (graph, OpenDSS AC)")
         summary.update(_switch_summary(feeder, opf, result))
+    if taps is not None:
+        progress("replaying the chosen taps in OpenDSS's AC power flow (controls off)")
+        summary.update(_tap_summary(feeder, opf, result))
     folder.add_report(
         f"# 24-h OPF on {feeder.name} (day {args.day})\n\n"
         + "\n".join(f"- {k}: {v}" for k, v in summary.items())
@@ -222,9 +226,66 @@ def cmd_opf(args: argparse.Namespace) -> dict:
                 f"{summary['switch_check_energized']}, AC max |dV| "
                 f"{summary['switch_ac_max_abs_voltage_error_pu']:.4f} p.u. (loss-corrected)"
             )
+        if taps is not None:
+            print(f"taps (OpenDSS tap numbers per hour), {summary['tap_changes']} step(s) moved:")
+            for name, numbers in result.taps.items():
+                print(f"  {name:>10}: {' '.join(f'{n:+d}' for n in numbers)}")
+            ac = summary.get("tap_ac_max_abs_voltage_error_pu")
+            if ac is not None:
+                print(f"AC check of the chosen taps: max |V_model - V_AC| = {ac:.4f} p.u.")
 
     emit(summary, args.json, human)
     return summary
+
+
+def _tap_options(args: argparse.Namespace):
+    """``TapOptions`` from ``opf --taps optimize`` (None with ``--taps fixed``)."""
+    if getattr(args, "taps", "fixed") != "optimize":
+        return None
+    from gridrecourse.formulation.taps import TapOptions, TapPositions
+
+    try:
+        positions = TapPositions.parse(args.tap_positions)
+    except ValueError as exc:
+        raise GridRecourseError(str(exc)) from exc
+    return TapOptions(
+        positions=positions,
+        max_changes=args.max_tap_changes,
+        initial=None if args.tap_initial == "none" else args.tap_initial,
+        change_cost=args.tap_change_cost,
+    )
+
+
+def _tap_summary(feeder, opf, result) -> dict:
+    """Chosen taps per regulator and hour, MILP size, and the taps replayed in OpenDSS.
+
+    The AC check (:func:`gridrecourse.problems.opf.check_opf_in_ac`) writes each hour's taps
+    to the regulator transformers with every control off, sets the loads and the PV dispatch and
+    compares OpenDSS's voltages with the model's (only for feeders from OpenDSS).
+    """
+    from gridrecourse.problems.opf import check_opf_in_ac
+
+    numbers = np.array(list(result.taps.values())).reshape(len(result.taps), -1)
+    cols = opf.model.columns()
+    out = {
+        "taps": result.taps,
+        "tap_changes": int(np.abs(np.diff(numbers, axis=1)).sum()),
+        "tap_positions": opf.tap_options.positions.describe(),
+        "milp_rows": opf.model.n_rows,
+        "milp_columns": opf.model.n_cols,
+        "milp_binaries": int(cols.integer.sum()),
+    }
+    if feeder.source_kind == "opendss" and result.taps:
+        ac = check_opf_in_ac(feeder, opf, result)
+        out.update(
+            tap_ac_converged=ac.converged,
+            tap_ac_max_abs_voltage_error_pu=ac.max_abs_voltage_error_pu,
+            tap_ac_worst_node=ac.worst_node,
+            tap_ac_worst_hour=ac.worst_period,
+            tap_ac_v_min_pu=float(ac.ac_v_min_pu.min()),
+            tap_ac_v_max_pu=float(ac.ac_v_max_pu.max()),
+        )
+    return out
 
 
 def _switching_options(args: argparse.Namespace):
@@ -358,6 +419,39 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=100.0,
         help="with --reconfigure: cost per switch operation (default 100, paper B's C_sw)",
+    )
+    p.add_argument(
+        "--taps",
+        choices=("fixed", "optimize"),
+        default="fixed",
+        help="regulator taps: fixed at the feeder's (default) or decisions per hour (MILP); "
+        "the chosen taps are replayed in OpenDSS's AC power flow",
+    )
+    p.add_argument(
+        "--tap-positions",
+        default="full",
+        help="with --taps optimize: 'full' (each regulator's own range, default), H (±H steps "
+        "around neutral), H@current (around the feeder's tap), 'paper-b' (0.95..1.05 in 5) or "
+        "a comma list of taps in p.u.",
+    )
+    p.add_argument(
+        "--max-tap-changes",
+        type=int,
+        default=None,
+        help="with --taps optimize: tap steps each regulator may move over the day (paper B: 4)",
+    )
+    p.add_argument(
+        "--tap-change-cost",
+        type=float,
+        default=0.0,
+        help="with --taps optimize: cost per tap step moved (default 0; paper B's C_OLTC 300)",
+    )
+    p.add_argument(
+        "--tap-initial",
+        choices=("none", "current"),
+        default="none",
+        help="with --taps optimize: count changes from the feeder's taps before hour 0 "
+        "('current') or leave hour 0 free ('none', default)",
     )
 
     from gridrecourse.cli_expand import add_expand_parser

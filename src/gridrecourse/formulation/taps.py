@@ -151,6 +151,14 @@ class TapPositions:
                 "list of taps (p.u.)"
             ) from exc
 
+    def describe(self) -> str:
+        """Short text (the :meth:`parse` syntax): ``full``, ``H@neutral``, ``0.95,1.0,1.05``."""
+        if self.taps_pu is not None:
+            return ",".join(f"{t:g}" for t in self.taps_pu)
+        if self.half_width is None:
+            return "full"
+        return f"{self.half_width}@{self.center.value}"
+
     def grid(self, regulators: RegulatorData) -> TapGrid:
         """The allowed positions of every regulator as one flat :class:`TapGrid`.
 
