@@ -292,3 +292,32 @@ def test_range_wide_enough_is_feasible(ieee13):
     config = _one_period(voltage_penalty_per_pu_h=None)
     result = solve_opf(build_opf(math, config, taps=TapOptions(TapPositions.full())), EXACT)
     assert result.n_voltage_violations == 0
+
+
+def test_fixed_taps_per_period_equal_the_independent_path(ieee13):
+    """``fixed`` (u fixed by bounds), different taps per period: the OPF periods are
+    independent, so the objective is the sum of one-period OPFs built at those ratios."""
+    feeder, math = ieee13
+    load = np.array([0.5, 1.0])
+    config = _one_period(load_profile=load, pv_profile=np.zeros(2), price_per_mwh=np.full(2, 40.0))
+    fixed = np.array([[4, 12], [0, 8], [-4, 16]])
+    opf = build_opf(math, config, taps=TapOptions(TapPositions.full(), fixed=fixed))
+    result = solve_opf(opf, EXACT)
+    assert result.taps == {"reg1": [4, 12], "reg2": [0, 8], "reg3": [-4, 16]}
+    reg = math.regulators
+    total = 0.0
+    for t in range(2):
+        taps = {
+            (reg.transformer_names[i], int(reg.winding[i])): 1.0 + fixed[i, t] * reg.tap_step[i]
+            for i in range(3)
+        }
+        one = _one_period(load_profile=load[t : t + 1])
+        total += solve_opf(build_opf(build_math_feeder(feeder, taps=taps), one)).cost
+    assert result.cost == pytest.approx(total, rel=1e-9)
+
+
+def test_fixed_taps_outside_the_positions_name_the_regulator(ieee13):
+    _, math = ieee13
+    options = TapOptions(TapPositions.paper_b(), fixed=(4, 5, 8))
+    with pytest.raises(FeederInputError, match=r"reg2 \(got \[5\]"):
+        build_opf(math, _one_period(), taps=options)

@@ -372,6 +372,9 @@ class TapOptions:
         is soft (:data:`DEFAULT_V_ENVELOPE_PU`); with a hard band the band is used.
     hull : bool
         Convex-hull form of the linearization (see :func:`add_tap_selection`).
+    fixed : array-like of int, (R,) or (R, T), optional
+        Tap numbers fixing every u by its bounds (e.g. to evaluate given taps in the same
+        model); they must be allowed positions.
     """
 
     positions: TapPositions = TapPositions()
@@ -380,6 +383,7 @@ class TapOptions:
     change_cost: float = 0.0
     envelope_pu: tuple[float, float] = DEFAULT_V_ENVELOPE_PU
     hull: bool = True
+    fixed: tuple | np.ndarray | None = None
 
     def initial_numbers(self, regulators: RegulatorData) -> np.ndarray | None:
         """Initial tap numbers per regulator (or None)."""
@@ -593,8 +597,7 @@ def add_tap_selection(
             fix0 = np.r_[np.zeros(n_reg), np.full(n_reg * (T - 1), np.inf)]
             model.set_col_bounds(delta, 0.0, fix0)
         else:
-            init = np.asarray(initial, dtype=float).reshape(n_reg)
-            grid.column_of(np.asarray(initial, dtype=int).reshape(n_reg), reg.names)
+            init = np.asarray(initial, dtype=float).reshape(n_reg)  # may lie outside the set
         if T > first:
             d_u = sp.kron(diff[first:], number, format="csr")
             d_delta = sp.identity(n_reg * T, format="csr")[first * n_reg :]
