@@ -8,6 +8,7 @@ ordinary OPF; switching schedules are enumerated over those per-period optima.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import warnings
 from pathlib import Path
@@ -48,7 +49,10 @@ def meshed9():
 @pytest.fixture(scope="module")
 def radial_configs(meshed9):
     """Every radial configuration that feeds all 27 nodes, found by the radial builder."""
-    feeder, math = meshed9
+    return _radial_configurations(*meshed9)
+
+
+def _radial_configurations(feeder, math):
     names = math.switches.names
     found = []
     for states in itertools.product([False, True], repeat=len(names)):
@@ -102,16 +106,25 @@ def test_reconfiguration_equals_best_enumerated_configuration(meshed9, radial_co
     assert max(costs) > 2 * min(costs)
 
 
-def test_fixed_states_reproduce_each_radial_model(meshed9, radial_configs):
-    """Fixed states: the big-M model equals the radial model of that configuration."""
-    _, math = meshed9
-    cfg = _config([2.0])
-    for st, radial in radial_configs:
+def test_fixed_states_reproduce_each_radial_model(meshed9):
+    """Fixed states: the big-M model equals the radial model of that configuration, with the
+    switches rated 30 A so that closed ties are overloaded (soft thermal polygon on ties)."""
+    feeder, _ = meshed9
+    feeder = dataclasses.replace(
+        feeder, switches=[dataclasses.replace(s, norm_amps=30.0) for s in feeder.switches]
+    )
+    math = build_math_feeder(feeder, keep_switches=True)
+    cfg = _config([2.0], thermal_limits=True)
+    tie_overload = 0.0
+    for st, radial in _radial_configurations(feeder, math):
         ref = solve_opf(build_opf(radial, cfg))
-        res = solve_opf(build_opf(math, cfg, switching=SwitchingOptions(fixed=st)), EXACT)
+        opf = build_opf(math, cfg, switching=SwitchingOptions(fixed=st))
+        res = solve_opf(opf, EXACT)
         assert res.cost == pytest.approx(ref.cost, rel=1e-9), st
         order = [radial.node_index()[n] for n in math.node_names]
         np.testing.assert_allclose(res.v_pu, ref.v_pu[order], atol=1e-7)
+        tie_overload += opf.model.solve(EXACT).value(opf.model.variables["tie-overload"]).sum()
+    assert tie_overload > 1e-3  # overloaded closed ties were part of the comparison
 
 
 def test_connectivity_flow_excludes_a_disconnected_cycle(meshed9):

@@ -73,6 +73,7 @@ from scipy.sparse.csgraph import connected_components
 
 from gridrecourse.errors import IslandedBusError, MeshedNetworkError
 from gridrecourse.formulation.injections import Injection
+from gridrecourse.formulation.limits import DEFAULT_POLYGON_SIDES, LimitMode, polygon_rows
 from gridrecourse.formulation.network import NetworkBlocks
 from gridrecourse.formulation.periods import by_period, over_periods
 from gridrecourse.network.math_model import MathFeeder, SwitchData
@@ -220,6 +221,42 @@ def add_tie_flows(
     args = (switches.tie_from_node, switches.tie_to_node, math.n_nodes)
     inj = (Injection.flow(p, *args, reactive=False), Injection.flow(q, *args, reactive=True))
     return TieFlows(p, q, inj)
+
+
+def add_tie_thermal_polygon(
+    model: LinearModel,
+    ties: TieFlows,
+    switches: SwitchData,
+    n_periods: int,
+    mode: LimitMode,
+    *,
+    n_sides: int = DEFAULT_POLYGON_SIDES,
+    penalty: float = 0.0,
+) -> ConstraintBlock | None:
+    """Thermal polygon of the tie flows at their switches' ratings (METHODS §1.4).
+
+    The same rows as :func:`~gridrecourse.formulation.limits.add_thermal_polygon` on the
+    ``tie-p``/``tie-q`` columns (a closed tie is a branch like any other; an open one carries
+    nothing): ``cos θ_k P + sin θ_k Q ≤ cos(π/n) S (+ σ)``, with SOFT overload columns
+    ``tie-overload`` priced at ``penalty``. Ties without a rating get no rows.
+    """
+    rating = switches.rating_pu[switches.tie_switch]
+    rated = np.flatnonzero(np.isfinite(rating) & (rating > 0))
+    if mode is LimitMode.OFF or not len(rated):
+        return None
+    cos, sin, inscribe = polygon_rows(n_sides)
+    n_r, e_l, T = len(rated), len(rating), n_periods
+    sel = _sel(np.arange(n_r), rated, (n_r, e_l))
+    terms = [
+        (ties.p, over_periods(sp.kron(sel, np.c_[cos], format="csr"), T)),
+        (ties.q, over_periods(sp.kron(sel, np.c_[sin], format="csr"), T)),
+    ]
+    if mode is LimitMode.SOFT:
+        over = model.add_variables("tie-overload", n_r * T, lb=0.0, cost=penalty)
+        share = sp.kron(sp.identity(n_r), np.ones((n_sides, 1)), format="csr")
+        terms.append((over, over_periods(-share, T)))
+    ub = np.tile(np.repeat(rating[rated] * inscribe, n_sides), T)
+    return model.add_constraints("tie-thermal", terms, ub=ub)
 
 
 def node_injection_bound(
@@ -553,8 +590,6 @@ def add_switching(
     m_v = np.maximum.reduce(
         [v_hi[head] - rho2 * v_lo[tail], rho2 * v_hi[tail] - v_lo[head], np.zeros_like(v_hi[head])]
     )
-    m_p, m_q = np.maximum(m_p, 1e-9), np.maximum(m_q, 1e-9)
-    m_v = np.maximum(m_v, 1e-9)
 
     rows: dict[str, ConstraintBlock] = {}
     pos = np.full(math.n_nodes, -1)  # node → branch-phase position (−1 at roots)
