@@ -13,6 +13,7 @@ import itertools
 import warnings
 from pathlib import Path
 
+import networkx as nx
 import numpy as np
 import pytest
 
@@ -125,6 +126,59 @@ def test_fixed_states_reproduce_each_radial_model(meshed9):
         np.testing.assert_allclose(res.v_pu, ref.v_pu[order], atol=1e-7)
         tie_overload += opf.model.solve(EXACT).value(opf.model.variables["tie-overload"]).sum()
     assert tie_overload > 1e-3  # overloaded closed ties were part of the comparison
+
+
+def test_feasible_states_are_exactly_the_radial_configurations(meshed9, radial_configs):
+    """Without load (no electrical restriction), price z by ``1 − 2 v`` for each of the 32
+    state vectors v: the unique minimizer over all binaries is v itself, so the MILP returns
+    v exactly when v is feasible. It does so for the 8 radial configurations and for no
+    other vector."""
+    _, math = meshed9
+    names = math.switches.names
+    radial = {tuple(st[n] for n in names) for st, _ in radial_configs}
+    opf = build_opf(math, _config([0.0]), switching=SwitchingOptions())
+    for v in itertools.product([0, 1], repeat=len(names)):
+        opf.model.set_cost(opf.switching.z, 1.0 - 2.0 * np.asarray(v, dtype=float))
+        got = tuple(x[0] for x in solve_opf(opf, EXACT).switch_states.values())
+        assert (got == v) == (tuple(map(bool, v)) in radial), v
+        assert tuple(map(bool, got)) in radial
+
+
+def test_single_phase_tie_radiality_is_per_phase(tmp_path):
+    """meshed9 plus a normally-open single-phase tie T48 (b4.1–b8.1): the feasible states are
+    exactly those whose bus-phase graph (built from the engineering feeder with networkx) is a
+    forest feeding every bus-phase. Same cost trick as above over all 64 state vectors.
+
+    Closing T48 makes a phase-a loop that only a ganged three-phase switch can open, which cuts
+    phases b and c: T48 is never closed. A bus-level spanning tree (paper B's eqs 14–16 per
+    bus) would accept {S23 open, T48 closed}: buses b3, b4, b5 would then be fed on phase a
+    only."""
+    master = tmp_path / "t48.dss"
+    master.write_text(
+        f'Redirect "{MESHED9}"\n'
+        "New Line.T48 phases=1 bus1=b4.1 bus2=b8.1 switch=yes normamps=400\n"
+        "Open Line.T48 term=2\n"
+    )
+    feeder = feeder_from_opendss(master)
+    math = build_math_feeder(feeder, keep_switches=True)
+    names = math.switches.names
+    assert "t48" in math.switches.tie_names
+    opf = build_opf(math, _config([0.0]), switching=SwitchingOptions())
+    n_feasible = 0
+    for v in itertools.product([0, 1], repeat=len(names)):
+        graph = check_radial_energized(feeder, dict(zip(names, map(bool, v), strict=True)))
+        opf.model.set_cost(opf.switching.z, 1.0 - 2.0 * np.asarray(v, dtype=float))
+        got = tuple(x[0] for x in solve_opf(opf, EXACT).switch_states.values())
+        assert (got == v) == (graph.radial and graph.energized), v
+        n_feasible += got == v
+    assert n_feasible == 8
+    bus_tree = {"s23": False, "s45": True, "s67": True, "t37": False, "t58": False, "t48": True}
+    buses = nx.Graph([(e.bus1, e.bus2) for e in feeder.lines])
+    buses.add_edges_from((w.bus1, w.bus2) for w in feeder.switches if bus_tree[w.name])
+    assert nx.is_tree(buses) and buses.number_of_nodes() == 9
+    assert not check_radial_energized(feeder, bus_tree).energized
+    opf.model.set_cost(opf.switching.z, [1.0 - 2.0 * bus_tree[n] for n in names])
+    assert solve_opf(opf, EXACT).switch_states["t48"] == [0]
 
 
 def test_connectivity_flow_excludes_a_disconnected_cycle(meshed9):

@@ -33,7 +33,7 @@ class GraphCheck:
     radial : bool
         No loop on any phase (a path between two source nodes counts as a loop).
     energized : bool
-        Every bus-phase of every element connected to a source.
+        Every bus-phase connected to a source.
     loop_edges : tuple of str
         Elements on a loop found (empty when radial).
     unfed_nodes : tuple of str
@@ -76,7 +76,7 @@ def check_radial_energized(feeder: Feeder, states: Mapping[str, bool]) -> GraphC
     Nodes are bus-phases; edges are line and closed-switch conductors and transformer
     conductor pairs; every source node hangs off one super-source. The configuration is
     radial when this graph is a forest and energized when the super-source reaches every
-    node that any element touches.
+    bus-phase.
     """
     feeder = fold_split_phase_secondaries(feeder)
     g = _phase_graph(feeder, states)
@@ -87,7 +87,7 @@ def check_radial_energized(feeder: Feeder, states: Mapping[str, bool]) -> GraphC
     except nx.NetworkXNoCycle:
         pass
     reached = nx.node_connected_component(g, "<source>") if "<source>" in g else set()
-    unfed = tuple(sorted(n for n in g.nodes if n not in reached and g.degree(n) > 0))
+    unfed = tuple(sorted(n for n in g.nodes if n not in reached))
     return GraphCheck(not loop, not unfed, loop, unfed)
 
 

@@ -400,13 +400,8 @@ def check_switch_topology(
         reached = _reach(n, roots, graph.tail, graph.head, allowed)
         unfed = ~reached & loaded
         if unfed.any():
-            touching = np.isin(np.arange(n), np.flatnonzero(unfed))
-            edge_touch = is_sw & (
-                touching[graph.tail]
-                | touching[graph.head]
-                | ~reached[graph.tail]
-                | ~reached[graph.head]
-            )
+            # switches with an end in the part no allowed configuration reaches
+            edge_touch = is_sw & (~reached[graph.tail] | ~reached[graph.head])
             sw_names = sorted({switches.names[k] for k in graph.switch[edge_touch]})
             buses = sorted({math.bus_names[b] for b in math.node_bus[unfed]})
             raise UnfedBusError(
