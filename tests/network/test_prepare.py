@@ -101,6 +101,10 @@ def test_string_enum_values_are_accepted():
         OperatingPoint(taps="neutral", switches="as_decisions"),  # type: ignore[arg-type]
     )
     assert math.switches is not None
+    point = OperatingPoint(taps="neutral", switches="as_decisions")  # type: ignore[arg-type]
+    assert point.taps is TapMode.NEUTRAL and point.switches is SwitchMode.AS_DECISIONS
+    with pytest.raises(FeederInputError, match="sideways"):
+        OperatingPoint(taps="sideways")  # type: ignore[arg-type]
 
 
 SUBTRANSMISSION_LOOP = """Clear

@@ -90,6 +90,21 @@ class OperatingPoint:
     root_voltages: RootVoltages = RootVoltages.SNAPSHOT
     s_base_kva: float = DEFAULT_S_BASE_KVA
 
+    def __post_init__(self) -> None:
+        # enum values given as plain strings ("neutral", "as_decisions") become the enums
+        try:
+            if not isinstance(self.taps, Mapping):
+                object.__setattr__(self, "taps", TapMode(self.taps))
+            if not isinstance(self.switches, Mapping):
+                object.__setattr__(self, "switches", SwitchMode(self.switches))
+            object.__setattr__(self, "root_voltages", RootVoltages(self.root_voltages))
+        except ValueError as exc:
+            raise FeederInputError(f"operating point: {exc}") from exc
+        if not self.s_base_kva > 0:
+            raise FeederInputError(
+                f"operating point: s_base_kva must be > 0, got {self.s_base_kva}"
+            )
+
 
 @dataclass(frozen=True, eq=False)
 class PreparedFeeder:
