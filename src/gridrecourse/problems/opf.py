@@ -292,6 +292,7 @@ def build_opf(
             initial=taps.initial_numbers(math.regulators),
             change_cost=taps.change_cost,
             hull=taps.hull,
+            fixed=taps.fixed,
         )
     switch_blocks = None
     if sw_data is not None:
