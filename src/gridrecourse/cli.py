@@ -315,7 +315,9 @@ def _switch_summary(feeder, opf, result) -> dict:
 
     Each configuration used in some period is checked on the engineering feeder's phase graph
     (radial, every bus-phase fed) and in OpenDSS (states applied to the switch lines, AC power
-    flow vs LinDist3Flow of that configuration, loss-corrected).
+    flow vs LinDist3Flow of that configuration, loss-corrected). The whole solution is also
+    replayed hour by hour in OpenDSS (states, loads, PV; ``check_opf_in_ac``) against the
+    OPF's own lossless voltages.
     """
     from gridrecourse.evaluation.switch_check import ac_agreement, check_radial_energized
 
@@ -345,7 +347,20 @@ def _switch_summary(feeder, opf, result) -> dict:
     key = "ac_max_abs_voltage_error_pu_loss_corrected"
     ac_errors = [c[key] for c in checks if key in c]
     cols = opf.model.columns()
+    replay = {}
+    if feeder.source_kind == "opendss":
+        from gridrecourse.problems.opf import check_opf_in_ac
+
+        # the OPF's own (lossless) voltages vs OpenDSS at each hour's states, loads and PV
+        ac = check_opf_in_ac(feeder, opf, result)
+        replay = {
+            "switch_opf_ac_converged": ac.converged,
+            "switch_opf_ac_max_abs_voltage_error_pu": ac.max_abs_voltage_error_pu,
+            "switch_opf_ac_worst_node": ac.worst_node,
+            "switch_opf_ac_worst_hour": ac.worst_period,
+        }
     return {
+        **replay,
         "switch_states": result.switch_states,
         "n_switch_operations": result.n_switch_operations,
         "switch_configurations": checks,

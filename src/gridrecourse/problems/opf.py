@@ -575,7 +575,8 @@ def check_opf_in_ac(feeder, opf: OPFModel, result: OPFResult) -> OPFACCheck:
     are written to the transformers with every control off
     (:func:`gridrecourse.evaluation.ac_check.apply_decisions`), loads are set to their profile
     value, and the OPF's PV dispatch is netted into the loads it was added at (feeders without
-    PV) or written to the PV systems. Loads keep their OpenDSS voltage dependence, so the error
+    PV) or written to the PV systems; with switch states as decisions each hour's states open
+    or close the switch lines. Loads keep their OpenDSS voltage dependence, so the error
     includes that, the losses and the linearization. Delta-fed nodes are compared on
     ``|V_LL|/√3`` (as ``validate`` does).
 
@@ -624,6 +625,9 @@ def check_opf_in_ac(feeder, opf: OPFModel, result: OPFResult) -> OPFACCheck:
             pv_kw={}
             if pv_at_loads
             else dict(zip(math.pv_names, result.pv_kw[:, t].tolist(), strict=True)),
+            switch_closed={}
+            if result.switch_states is None
+            else {k: bool(v[t]) for k, v in result.switch_states.items()},
         )
         apply_decisions(decisions)
         if not pv_at_loads:
