@@ -237,8 +237,9 @@ def build_opf(
         :func:`~gridrecourse.formulation.switches.add_switching`); the model becomes a MILP.
         With the soft band every voltage gets the hard outer bounds ``switching.v_bounds_pu``
         (they make the voltage big-M finite). The flow big-M is the feeder's load at the
-        highest load multiplier plus the PV and DER ratings of each phase, or the switch
-        rating when ``switching.rated_flows`` (default: when thermal limits are hard).
+        highest load multiplier plus the PV and DER ratings of each phase (rebuild rather than
+        :func:`set_operating_data` to larger loads), or the switch rating when
+        ``switching.rated_flows`` (default: when thermal limits are hard).
         Default ``None``: switches at the states ``math`` was built with.
     """
     t0 = time.perf_counter()
