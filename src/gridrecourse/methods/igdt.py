@@ -1,0 +1,629 @@
+"""DT, IGDT and confidence-level IGDT (CL-DIGDT) for day-ahead operation (paper D, METHODS §6).
+
+* **DT** (deterministic): the plan at the forecast, ``Λ0 = min cᵀx`` (eq 10 at ``ξ̃``; the
+  recourse at the forecast is zero).
+* **IGDT** (eq 12): ``max δ`` such that the worst case over
+  ``ξ_load ∈ [(1−δ) ξ̃, (1+δ) ξ̃]``, ``ξ_pv ∈ [(1−δ) ξ̃, (1+δ) ξ̃]`` costs at most
+  ``(1+σ) Λ0``. Solved single-level: the worst case is taken at the corners of the box
+  (below), each a recourse copy whose ``xi`` columns are tied to the ``δ`` column, so one MILP
+  gives ``δ*`` (:func:`igdt_feasible` fixes ``δ`` for a bisection cross-check).
+* **CL-DIGDT** (eq 14): ``max α`` such that the worst case over the confidence-level sets
+  ``U(α)`` (:mod:`gridrecourse.uncertainty.ambiguity`, eq 26) stays within the budget. The
+  paper's iterative scheme (§IV-B, eqs 29–32): 10 sub-intervals of the current range of α, a
+  binary ``u_m`` per grid point ``α_m`` (11 points with both ends), the precomputed sets
+  switched in by big-M rows (eq 31)::
+
+      ξ_c − v_m ≤ M (1 − u_m),   ξ_c − v_m ≥ −M (1 − u_m),   Σ_m u_m = 1,   max Σ_m α_m u_m
+
+  with ``v_m`` the end of ``U(α_m)`` at corner ``c`` and ``M`` per entry the range of the
+  samples (the tightest valid constant for every α; derived from data, not a fixed 1e5). The
+  chosen ``α_m*`` is the lower bound LB, the next grid point the upper bound UB; the range is
+  refined until ``UB − LB ≤ ε`` (Table III stops at a width of 1e-4 for ε = 1e-4). The model is
+  built once; each refinement changes only row bounds, the binaries' bounds and their costs.
+  ``U(0)`` is the forecast point (the analogue of IGDT's ``δ = 0``).
+
+**Where the worst case lies.** For a fixed first stage the recourse cost ``Q(x, ξ)`` is the
+optimal value of an LP whose right-hand side is affine in ``ξ``, hence convex in ``ξ`` (and its
+feasible region convex): its maximum over a box lies at a vertex, and the box is served iff all
+its vertices are. Paper D argues the vertex is the highest net load (loads up, PV down); that
+holds when ``Q`` is nondecreasing in net load, i.e. while no upper voltage limit or reverse flow
+binds. High PV with low load can bind on a feeder with strong PV, so the robust models carry
+both corners (:class:`~gridrecourse.problems.operation.NetLoadCorner` ``HIGH`` and ``LOW``) by
+default, and :func:`worst_case_scan` checks a schedule against random vertices and interior
+points of its set (tests: ``tests/methods/test_igdt.py``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from enum import Enum
+
+import numpy as np
+import scipy.sparse as sp
+
+from gridrecourse.errors import GridRecourseError, InfeasibleModelError
+from gridrecourse.evaluation.operation import ScheduleEvaluation, evaluate_schedule
+from gridrecourse.physics.lindistflow import LinDist3Flow, LossTerms
+from gridrecourse.problems.operation import (
+    FirstStageSchedule,
+    NetLoadCorner,
+    OperationCase,
+    OperationData,
+    OperationModel,
+    build_operation_model,
+)
+from gridrecourse.solvers.options import SolverOptions
+from gridrecourse.uncertainty.ambiguity import ConfidenceSet, IDMBand, idm_band
+
+__all__ = [
+    "BudgetInfeasibleError",
+    "CLDIGDTResult",
+    "CLIteration",
+    "DTResult",
+    "IGDTResult",
+    "OperationInstance",
+    "OperationMethod",
+    "WorstCaseScan",
+    "igdt_feasible",
+    "solve_cl_digdt",
+    "solve_dt",
+    "solve_igdt",
+    "worst_case_scan",
+]
+
+#: MIP gap of the robust MILPs: α and δ are the objective, so the gap must sit far below the
+#: 1e-4 refinement step of CL-DIGDT.
+ROBUST_MIP_GAP = 1e-9
+
+
+class OperationMethod(str, Enum):
+    """Methods of ``gridrecourse operate``."""
+
+    DT = "dt"
+    IGDT = "igdt"
+    CL_DIGDT = "cl-digdt"
+
+
+class BudgetInfeasibleError(GridRecourseError):
+    """The budget is below what even the forecast (δ = 0, α = 0) needs."""
+
+
+@dataclass(frozen=True, eq=False)
+class OperationInstance:
+    """A feeder, its devices, the data and the corners carried by the robust models.
+
+    Attributes
+    ----------
+    math : MathFeeder
+    case : OperationCase
+    data : OperationData
+    corners : tuple of NetLoadCorner
+        Worst-case candidates (default both; see module docstring).
+    physics : LinDist3Flow
+    """
+
+    math: object
+    case: OperationCase
+    data: OperationData
+    corners: tuple[NetLoadCorner, ...] = (NetLoadCorner.HIGH, NetLoadCorner.LOW)
+    physics: LinDist3Flow | None = None
+
+    def __post_init__(self) -> None:
+        if self.physics is None:
+            object.__setattr__(self, "physics", LinDist3Flow(self.math))
+        if not self.corners:
+            raise ValueError("at least one worst-case corner is needed")
+
+    @property
+    def n_load(self) -> int:
+        """K_L."""
+        return self.data.load.shape[2]
+
+    @property
+    def n_pv(self) -> int:
+        """K_PV."""
+        return self.data.pv.shape[2]
+
+    def options(self, options: SolverOptions | None) -> SolverOptions:
+        """Options of the robust MILPs (tight gap)."""
+        return replace(options or SolverOptions(), mip_gap=ROBUST_MIP_GAP)
+
+
+@dataclass(frozen=True, eq=False)
+class DTResult:
+    """The deterministic plan.
+
+    Attributes
+    ----------
+    schedule : FirstStageSchedule
+    cost : float
+        Λ0 ($).
+    losses : LossTerms
+        Loss terms (E, T) at the forecast with this dispatch (reference of the robust models).
+    plan_v_pu : ndarray, shape (N, T)
+    plan_substation_kw : ndarray, shape (T,)
+    seconds : float
+    """
+
+    schedule: FirstStageSchedule
+    cost: float
+    losses: LossTerms
+    plan_v_pu: np.ndarray
+    plan_substation_kw: np.ndarray
+    seconds: float
+
+
+@dataclass(frozen=True, eq=False)
+class IGDTResult:
+    """IGDT: the largest δ and its schedule (cost at each corner in ``corner_cost``)."""
+
+    delta: float
+    schedule: FirstStageSchedule
+    corner_cost: dict[str, float]
+    seconds: float
+
+
+@dataclass(frozen=True, eq=False)
+class CLIteration:
+    """One refinement of CL-DIGDT (a row of Table III).
+
+    Attributes
+    ----------
+    alpha : float
+        Incumbent α (= LB).
+    lb, ub : float
+        Bounds of α* after this refinement.
+    schedule : FirstStageSchedule
+    corner_cost : dict
+        Total cost ``cᵀx + dᵀy_c`` at each corner ($).
+    seconds : float
+        Solve time of this refinement.
+    """
+
+    alpha: float
+    lb: float
+    ub: float
+    schedule: FirstStageSchedule
+    corner_cost: dict[str, float]
+    seconds: float
+
+
+@dataclass(frozen=True, eq=False)
+class CLDIGDTResult:
+    """CL-DIGDT: the refinements and the final schedule and sets.
+
+    Attributes
+    ----------
+    alpha : float
+    iterations : tuple of CLIteration
+    load_set, pv_set : ConfidenceSet or None
+        ``U(α)`` of every (hour, source) series at the final α (None at α = 0).
+    max_alpha : float
+        Largest α every series' band supports.
+    seconds : float
+        All refinements, set computations included.
+    """
+
+    alpha: float
+    iterations: tuple[CLIteration, ...]
+    load_set: ConfidenceSet | None
+    pv_set: ConfidenceSet | None
+    max_alpha: float
+    seconds: float
+
+    @property
+    def schedule(self) -> FirstStageSchedule:
+        """The schedule of the last refinement."""
+        return self.iterations[-1].schedule
+
+
+def _plan_readout(om: OperationModel, sol) -> tuple[np.ndarray, np.ndarray]:
+    math, ph = om.math, om.physics
+    T = om.n_periods
+    vsq = om.net.values(sol, om.net.v)[:, :T]
+    v = np.empty((math.n_nodes, T))
+    v[ph.root] = math.root_v_pu[ph.root][:, None]
+    v[ph.nonroot] = np.sqrt(np.maximum(vsq, 0.0))
+    sub = sol.value(om.net.substation[0])[:T] * math.s_base_kva
+    return v, sub
+
+
+def solve_dt(inst: OperationInstance, options: SolverOptions | None = None) -> DTResult:
+    """The deterministic plan at the forecast (Λ0), losses at its own dispatch (two passes).
+
+    Pass 1 takes the loss terms at the forecast net load without devices; pass 2 at the
+    forecast net load with pass 1's dispatch (the fixed point of eq 8f's reference).
+
+    Raises
+    ------
+    InfeasibleModelError
+        The forecast cannot be served within the limits (message names the feeder).
+    """
+    t0 = time.perf_counter()
+    d = inst.data
+    om = build_operation_model(
+        inst.math,
+        inst.case,
+        d.price_per_mwh,
+        n_load_sources=inst.n_load,
+        n_pv_sources=inst.n_pv,
+        n_copies=0,
+        physics=inst.physics,
+    )
+    om.set_uncertain(d.forecast_load[None], d.forecast_pv[None])
+    om.model.set_cost(om.first_cost, 1.0)
+    p_ref, q_ref = om.reference_net_load(d.forecast_load[None], d.forecast_pv[None])
+    sol = None
+    losses = om.losses_at(p_ref, q_ref)
+    for _ in range(2):
+        om.set_losses(losses)
+        try:
+            sol = om.model.solve(options)
+        except InfeasibleModelError as exc:
+            raise InfeasibleModelError(
+                f"{exc}: the forecast day cannot be served on {inst.math.name!r} within "
+                f"[{inst.case.v_min}, {inst.case.v_max}] p.u. and the thermal limits"
+            ) from exc
+        sched = om.schedule(sol)
+        p_ref, q_ref = om.reference_net_load(
+            d.forecast_load[None],
+            d.forecast_pv[None],
+            sched.dg_kw,
+            sched.dg_kvar,
+            sched.discharge_kw - sched.charge_kw,
+        )
+        losses_next = om.losses_at(p_ref, q_ref)
+        last = losses
+        losses = losses_next
+    v, sub = _plan_readout(om, sol)
+    return DTResult(
+        schedule=om.schedule(sol),
+        cost=float(sol.objective),
+        losses=last,
+        plan_v_pu=v,
+        plan_substation_kw=sub,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def _robust_model(inst: OperationInstance, dt: DTResult, budget: float) -> OperationModel:
+    """Plan + one recourse copy per corner, budget rows ``cᵀx + dᵀy_c ≤ budget``."""
+    d = inst.data
+    C = len(inst.corners)
+    peak = float(max(d.load[d.train_days].max(), 1.0))
+    om = build_operation_model(
+        inst.math,
+        inst.case,
+        d.price_per_mwh,
+        n_load_sources=inst.n_load,
+        n_pv_sources=inst.n_pv,
+        n_copies=C,
+        physics=inst.physics,
+        peak_multiplier=peak,
+    )
+    om.set_uncertain(d.forecast_load[None], d.forecast_pv[None], slots=np.array([0]))
+    S = om.n_slots
+    om.set_losses(LossTerms(np.tile(dt.losses.flow, (1, S)), np.tile(dt.losses.drop, (1, S))))
+    om.model.add_constraints(
+        "budget",
+        [
+            (om.first_cost, sp.csr_matrix(np.ones((C, 1)))),
+            (om.recourse_cost, sp.identity(C, format="csr")),
+        ],
+        ub=float(budget),
+    )
+    return om
+
+
+def _copy_selector(om: OperationModel, k: int) -> sp.csr_matrix:
+    """(C·T·k, S·T·k): picks the recourse slots' entries of a per-slot block with k per period."""
+    n = om.n_periods * k
+    pick = np.zeros((om.n_copies, om.n_slots))
+    pick[:, int(om.with_plan) :] = np.eye(om.n_copies)
+    return sp.kron(pick, sp.identity(n), format="csr")
+
+
+def _corner_signs(inst: OperationInstance) -> np.ndarray:
+    """+1 for HIGH (loads up, PV down), −1 for LOW, per corner."""
+    return np.array([1.0 if c is NetLoadCorner.HIGH else -1.0 for c in inst.corners])
+
+
+def _corner_costs(inst: OperationInstance, om: OperationModel, sol) -> dict[str, float]:
+    first = float(sol.x[om.first_cost.slice][0])
+    rec = sol.x[om.recourse_cost.slice]
+    return {c.value: first + float(r) for c, r in zip(inst.corners, rec, strict=True)}
+
+
+def _check_budget(dt: DTResult, budget: float) -> None:
+    if budget < dt.cost * (1 - 1e-9):
+        raise BudgetInfeasibleError(
+            f"budget {budget:.2f} $ is below the deterministic cost Λ0 = {dt.cost:.2f} $: even "
+            "the forecast alone (δ = 0, α = 0) exceeds it, so no deviation can be guaranteed; "
+            "raise sigma or the budget"
+        )
+
+
+def _igdt_model(inst: OperationInstance, dt: DTResult, budget: float):
+    om = _robust_model(inst, dt, budget)
+    m = om.model
+    d = inst.data
+    delta = m.add_variables("igdt-delta", 1, lb=0.0, ub=1.0)
+    sign = _corner_signs(inst)
+    for block, fc, s in (
+        (om.xi_load, d.forecast_load, sign),
+        (om.xi_pv, d.forecast_pv, -sign),
+    ):
+        k = fc.shape[1]
+        sel = _copy_selector(om, k)
+        coef = -np.kron(s, fc.ravel())[:, None]  # xi − s f δ = f
+        m.add_constraints(
+            f"igdt-{block.name}",
+            [(block, sel), (delta, sp.csr_matrix(coef))],
+            lb=np.tile(fc.ravel(), len(s)),
+            ub=np.tile(fc.ravel(), len(s)),
+        )
+    return om, delta
+
+
+def solve_igdt(
+    inst: OperationInstance,
+    dt: DTResult,
+    budget: float,
+    options: SolverOptions | None = None,
+) -> IGDTResult:
+    """Largest δ whose worst case stays within ``budget`` (eq 12), one MILP.
+
+    Raises
+    ------
+    BudgetInfeasibleError
+        ``budget < Λ0``: even δ = 0 fails.
+    """
+    _check_budget(dt, budget)
+    t0 = time.perf_counter()
+    om, delta = _igdt_model(inst, dt, budget)
+    om.model.set_cost(delta, -1.0)
+    sol = om.model.solve(inst.options(options))
+    return IGDTResult(
+        delta=float(sol.x[delta.slice][0]),
+        schedule=om.schedule(sol),
+        corner_cost=_corner_costs(inst, om, sol),
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def igdt_feasible(
+    inst: OperationInstance,
+    dt: DTResult,
+    budget: float,
+    deltas: np.ndarray,
+    options: SolverOptions | None = None,
+) -> np.ndarray:
+    """Whether some first stage serves the δ-box within ``budget``, for each δ (bisection aid).
+
+    The IGDT model is built once; each δ fixes the ``δ`` column and re-solves.
+    """
+    om, delta = _igdt_model(inst, dt, budget)
+    out = []
+    for value in np.asarray(deltas, dtype=float):
+        om.model.set_col_bounds(delta, value, value)
+        try:
+            om.model.solve(inst.options(options))
+            out.append(True)
+        except InfeasibleModelError:
+            om.model.reset()
+            out.append(False)
+    return np.array(out)
+
+
+def _sets_at(band: IDMBand, alpha: float, forecast: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper ends of U(α) per (hour, source), shape (T, K); U(0) = forecast."""
+    if alpha <= 0:
+        return forecast.copy(), forecast.copy()
+    cs = band.interval(alpha)
+    return cs.lower.reshape(forecast.shape), cs.upper.reshape(forecast.shape)
+
+
+def solve_cl_digdt(
+    inst: OperationInstance,
+    dt: DTResult,
+    budget: float,
+    *,
+    gamma: float = 0.95,
+    prior_strength: float = 1.0,
+    epsilon: float = 1e-4,
+    n_subintervals: int = 10,
+    max_refinements: int = 8,
+    options: SolverOptions | None = None,
+    progress=None,
+) -> CLDIGDTResult:
+    """Largest α whose confidence-level sets stay within ``budget`` (eq 14), iteratively.
+
+    Parameters
+    ----------
+    gamma, prior_strength : float
+        IDM credibility γ and prior strength s of the bands (eq 20).
+    epsilon : float
+        Stop when ``UB − LB ≤ epsilon``.
+    n_subintervals : int
+        Sub-intervals per refinement (paper: 10).
+    progress : callable, optional
+        Called with a message after each refinement.
+
+    Raises
+    ------
+    BudgetInfeasibleError
+        ``budget < Λ0``.
+    AmbiguityInputError
+        γ or s out of range, or too few training days for a band.
+    """
+    _check_budget(dt, budget)
+    if not 0 < epsilon < 1:
+        raise ValueError(f"epsilon must lie in (0, 1), got {epsilon}")
+    t0 = time.perf_counter()
+    d = inst.data
+    band_l = idm_band(d.load_samples(), gamma, prior_strength)
+    band_p = idm_band(d.pv_samples(), gamma, prior_strength)
+    max_alpha = float(min(band_l.max_alpha.min(), band_p.max_alpha.min()))
+    fl, fp = d.forecast_load, d.forecast_pv
+    om = _robust_model(inst, dt, budget)
+    m = om.model
+    n_pts = int(n_subintervals) + 1
+    C = om.n_copies
+    u = m.add_variables("cl-select", n_pts, ub=1.0, integer=True)
+    m.add_constraints("cl-select_one", [(u, sp.csr_matrix(np.ones((1, n_pts))))], lb=1.0, ub=1.0)
+    sign = _corner_signs(inst)
+    switch_rows = []
+    for block, samples, fc in (
+        (om.xi_load, d.load_samples(), fl),
+        (om.xi_pv, d.pv_samples(), fp),
+    ):
+        k = fc.shape[1]
+        big_m = (
+            np.maximum(samples.max(axis=1), fc.ravel())
+            - np.minimum(samples.min(axis=1), fc.ravel())
+        ) + 1e-6  # (T·k,): range of every series
+        big = np.tile(big_m, C)  # per copy entry
+        sel = _copy_selector(om, k)
+        stack = sp.kron(np.ones((n_pts, 1)), sel, format="csr")
+        u_col = sp.kron(sp.identity(n_pts), big[:, None], format="csr")
+        up = m.add_constraints(f"cl-{block.name}-upper", [(block, stack), (u, u_col)])
+        lo = m.add_constraints(f"cl-{block.name}-lower", [(block, stack), (u, -u_col)])
+        switch_rows.append((up, lo, big, fc, k))
+
+    def corner_values(alpha: float) -> tuple[np.ndarray, np.ndarray]:
+        """Values of xi-load, xi-pv at every corner copy for U(α), flat (C·T·k,)."""
+        lo_l, hi_l = _sets_at(band_l, alpha, fl)
+        lo_p, hi_p = _sets_at(band_p, alpha, fp)
+        load = np.concatenate([(hi_l if s > 0 else lo_l).ravel() for s in sign])
+        pv = np.concatenate([(lo_p if s > 0 else hi_p).ravel() for s in sign])
+        return load, pv
+
+    lb, ub = 0.0, 1.0
+    iterations: list[CLIteration] = []
+    opts = inst.options(options)
+    while True:
+        t_it = time.perf_counter()
+        alphas = np.round(lb + (ub - lb) * np.arange(n_pts) / (n_pts - 1), 12)
+        valid = (alphas <= max_alpha + 1e-12) & (alphas < 1.0)
+        values = [corner_values(a if ok else 0.0) for a, ok in zip(alphas, valid, strict=True)]
+        for which, (up, lo, big, _fc, _k) in enumerate(switch_rows):
+            v = np.concatenate([vals[which] for vals in values])  # (n_pts·C·T·k,)
+            m_rep = np.tile(big, n_pts)
+            m.set_row_bounds(up, -np.inf, v + m_rep)  # ξ + M u_m ≤ v_m + M
+            m.set_row_bounds(lo, v - m_rep, np.inf)  # ξ − M u_m ≥ v_m − M
+        m.set_col_bounds(u, 0.0, valid.astype(float))
+        m.set_cost(u, -alphas)
+        sol = m.solve(opts)
+        pick = int(np.argmax(sol.x[u.slice]))
+        inc = float(alphas[pick])
+        if pick + 1 < n_pts:
+            nxt = (
+                float(alphas[pick + 1])
+                if valid[pick + 1]
+                else min(float(alphas[pick + 1]), max_alpha)
+            )
+        else:
+            nxt = inc
+        iterations.append(
+            CLIteration(
+                alpha=inc,
+                lb=inc,
+                ub=nxt,
+                schedule=om.schedule(sol),
+                corner_cost=_corner_costs(inst, om, sol),
+                seconds=time.perf_counter() - t_it,
+            )
+        )
+        if progress is not None:
+            progress(
+                f"CL-DIGDT refinement {len(iterations)}: α = {inc:.6g} in [{inc:.6g}, {nxt:.6g}]"
+            )
+        lb, ub = inc, nxt
+        if ub - lb <= epsilon * (1 + 1e-9) or len(iterations) >= max_refinements:
+            break
+    alpha = iterations[-1].alpha
+    load_set = band_l.interval(alpha) if alpha > 0 else None
+    pv_set = band_p.interval(alpha) if alpha > 0 else None
+    return CLDIGDTResult(
+        alpha=alpha,
+        iterations=tuple(iterations),
+        load_set=load_set,
+        pv_set=pv_set,
+        max_alpha=max_alpha,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class WorstCaseScan:
+    """Recourse cost of a schedule at corners, random vertices and interior points of a box.
+
+    Attributes
+    ----------
+    corner_cost : dict
+        ``{"high": …, "low": …}`` total cost ``cᵀx + dᵀy`` ($; inf when infeasible).
+    vertex_cost, interior_cost : ndarray
+        Total cost at random vertices / uniform interior points (inf when infeasible).
+    """
+
+    corner_cost: dict[str, float]
+    vertex_cost: np.ndarray
+    interior_cost: np.ndarray
+    evaluation: ScheduleEvaluation = field(repr=False)
+
+    @property
+    def worst_sampled(self) -> float:
+        """Highest cost over the random vertices and interior points."""
+        return float(np.max(np.r_[self.vertex_cost, self.interior_cost]))
+
+
+def worst_case_scan(
+    inst: OperationInstance,
+    schedule: FirstStageSchedule,
+    load_box: tuple[np.ndarray, np.ndarray],
+    pv_box: tuple[np.ndarray, np.ndarray],
+    *,
+    n_vertices: int = 20,
+    n_interior: int = 10,
+    seed: int = 0,
+    options: SolverOptions | None = None,
+) -> WorstCaseScan:
+    """Evaluate a schedule at the two corners and at random points of a load × PV box.
+
+    Parameters
+    ----------
+    load_box, pv_box : (ndarray, ndarray), each shape (T, K)
+        Lower and upper ends per (hour, source).
+    """
+    rng = np.random.default_rng(seed)
+    (l_lo, l_hi), (p_lo, p_hi) = load_box, pv_box
+    high = (l_hi, p_lo)
+    low = (l_lo, p_hi)
+    pick_l = rng.integers(0, 2, size=(n_vertices, *l_lo.shape)).astype(bool)
+    pick_p = rng.integers(0, 2, size=(n_vertices, *p_lo.shape)).astype(bool)
+    vert_l = np.where(pick_l, l_hi, l_lo)
+    vert_p = np.where(pick_p, p_hi, p_lo)
+    w_l = rng.random((n_interior, *l_lo.shape))
+    w_p = rng.random((n_interior, *p_lo.shape))
+    int_l = l_lo + w_l * (l_hi - l_lo)
+    int_p = p_lo + w_p * (p_hi - p_lo)
+    load = np.concatenate([high[0][None], low[0][None], vert_l, int_l])
+    pv = np.concatenate([high[1][None], low[1][None], vert_p, int_p])
+    ev = evaluate_schedule(
+        inst.math,
+        inst.case,
+        schedule,
+        inst.data.price_per_mwh,
+        load,
+        pv,
+        physics=inst.physics,
+        options=options,
+    )
+    total = np.where(ev.feasible, ev.first_stage_cost + ev.recourse_cost, np.inf)
+    return WorstCaseScan(
+        corner_cost={"high": float(total[0]), "low": float(total[1])},
+        vertex_cost=total[2 : 2 + n_vertices],
+        interior_cost=total[2 + n_vertices :],
+        evaluation=ev,
+    )
