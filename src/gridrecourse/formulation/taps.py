@@ -218,7 +218,8 @@ class TapGrid:
     position : ndarray of int, (K,)
         Position ``k`` of :class:`RegulatorData` (``tap = tap_min + k · step``).
     number : ndarray of int, (K,)
-        OpenDSS-style tap number (``tap = 1 + number · step``; 0 is neutral).
+        OpenDSS-style tap number (``tap = 1 + number · step``; 0 is neutral; exact when 1.0 is
+        a grid point, as for every symmetric OpenDSS range).
     tap_pu, ratio : ndarray, (K,)
         Tap (p.u.) and node ratio ``base_ratio · tap ** tap_exponent``.
     start, count : ndarray of int, (R,)
@@ -344,7 +345,7 @@ class TapBlocks:
 
     def taps_pu(self, solution: Solution) -> np.ndarray:
         """Taps (p.u.) per regulator and period, shape (R, T)."""
-        return 1.0 + self.numbers(solution) * self.regulators.tap_step[:, None]
+        return self.grid.selector() @ (self.grid.tap_pu[:, None] * self._u(solution).T)
 
     def as_dict(self, solution: Solution) -> dict[str, list[int]]:
         """``{regulator name: [tap number per period]}``."""
@@ -352,7 +353,7 @@ class TapBlocks:
         return {n: numbers[i].tolist() for i, n in enumerate(self.regulators.names)}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class TapOptions:
     """Taps as decisions in a problem (``build_opf(..., taps=TapOptions(...))``).
 
