@@ -237,10 +237,9 @@ class VoltVarConfig:
     monitored_buses : tuple of str, optional
         Explicit monitored buses (overrides ``monitor``'s list).
     max_load_multiplier : float
-        Largest load multiplier any scenario may use (our choice 1.2; bundled days reach 1.0 before the
-        perturbation): the flow big-M and the
-        thermal screening are computed at it, so the first stage does not depend on the
-        scenario draw.
+        Largest load multiplier any scenario may use (our choice 1.2: bundled days reach 1.0
+        before the perturbation): the flow big-M of the switches is computed at it, so the
+        first stage does not depend on the scenario draw.
     polygon_sides : int
         Sides of the inverter and line polygons (12).
     """
@@ -546,9 +545,7 @@ class VoltVarProblem(TwoStageProblem[VoltVarDecision]):
             prepare_math_feeder,
         )
 
-        point = OperatingPoint(
-            switches=SwitchMode.AS_DECISIONS, root_voltages=RootVoltages.NOMINAL
-        )
+        point = OperatingPoint(switches=SwitchMode.AS_DECISIONS, root_voltages=RootVoltages.NOMINAL)
         math = prepare_math_feeder(feeder, point)
         cfg = config or VoltVarConfig()
         if isinstance(n_scenarios, ScenarioSet):
