@@ -130,7 +130,12 @@ from gridrecourse.evaluation.out_of_sample import OutOfSampleResult, evaluate_fi
 from gridrecourse.execution import Executor, InProcessExecutor
 from gridrecourse.methods.extensive_form import DEFAULT_TANGENT_POINTS, build_extensive_form
 from gridrecourse.problems.base import FirstStageSpec, TwoStageProblem, tangent_rows
-from gridrecourse.problems.capabilities import PROGRESSIVE_HEDGING, check_requirements
+from gridrecourse.problems.capabilities import (
+    PROGRESSIVE_HEDGING,
+    MethodRequirements,
+    Trait,
+    check_requirements,
+)
 from gridrecourse.solvers.highs import ConstraintBlock, LinearModel, VariableBlock
 from gridrecourse.solvers.options import SolverOptions
 
@@ -138,6 +143,7 @@ __all__ = [
     "CONTINUOUS_FLOOR",
     "DEFAULT_CONTINUOUS_POINTS",
     "MAX_INTEGER_RANGE",
+    "PROGRESSIVE_HEDGING_MILP",
     "PHConfig",
     "PHError",
     "PHIteration",
@@ -164,6 +170,15 @@ MAX_INTEGER_RANGE = 10_000
 _DEFAULT_OPTIONS = SolverOptions(mip_gap=1e-6)
 #: Integrality tolerance when reading integer columns from HiGHS.
 _INTEGER_TOLERANCE = 1e-6
+
+#: PH with MILP subproblems (``PHConfig.integer_recourse``): integer recourse is accepted when the
+#: first stage is integer (its proximal term is then linear or chords: no MIQP); a purely
+#: continuous first stage would need a Hessian on a MILP (an MIQP HiGHS cannot solve).
+PROGRESSIVE_HEDGING_MILP = MethodRequirements(
+    "progressive hedging (MILP subproblems)",
+    requires=Trait.INTEGER_FIRST_STAGE,
+    unsupported=Trait.MIXED_INTEGER_QUADRATIC_RECOURSE,
+)
 
 #: ``progress(iteration, metric)``: called after every PH iteration.
 ProgressHook = Callable[[int, float], None]
@@ -215,6 +230,18 @@ class PHConfig:
         subproblems whenever the weight changes: HiGHS cannot change a Hessian in place.
     rho_max : float, default inf
         Cap of the escalated proximal weight.
+    integer_recourse : bool, default False
+        Accept integer recourse: every subproblem is then a MILP (one-scenario extensive form
+        plus the linear/chord proximal term), checked against
+        :data:`PROGRESSIVE_HEDGING_MILP` instead of the continuous-recourse requirements.
+        Opt-in because PH's consensus is then a heuristic twice over (integer first stage and
+        non-convex recourse); its final first stage is still evaluated exactly.
+    consensus_blocks : tuple of str, optional
+        First-stage blocks that PH drives to consensus (the nonanticipative decisions, e.g.
+        taps and switch states); the other blocks are auxiliaries determined by them
+        (counters, connectivity flows) and get no multiplier or proximal term: each scenario
+        keeps its own copy, and the repair MILP completes them at the rounded consensus
+        (zero weight in its L1 distance). ``None``: every first-stage column.
     """
 
     rho: float = 1.0
@@ -224,8 +251,14 @@ class PHConfig:
     continuous_points: int = DEFAULT_CONTINUOUS_POINTS
     rho_growth: float = 1.0
     rho_max: float = float("inf")
+    integer_recourse: bool = False
+    consensus_blocks: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
+        if self.consensus_blocks is not None:
+            if isinstance(self.consensus_blocks, str) or not len(self.consensus_blocks):
+                raise PHError("PHConfig.consensus_blocks must be a non-empty tuple of block names")
+            object.__setattr__(self, "consensus_blocks", tuple(self.consensus_blocks))
         if not np.isfinite(self.rho) or self.rho <= 0:
             raise PHError(f"PHConfig.rho must be positive and finite, got {self.rho!r}")
         minimum = {"max_iterations": 0, "tangent_points": 1, "continuous_points": 2}
@@ -400,10 +433,14 @@ class ProximalTerm:
     hessian: np.ndarray
     relative_error: float
     max_error: float
+    active: np.ndarray | None = None
 
     @classmethod
     def from_first_stage(
-        cls, fs: FirstStageSpec, continuous_points: int = DEFAULT_CONTINUOUS_POINTS
+        cls,
+        fs: FirstStageSpec,
+        continuous_points: int = DEFAULT_CONTINUOUS_POINTS,
+        active: np.ndarray | None = None,
     ) -> ProximalTerm:
         """Build the representation from the first-stage bounds and integrality (vectorized).
 
@@ -413,7 +450,7 @@ class ProximalTerm:
             An integer column with infinite bounds or a range above :data:`MAX_INTEGER_RANGE`,
             or a continuous column with infinite bounds in a mixed-integer first stage.
         """
-        return cls.from_bounds(fs.lb, fs.ub, fs.integer, continuous_points)
+        return cls.from_bounds(fs.lb, fs.ub, fs.integer, continuous_points, active)
 
     @classmethod
     def from_bounds(
@@ -422,8 +459,12 @@ class ProximalTerm:
         ub: np.ndarray,
         integer: np.ndarray,
         continuous_points: int = DEFAULT_CONTINUOUS_POINTS,
+        active: np.ndarray | None = None,
     ) -> ProximalTerm:
         """As :meth:`from_first_stage`, from bound vectors and an integrality mask.
+
+        ``active`` (bool per column, default all) marks the consensus columns; the others get
+        no proximal term (``PHConfig.consensus_blocks``).
 
         ``continuous_points`` is the number of tangent points per side (``d > 0`` and
         ``d < 0``) of a shifted continuous column, geometric from ``R`` down to
@@ -432,6 +473,8 @@ class ProximalTerm:
         lb, ub = np.asarray(lb, dtype=float), np.asarray(ub, dtype=float)
         integer = np.asarray(integer, dtype=bool)
         n = len(lb)
+        on = np.ones(n, dtype=bool) if active is None else np.asarray(active, dtype=bool)
+        lb, ub = np.where(on, lb, 0.0), np.where(on, ub, 0.0)  # inactive: no term, no check
         lo = np.where(integer, np.ceil(lb - _INTEGER_TOLERANCE), lb)
         hi = np.where(integer, np.floor(ub + _INTEGER_TOLERANCE), ub)
         bad = integer & ~(np.isfinite(lo) & np.isfinite(hi))
@@ -447,20 +490,20 @@ class ProximalTerm:
                 f"first-stage integer column {j} spans {width[j]:.0f} values (more than "
                 f"{MAX_INTEGER_RANGE}); PH adds one proximal row per value"
             )
-        linear = integer & (width <= 1)
+        linear = integer & (width <= 1) & on
         a = np.where(linear, 2.0 * lo + 1.0, 0.0)
         b = np.where(linear, -lo * (lo + 1.0), 0.0)
         hessian = np.zeros(n, dtype=bool)
         # chords k = l..u-1 of each wide integer column: t ≥ (2k + 1) x − k(k + 1)
-        wide = np.flatnonzero(integer & (width >= 2))
+        wide = np.flatnonzero(integer & (width >= 2) & on)
         n_chords = width[wide].astype(int)
         owner_int = np.repeat(np.arange(len(wide)), n_chords)
         first = np.repeat(np.cumsum(n_chords) - n_chords, n_chords)
         k = lo[wide][owner_int] + (np.arange(len(owner_int)) - first)
         slope_int, intercept_int = 2.0 * k + 1.0, -k * (k + 1.0)
-        cont = np.flatnonzero(~integer)
+        cont = np.flatnonzero(~integer & on)
         relative_error = max_error = 0.0
-        if cont.size and not integer.any():
+        if cont.size and not integer[on].any():
             hessian[cont] = True
             cont = cont[:0]
         if cont.size:
@@ -503,6 +546,7 @@ class ProximalTerm:
             hessian=hessian,
             relative_error=relative_error,
             max_error=max_error,
+            active=None if active is None else on,
         )
 
     @property
@@ -524,6 +568,8 @@ class ProximalTerm:
         """
         x_bar = np.asarray(x_bar, dtype=float)
         plain = np.ones(len(self.linear), dtype=bool)
+        if self.active is not None:
+            plain &= self.active
         plain[self.epigraph_columns[self.shifted]] = False
         cost = 0.5 * rho * np.where(plain, self.a - 2.0 * x_bar, 0.0)
         constant = 0.5 * rho * float(np.sum(np.where(plain, self.b + x_bar**2, 0.0)))
@@ -533,6 +579,8 @@ class ProximalTerm:
         """Represented ``(x_j − x̄_j)²`` per column at ``x`` (what the model charges / (ρ/2))."""
         x, x_bar = np.asarray(x, dtype=float), np.asarray(x_bar, dtype=float)
         out = np.where(self.linear, self.a * x + self.b, x * x) - 2.0 * x_bar * x + x_bar**2
+        if self.active is not None:
+            out = np.where(self.active, out, 0.0)
         if self.n_rows:
             cols = self.epigraph_columns
             arg = np.where(self.shifted, x[cols] - x_bar[cols], x[cols])
@@ -678,10 +726,16 @@ class _Subproblem:
 class _SubproblemBank:
     """Per-worker state: the scenario subproblems this worker has seen, built on first use."""
 
-    def __init__(self, problem: TwoStageProblem, tangent_points: int, continuous_points: int):
+    def __init__(
+        self,
+        problem: TwoStageProblem,
+        tangent_points: int,
+        continuous_points: int,
+        active: np.ndarray | None = None,
+    ):
         self.problem = problem
         self.tangent_points = tangent_points
-        self.prox = ProximalTerm.from_first_stage(problem.first_stage, continuous_points)
+        self.prox = ProximalTerm.from_first_stage(problem.first_stage, continuous_points, active)
         self.models: dict[int, _Subproblem] = {}
 
     def get(self, scenario: int) -> _Subproblem:
@@ -693,9 +747,26 @@ class _SubproblemBank:
 
 
 def _build_bank(
-    problem: TwoStageProblem, tangent_points: int, continuous_points: int
+    problem: TwoStageProblem,
+    tangent_points: int,
+    continuous_points: int,
+    active: np.ndarray | None = None,
 ) -> _SubproblemBank:
-    return _SubproblemBank(problem, tangent_points, continuous_points)
+    return _SubproblemBank(problem, tangent_points, continuous_points, active)
+
+
+def _consensus_mask(fs: FirstStageSpec, blocks: Sequence[str] | None) -> np.ndarray | None:
+    """Columns of ``blocks`` (``PHConfig.consensus_blocks``) as a mask; ``None``: all."""
+    if blocks is None:
+        return None
+    names = [v.name for v in fs.variables]
+    unknown = [b for b in blocks if b not in names]
+    if unknown:
+        raise PHError(f"PHConfig.consensus_blocks: unknown first-stage block(s) {unknown}")
+    mask = np.zeros(fs.size, dtype=bool)
+    for b in blocks:
+        mask[fs.slice(b)] = True
+    return mask
 
 
 def _solve_task(bank: _SubproblemBank, task: _Task, *, options: SolverOptions) -> _TaskResult:
@@ -717,7 +788,11 @@ def _quiet(done: int, total: int) -> None:
 # Rounding and repair
 # ------------------------------------------------------------------------------------------
 def repair_first_stage(
-    fs: FirstStageSpec, x_target: np.ndarray, options: SolverOptions | None = None
+    fs: FirstStageSpec,
+    x_target: np.ndarray,
+    options: SolverOptions | None = None,
+    *,
+    weights: np.ndarray | None = None,
 ) -> tuple[np.ndarray, bool]:
     """Nearest feasible first stage to ``x_target`` in the L1 norm.
 
@@ -732,6 +807,9 @@ def repair_first_stage(
     x_target : ndarray, shape (n_x,)
         Typically the PH consensus ``x̄`` (fractional).
     options : SolverOptions, optional
+    weights : ndarray, shape (n_x,), optional
+        Weight of each column in the L1 distance (default 1; 0 leaves a column free, e.g. the
+        auxiliaries outside ``PHConfig.consensus_blocks``).
 
     Returns
     -------
@@ -758,7 +836,9 @@ def repair_first_stage(
     for c in fs.constraints:
         model.add_constraints(c.name, [(blocks[n], m) for n, m in c.terms], lb=c.lb, ub=c.ub)
     n = fs.size
-    d = model.add_variables("repair-distance", n, lb=0.0, cost=1.0)
+    d = model.add_variables(
+        "repair-distance", n, lb=0.0, cost=1.0 if weights is None else np.asarray(weights, float)
+    )
     eye = sp.identity(n, format="csr")
     for name, sign in (("repair-above", 1.0), ("repair-below", -1.0)):
         # d − sign·x ≥ −sign·target  ⇔  d ≥ sign (x − target)
@@ -828,14 +908,17 @@ def solve_progressive_hedging(
     if prob.sum() <= 0:
         raise PHError("the selected scenarios have zero total probability")
     prob = prob / prob.sum()
-    check_requirements(PROGRESSIVE_HEDGING, problem)
-    ProximalTerm.from_first_stage(problem.first_stage, config.continuous_points)  # validate early
+    check_requirements(
+        PROGRESSIVE_HEDGING_MILP if config.integer_recourse else PROGRESSIVE_HEDGING, problem
+    )
+    active = _consensus_mask(problem.first_stage, config.consensus_blocks)
+    ProximalTerm.from_first_stage(problem.first_stage, config.continuous_points, active)
     options = options or _DEFAULT_OPTIONS
     n_x = problem.first_stage.size
     own = executor is None
     ex: Executor = InProcessExecutor() if own else executor
     factory = functools.partial(
-        _build_bank, problem, int(config.tangent_points), int(config.continuous_points)
+        _build_bank, problem, int(config.tangent_points), int(config.continuous_points), active
     )
     solve = functools.partial(_solve_task, options=options)
     w = np.zeros((len(idx), n_x))
@@ -858,8 +941,13 @@ def solve_progressive_hedging(
             cost = float(prob @ np.array([r.cost for r in results]))
             if k == 0:
                 lower_bound = float(prob @ np.array([r.bound for r in results]))
-            x_bar, deviation, metric = convergence_metric(xs, prob)
-            w = w + float(config.rho) * (xs - x_bar)
+            if active is None:
+                x_bar, deviation, metric = convergence_metric(xs, prob)
+                w = w + float(config.rho) * (xs - x_bar)
+            else:  # consensus on the decision columns; auxiliaries averaged for the repair
+                x_bar = prob @ xs
+                _, deviation, metric = convergence_metric(xs[:, active], prob)
+                w = w + float(config.rho) * (xs - x_bar) * active
             record = PHIteration(
                 iteration=k,
                 metric=metric,
@@ -880,7 +968,11 @@ def solve_progressive_hedging(
             if stop:
                 status = PHStatus.STOPPED
                 break
-        x, repaired = repair_first_stage(problem.first_stage, x_bar)
+        x, repaired = repair_first_stage(
+            problem.first_stage,
+            x_bar,
+            weights=None if active is None else active.astype(float),
+        )
         evaluation = evaluate_first_stage(
             problem, x, scenarios=idx, executor=ex, options=options, desc=None
         )
