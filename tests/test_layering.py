@@ -34,6 +34,8 @@ RANK = {
     "cli_common": 9,
     "cli_expand": 10,
     "cli_siting": 10,
+    "cli_voltvar": 10,
+    "cli_operate": 10,
     "cli": 11,
 }
 
