@@ -35,7 +35,6 @@ RANK = {
     "cli_expand": 10,
     "cli_siting": 10,
     "cli_voltvar": 10,
-    "cli_operate": 10,
     "cli": 11,
 }
 

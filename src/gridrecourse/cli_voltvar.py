@@ -1,0 +1,431 @@
+"""``gridrecourse voltvar``: two-stage stochastic Volt-VAR with taps and switches (paper B).
+
+Solves :class:`~gridrecourse.problems.volt_var.VoltVarProblem` (METHODS §4) with the extensive
+form (``ef``) or progressive hedging with MILP subproblems (``ph``), evaluates the chosen taps
+and switch states exactly (one recourse MILP per scenario), replays them in OpenDSS (AC
+certificate) and writes a run folder: tap and switch schedules, voltage envelopes of the
+monitored buses, curtailment per PV system.
+
+Methods are registered in :data:`METHODS` (name → solver function returning the first-stage
+vector and method-specific figures); the neural method (``nn``) plugs in there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from gridrecourse.cli_common import Progress, emit
+from gridrecourse.errors import GridRecourseError
+from gridrecourse.problems.volt_var import (
+    PRIMARY_BLOCKS,
+    Monitor,
+    VoltVarConfig,
+    VoltVarProblem,
+    VoltVarRecourse,
+)
+from gridrecourse.report.run_folder import RunFolder
+from gridrecourse.solvers.options import SolverOptions
+
+#: Default feeder: the IEEE 123 with its switches (relative to ``$GRIDRECOURSE_FEEDER_DIR``).
+DEFAULT_VOLTVAR_FEEDER = "ieee123/IEEE123Switches.dss"
+
+
+class VoltVarInputError(GridRecourseError, ValueError):
+    """Invalid ``voltvar`` options."""
+
+
+@dataclass(frozen=True)
+class MethodOutcome:
+    """What a method returns to the command: the first stage and its own figures."""
+
+    x: np.ndarray
+    status: str
+    extra: dict = field(default_factory=dict)
+
+
+#: ``solve(problem, args, options) -> MethodOutcome`` per ``--method`` value.
+MethodFn = Callable[[VoltVarProblem, argparse.Namespace, SolverOptions], MethodOutcome]
+
+
+def _solve_ef(problem: VoltVarProblem, args: argparse.Namespace, options: SolverOptions):
+    from gridrecourse.methods.extensive_form import solve_extensive_form
+
+    ef = solve_extensive_form(problem, options)
+    return MethodOutcome(
+        ef.x,
+        ef.status.value,
+        {
+            "ef_objective": ef.objective,
+            "ef_bound": ef.bound,
+            "ef_mip_gap_pct": 100.0 * ef.gap,
+            "n_rows": ef.n_rows,
+            "n_cols": ef.n_cols,
+        },
+    )
+
+
+def _solve_ph(problem: VoltVarProblem, args: argparse.Namespace, options: SolverOptions):
+    from dataclasses import replace
+
+    from gridrecourse.methods.progressive_hedging import PHConfig, solve_progressive_hedging
+
+    config = PHConfig(
+        rho=args.rho,
+        rho_growth=args.rho_growth,
+        max_iterations=args.max_iterations,
+        integer_recourse=True,
+        consensus_blocks=PRIMARY_BLOCKS,
+    )
+    sub = replace(options, time_limit=args.ph_time_limit)
+    ph = solve_progressive_hedging(problem, config, options=sub)
+    return MethodOutcome(
+        ph.x,
+        ph.status.value,
+        {
+            "iterations": ph.iterations,
+            "converged": ph.converged,
+            "ph_lower_bound": ph.lower_bound,
+            "repaired": ph.repaired,
+        },
+    )
+
+
+#: Methods of ``gridrecourse voltvar`` (``--method``); ``nn`` is added by the neural module.
+METHODS: dict[str, MethodFn] = {"ef": _solve_ef, "ph": _solve_ph}
+
+
+def add_voltvar_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``voltvar`` on the CLI's sub-parsers."""
+    p = subparsers.add_parser(
+        "voltvar",
+        help="two-stage stochastic Volt-VAR with taps and switches (paper B; EF, PH)",
+        description=__doc__.splitlines()[0],
+    )
+    p.add_argument(
+        "feeder",
+        nargs="?",
+        default=DEFAULT_VOLTVAR_FEEDER,
+        help=f"feeder name or path (default {DEFAULT_VOLTVAR_FEEDER} under "
+        "$GRIDRECOURSE_FEEDER_DIR)",
+    )
+    p.add_argument("--method", choices=sorted(METHODS), default="ef")
+    p.add_argument("--scenarios", type=int, default=10, help="number of scenarios (default 10)")
+    p.add_argument("--monitor", choices=[m.value for m in Monitor], default="lm")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--perturbation", type=float, default=0.1, help="scenario noise r (0.1)")
+    p.add_argument("--hours", type=int, default=24, help="periods T (default 24)")
+    p.add_argument("--start-hour", type=int, default=0)
+    p.add_argument("--pv-buses", help="comma list of PV buses (default: the study case's)")
+    p.add_argument("--pv-kva", type=float, default=50.0)
+    p.add_argument("--monitored-buses", help="comma list overriding --monitor's buses")
+    p.add_argument("--switchable", help="comma list of switchable switches (default: on loops)")
+    p.add_argument("--max-tap-changes", type=int, default=4)
+    p.add_argument("--max-switch-operations", type=int, default=8)
+    p.add_argument("--time-limit", type=float, default=600.0, help="EF time limit (s)")
+    p.add_argument("--mip-gap", type=float, default=1e-4, help="relative MIP gap (0.01 %%)")
+    p.add_argument("--eval-time-limit", type=float, default=120.0, help="per recourse MILP (s)")
+    p.add_argument("--rho", type=float, default=100.0, help="PH proximal weight ($ per unit²)")
+    p.add_argument("--rho-growth", type=float, default=1.5)
+    p.add_argument("--max-iterations", type=int, default=10, help="PH iterations")
+    p.add_argument("--ph-time-limit", type=float, default=60.0, help="PH subproblem limit (s)")
+    p.add_argument(
+        "--ef-objective", type=float, default=None, help="known EF value: gap_pct against it"
+    )
+    p.add_argument("--no-ac", action="store_true", help="skip the OpenDSS AC certificate")
+    p.add_argument(
+        "--ac-scenarios", type=int, default=3, help="scenarios replayed in OpenDSS (default 3)"
+    )
+    p.add_argument("--out", help="run folder (default runs/voltvar-<feeder>-<time>)")
+    p.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
+    p.set_defaults(func=run_voltvar)
+    return p
+
+
+@contextmanager
+def _solver_output_to_stderr() -> Iterator[None]:
+    """Send everything written to file descriptor 1 (HiGHS's banner) to stderr."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _feeder_path(name: str) -> str:
+    if Path(name).exists():
+        return name
+    base = os.environ.get("GRIDRECOURSE_FEEDER_DIR")
+    if base and (Path(base) / name).exists():
+        return str(Path(base) / name)
+    return name
+
+
+def _names(text: str | None) -> tuple[str, ...] | None:
+    return None if text is None else tuple(s.strip() for s in text.split(",") if s.strip())
+
+
+def build_problem(args: argparse.Namespace) -> VoltVarProblem:
+    """The problem of the command's options (shared with other ``voltvar`` methods)."""
+    if args.scenarios < 1:
+        raise VoltVarInputError(f"--scenarios must be >= 1, got {args.scenarios}")
+    config = VoltVarConfig(
+        n_periods=args.hours,
+        start_hour=args.start_hour,
+        monitor=Monitor(args.monitor),
+        monitored_buses=_names(args.monitored_buses),
+        pv_buses=_names(args.pv_buses),
+        pv_kva=args.pv_kva,
+        switchable=_names(args.switchable),
+        max_tap_changes=args.max_tap_changes,
+        max_switch_operations=args.max_switch_operations,
+    )
+    return VoltVarProblem.from_feeder(
+        _feeder_path(args.feeder),
+        args.scenarios,
+        config,
+        seed=args.seed,
+        perturbation=args.perturbation,
+    )
+
+
+def evaluate_with_values(
+    problem: VoltVarProblem, x: np.ndarray, options: SolverOptions
+) -> tuple[float, np.ndarray, np.ndarray, list[VoltVarRecourse | None]]:
+    """Exact evaluation (one recourse MILP per scenario, :class:`SecondStageModel`).
+
+    Returns ``(c x + Σ π Q, Q per scenario, MIP gap per scenario, recourse per scenario)``.
+    """
+    model = problem.build_second_stage()
+    objectives, gaps, recourse = [], [], []
+    for s in range(problem.n_scenarios):  # the evaluator: one MILP per scenario
+        r = model.solve(x, s, options, keep_values=True, farkas=False)
+        objectives.append(r.objective)
+        gaps.append(r.mip_gap)
+        recourse.append(problem.recourse(r.values, s) if r.feasible else None)
+    q = np.array(objectives)
+    total = float(problem.first_stage.cost @ x + problem.probability @ q)
+    return total, q, np.array(gaps), recourse
+
+
+def ac_certificate(
+    problem: VoltVarProblem,
+    x: np.ndarray,
+    recourse: list[VoltVarRecourse | None],
+    k: int,
+    feeder: str,
+) -> dict:
+    """Replay taps, switch states, loads and PV dispatch of ``k`` scenarios hour by hour in
+    OpenDSS (controls off; PV as constant-PQ generators) and compare voltages with the model.
+
+    Returns the AC certificate keys (min/max AC voltage over the model's nodes, node-hours
+    outside Range B, max |V_model − V_AC|).
+    """
+    import opendssdirect as dss
+
+    from gridrecourse.evaluation.ac_check import (
+        Decisions,
+        apply_decisions,
+        ensure_compiled,
+        read_snapshot,
+    )
+    from gridrecourse.network.loading import resolve_feeder_spec
+
+    math, cfg, T = problem.math, problem.config, problem.n_periods
+    source = resolve_feeder_spec(_feeder_path(feeder))
+    ensure_compiled(source)
+    decision = problem.decode(x)
+    reg = math.regulators
+    keys = [(t, int(w)) for t, w in zip(reg.transformer_names, reg.winding, strict=True)]
+    names = []
+    for i, bus in enumerate(problem.pv_buses):  # PV systems the feeder does not have
+        dss.Circuit.SetActiveBus(bus)
+        nodes = list(dss.Bus.Nodes())
+        kv = dss.Bus.kVBase() * (np.sqrt(3.0) if len(nodes) > 1 else 1.0)
+        name = f"vvpv{i}"
+        dss.Text.Command(
+            f"New Generator.{name} bus1={bus}.{'.'.join(map(str, nodes))} phases={len(nodes)} "
+            f"kV={kv:.6f} kW=0 kvar=0 model=1"
+        )
+        names.append(name)
+    scen = [s for s in range(problem.n_scenarios) if recourse[s] is not None][:k]
+    mult = problem.scenarios.load_multiplier[:, problem._load_site, :]
+    v_lo, v_hi, err, outside = np.inf, -np.inf, 0.0, 0
+    b_lo, b_hi = cfg.range_b
+    for s in scen:
+        rec = recourse[s]
+        for t in range(T):  # one AC power flow per scenario and hour
+            apply_decisions(
+                Decisions(
+                    taps={kk: float(decision.tap_pu[i, t]) for i, kk in enumerate(keys)},
+                    switch_closed={
+                        n: bool(decision.switch_closed[j, t])
+                        for j, n in enumerate(decision.switch_names)
+                    },
+                    load_kw=dict(zip(math.load_names, math.load_kw * mult[s, :, t], strict=True)),
+                    load_kvar=dict(
+                        zip(math.load_names, math.load_kvar * mult[s, :, t], strict=True)
+                    ),
+                )
+            )
+            for i, name in enumerate(names):
+                dss.Generators.Name(name)
+                dss.Generators.kW(float(rec.pv_kw[i, t]))
+                dss.Generators.kvar(float(rec.pv_kvar[i, t]))
+            dss.Text.Command("Set maxiterations=100")
+            dss.Text.Command("Solve")
+            snap = read_snapshot()
+            idx = snap.index()
+            take = np.array([idx.get(n.lower(), -1) for n in math.node_names])
+            ok = (take >= 0) & ~math.is_root
+            v_ac = snap.v_pu[take[ok]]
+            v_model = rec.v_pu[ok, t]
+            live = v_ac > 0.5  # de-energized nodes (open switches) are not compared
+            v_lo = min(v_lo, float(v_ac[live].min()))
+            v_hi = max(v_hi, float(v_ac[live].max()))
+            err = max(err, float(np.max(np.abs(v_ac[live] - v_model[live]))))
+            outside += int(np.sum((v_ac[live] < b_lo) | (v_ac[live] > b_hi)))
+    return {
+        "ac_min_voltage_pu": v_lo,
+        "ac_max_voltage_pu": v_hi,
+        "ac_voltage_violations": outside,
+        "ac_max_model_error_pu": err,
+        "ac_scenarios": len(scen),
+    }
+
+
+def run_voltvar(args: argparse.Namespace) -> dict:
+    """Solve the 2S-VVO with the chosen method, evaluate exactly and write the run folder."""
+    if args.json:
+        with _solver_output_to_stderr():
+            summary, human = _run(args)
+    else:
+        summary, human = _run(args)
+    emit(summary, args.json, human)
+    return summary
+
+
+def _run(args: argparse.Namespace):
+    progress = Progress(5, quiet=args.json)
+    t0 = time.perf_counter()
+    progress(f"building the Volt-VAR problem on {args.feeder} ({args.scenarios} scenarios)")
+    problem = build_problem(args)
+    options = SolverOptions(time_limit=args.time_limit, mip_gap=args.mip_gap)
+    progress(f"solving with {args.method}")
+    outcome = METHODS[args.method](problem, args, options)
+    wall = time.perf_counter() - t0
+    progress("evaluating the first stage exactly on every scenario")
+    eval_options = SolverOptions(time_limit=args.eval_time_limit, mip_gap=args.mip_gap)
+    objective, q, gaps, recourse = evaluate_with_values(problem, outcome.x, eval_options)
+    decision = problem.decode(outcome.x)
+    ef_value = args.ef_objective
+    if ef_value is None and args.method == "ef":
+        ef_value = outcome.extra.get("ef_objective")
+    gap_pct = None
+    if ef_value is not None and np.isfinite(objective):
+        gap_pct = 100.0 * (objective - ef_value) / max(abs(ef_value), 1e-9)
+    ac = {}
+    if not args.no_ac:
+        progress("AC certificate in OpenDSS")
+        ac = ac_certificate(problem, outcome.x, recourse, args.ac_scenarios, args.feeder)
+    out = Path(args.out) if args.out else RunFolder.default_path("voltvar", Path(args.feeder).stem)
+    folder = RunFolder(out, "voltvar")
+    folder.write_config({k: v for k, v in vars(args).items() if k != "func"})
+    _tables(folder, problem, decision, q, recourse)
+    summary = {
+        "method": args.method,
+        "status": outcome.status,
+        "objective": objective,
+        "objective_kind": "exact expected cost (first-stage operations + mean recourse MILPs)",
+        "first_stage_cost": float(problem.first_stage.cost @ outcome.x),
+        "gap_pct": gap_pct,
+        "wall_seconds": wall,
+        "n_scenarios": problem.n_scenarios,
+        "monitor": args.monitor,
+        "n_infeasible_scenarios": int(np.sum(~np.isfinite(q))),
+        "max_recourse_mip_gap": float(np.max(gaps)) if len(gaps) else 0.0,
+        "taps": decision.taps,
+        "switch_states": decision.switch_states,
+        **outcome.extra,
+        **ac,
+        "feeder": str(args.feeder),
+        "run_folder": str(folder.path),
+    }
+    folder.add_report(
+        f"# Volt-VAR on {args.feeder} with {args.method}\n\n"
+        + "\n".join(f"- {k}: {v}" for k, v in summary.items() if k not in ("taps", "switch_states"))
+        + "\n"
+    )
+    folder.write_result(summary)
+    progress(f"done: run folder {folder.path}")
+
+    def human() -> None:
+        print(
+            f"{args.method}: objective {objective:.6g} $ (exact, {problem.n_scenarios} "
+            f"scenarios), solved in {wall:.1f} s\nrun folder: {folder.path}"
+        )
+
+    return summary, human
+
+
+def _tables(folder: RunFolder, problem: VoltVarProblem, decision, q, recourse) -> None:
+    """Tap and switch schedules, voltage envelopes of monitored buses, curtailment per PV."""
+    T = problem.n_periods
+    hours = [f"h{problem.config.start_hour + t:02d}" for t in range(T)]
+    folder.write_table(
+        "tap_schedule",
+        pd.DataFrame(decision.tap_pu, index=list(decision.regulator_names), columns=hours)
+        .rename_axis("regulator")
+        .reset_index(),
+    )
+    folder.write_table(
+        "switch_schedule",
+        pd.DataFrame(decision.switch_closed, index=list(decision.switch_names), columns=hours)
+        .rename_axis("switch")
+        .reset_index(),
+    )
+    folder.write_table(
+        "scenario_objectives", pd.DataFrame({"scenario": np.arange(len(q)), "objective": q})
+    )
+    feasible = [r for r in recourse if r is not None]
+    if not feasible:
+        return
+    math = problem.math
+    nodes = problem.monitored_nodes
+    v = np.stack([r.v_pu[nodes] for r in feasible])  # (S, M, T)
+    names = [math.node_names[n] for n in nodes]
+    env = pd.DataFrame(
+        {
+            "node": np.repeat(names, T),
+            "hour": np.tile(np.arange(T) + problem.config.start_hour, len(names)),
+            "v_min_pu": v.min(axis=0).ravel(),
+            "v_mean_pu": v.mean(axis=0).ravel(),
+            "v_max_pu": v.max(axis=0).ravel(),
+        }
+    )
+    folder.write_table("voltage_envelopes", env)
+    curt = np.stack([r.curtailed_kw for r in feasible])  # (S, n_pv, T)
+    avail = np.stack([r.available_kw for r in feasible])
+    folder.write_table(
+        "curtailment",
+        pd.DataFrame(
+            {
+                "pv_bus": list(problem.pv_buses),
+                "expected_curtailed_kwh": curt.sum(axis=2).mean(axis=0),
+                "expected_available_kwh": avail.sum(axis=2).mean(axis=0),
+            }
+        ),
+    )
