@@ -35,6 +35,7 @@ RANK = {
     "cli_expand": 10,
     "cli_siting": 10,
     "cli_voltvar": 10,
+    "cli_operate": 10,
     "cli": 11,
 }
 

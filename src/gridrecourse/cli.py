@@ -208,6 +208,8 @@ def cmd_opf(args: argparse.Namespace) -> dict:
         + "\n".join(f"- {k}: {v}" for k, v in summary.items())
         + "\n\n![day](opf_day.png)\n"
     )
+    progress("AC certificate: the decision pushed into OpenDSS hour by hour (controls off)")
+    summary.update(_ac_certificate(feeder, opf, result, folder))
     folder.write_result(summary)
     progress(f"done: run folder {folder.path}")
 
@@ -238,6 +240,15 @@ def cmd_opf(args: argparse.Namespace) -> dict:
     return summary
 
 
+def _ac_certificate(feeder, opf, result, folder: RunFolder) -> dict:
+    """The OPF's decision (loads, PV dispatch, taps, switch states) certified in OpenDSS."""
+    from gridrecourse.evaluation.certificate import certify, opf_schedule
+    from gridrecourse.report.ac_certificate import write_certificate
+
+    run = certify(feeder, opf_schedule(opf, result))
+    return write_certificate(folder, run, f"{feeder.name}: OPF decision in AC")
+
+
 def _tap_options(args: argparse.Namespace):
     """``TapOptions`` from ``opf --taps optimize`` (None with ``--taps fixed``)."""
     if getattr(args, "taps", "fixed") != "optimize":
@@ -259,11 +270,12 @@ def _tap_options(args: argparse.Namespace):
 def _tap_summary(feeder, opf, result) -> dict:
     """Chosen taps per regulator and hour, MILP size, and the taps replayed in OpenDSS.
 
-    The AC check (:func:`gridrecourse.problems.opf.check_opf_in_ac`) writes each hour's taps
-    to the regulator transformers with every control off, sets the loads and the PV dispatch and
-    compares OpenDSS's voltages with the model's (only for feeders from OpenDSS).
+    The AC check (:func:`gridrecourse.evaluation.certificate.check_opf_in_ac`) writes each
+    hour's taps to the regulator transformers with every control off, sets the loads and the
+    PV dispatch and compares OpenDSS's voltages with the model's (only for feeders from
+    OpenDSS).
     """
-    from gridrecourse.problems.opf import check_opf_in_ac
+    from gridrecourse.evaluation.certificate import check_opf_in_ac
 
     numbers = np.array(list(result.taps.values())).reshape(len(result.taps), -1)
     cols = opf.model.columns()
@@ -349,7 +361,7 @@ def _switch_summary(feeder, opf, result) -> dict:
     cols = opf.model.columns()
     replay = {}
     if feeder.source_kind == "opendss":
-        from gridrecourse.problems.opf import check_opf_in_ac
+        from gridrecourse.evaluation.certificate import check_opf_in_ac
 
         # the OPF's own (lossless) voltages vs OpenDSS at each hour's states, loads and PV
         ac = check_opf_in_ac(feeder, opf, result)
@@ -470,12 +482,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     from gridrecourse.cli_expand import add_expand_parser
+    from gridrecourse.cli_operate import add_operate_parser
     from gridrecourse.cli_siting import add_siting_parser
     from gridrecourse.cli_voltvar import add_voltvar_parser
 
     add_siting_parser(sub)
     add_expand_parser(sub)
     add_voltvar_parser(sub)
+    add_operate_parser(sub)
     return parser
 
 
