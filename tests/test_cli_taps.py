@@ -9,10 +9,11 @@ import opendssdirect as dss
 import pytest
 
 from gridrecourse.cli import main
+from gridrecourse.evaluation.certificate import check_opf_in_ac
 from gridrecourse.formulation.taps import TapOptions, TapPositions
 from gridrecourse.network.loading import resolve_feeder_spec
 from gridrecourse.network.math_model import build_math_feeder
-from gridrecourse.problems.opf import OPFConfig, build_opf, check_opf_in_ac, solve_opf
+from gridrecourse.problems.opf import OPFConfig, build_opf, solve_opf
 
 
 @pytest.mark.shared
