@@ -321,3 +321,37 @@ def test_fixed_taps_outside_the_positions_name_the_regulator(ieee13):
     options = TapOptions(TapPositions.paper_b(), fixed=(4, 5, 8))
     with pytest.raises(FeederInputError, match=r"reg2 \(got \[5\]"):
         build_opf(math, _one_period(), taps=options)
+
+
+@pytest.fixture(scope="module")
+def ieee123(feeder_dir):
+    feeder = resolve_feeder_spec("ieee123")
+    return feeder, build_math_feeder(feeder)
+
+
+def _at_taps(feeder, math, numbers):
+    reg = math.regulators
+    taps = {
+        (reg.transformer_names[i], int(reg.winding[i])): 1.0 + n * reg.tap_step[i]
+        for i, n in enumerate(numbers)
+    }
+    return build_math_feeder(feeder, taps=taps)
+
+
+def test_ieee123_ganged_regulator_at_the_root_and_series_regulators(ieee123):
+    """IEEE 123: the ganged reg1 hangs off the root (w = v_root² u, no big-M), the others off
+    variable voltages, two in series. The MILP's taps, rebuilt as ratios of the feeder, give
+    the MILP's objective, and beat the feeder's own taps."""
+    feeder, math = ieee123
+    reg = math.regulators
+    assert math.is_root[math.parent[reg.node[reg.regulator_of == 0]]].all()
+    config = _one_period()
+    opf = build_opf(math, config, taps=TapOptions(TapPositions.window(2, TapCenter.CURRENT)))
+    assert opf.taps.w.size == (len(reg.node) - 3) * 5  # 6 single-phase regulators × 5
+    result = solve_opf(opf, EXACT)
+    chosen = [result.taps[n][0] for n in reg.names]
+    rebuilt = solve_opf(build_opf(_at_taps(feeder, math, chosen), config), EXACT)
+    assert result.cost == pytest.approx(rebuilt.cost, rel=1e-6)
+    np.testing.assert_allclose(result.v_pu, rebuilt.v_pu, atol=1e-6)
+    own = solve_opf(build_opf(math, config), EXACT)
+    assert result.cost < own.cost
