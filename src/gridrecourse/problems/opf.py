@@ -53,6 +53,7 @@ from gridrecourse.formulation.taps import (
     TapBlocks,
     TapOptions,
     add_tap_selection,
+    polish_taps,
     regulated_positions,
     regulators_at_limit,
     rounded_start,
@@ -465,6 +466,9 @@ def solve_opf(opf: OPFModel, options: SolverOptions | None = None) -> OPFResult:
         if starts:
             opf.model.set_start(starts)
         sol = opf.model.solve(options)
+        if opf.taps is not None:
+            # the exact cost of the chosen taps (no integrality-tolerance leak)
+            sol = polish_taps(opf.model, opf.taps, sol, options)
     except InfeasibleModelError as exc:
         if opf.taps is None or opf.config.voltage_penalty_per_pu_h is not None:
             raise
@@ -568,3 +572,90 @@ class OPFACCheck:
     ac_v_max_pu: np.ndarray
     converged: bool
 
+
+def check_opf_in_ac(feeder, opf: OPFModel, result: OPFResult) -> OPFACCheck:
+    """Replay an OPF solution in OpenDSS (controls off) and compare its voltages.
+
+    Per period: the regulator taps (the chosen ones when taps are decisions, else the model's)
+    are written to the transformers with every control off
+    (:func:`gridrecourse.evaluation.ac_check.apply_decisions`), loads are set to their profile
+    value, and the OPF's PV dispatch is netted into the loads it was added at (feeders without
+    PV) or written to the PV systems; with switch states as decisions each hour's states open
+    or close the switch lines. Loads keep their OpenDSS voltage dependence, so the error
+    includes that, the losses and the linearization. Delta-fed nodes are compared on
+    ``|V_LL|/√3`` (as ``validate`` does).
+
+    Parameters
+    ----------
+    feeder : Feeder
+        The source feeder of ``opf.math`` (compiled in OpenDSS here).
+    """
+    from types import SimpleNamespace
+
+    import opendssdirect as dss
+
+    from gridrecourse.evaluation.ac_check import (
+        Decisions,
+        apply_decisions,
+        ensure_compiled,
+        read_snapshot,
+    )
+    from gridrecourse.evaluation.validation import _compare
+
+    math, config = opf.math, opf.config
+    T = config.n_periods
+    reg = math.regulators
+    if result.taps is not None:
+        numbers = np.array([result.taps[n] for n in reg.names]).reshape(reg.n_regulators, T)
+        taps = 1.0 + numbers * reg.tap_step[:, None]
+    else:
+        taps = np.repeat(reg.tap[:, None], T, axis=1)
+    keys = [(x, int(w)) for x, w in zip(reg.transformer_names, reg.winding, strict=True)]
+    load_kw = np.outer(math.load_kw, config.load_profile)
+    load_kvar = np.outer(math.load_kvar, config.load_profile)
+    pv_at_loads = not len(math.pv_names)
+    if pv_at_loads:
+        load_kw = load_kw - result.pv_kw
+        load_kvar = load_kvar - result.pv_kvar
+    ensure_compiled(feeder)
+    err = np.zeros(T)
+    worst = np.zeros(T, dtype=int)
+    v_lo, v_hi = np.zeros(T), np.zeros(T)
+    converged = True
+    for t in range(T):  # one AC power flow per period
+        decisions = Decisions(
+            taps={k: float(taps[i, t]) for i, k in enumerate(keys)},
+            load_kw=dict(zip(math.load_names, load_kw[:, t].tolist(), strict=True)),
+            load_kvar=dict(zip(math.load_names, load_kvar[:, t].tolist(), strict=True)),
+            pv_kw={}
+            if pv_at_loads
+            else dict(zip(math.pv_names, result.pv_kw[:, t].tolist(), strict=True)),
+            switch_closed={}
+            if result.switch_states is None
+            else {k: bool(v[t]) for k, v in result.switch_states.items()},
+        )
+        apply_decisions(decisions)
+        if not pv_at_loads:
+            for name, kvar in zip(math.pv_names, result.pv_kvar[:, t], strict=True):
+                dss.Text.Command(f"PVSystem.{name}.kvar={kvar:.6f}")
+        dss.Text.Command("Set maxiterations=100")
+        dss.Text.Command("Solve")
+        snap = read_snapshot()
+        converged &= snap.converged
+        idx = snap.index()
+        take = np.array([idx[n.lower()] for n in math.node_names])
+        model_v = SimpleNamespace(v_pu=result.v_pu[:, t])
+        e = _compare(model_v, snap.v_pu[take], snap.v_phasor_pu[take], math)
+        err[t] = np.nanmax(e)
+        worst[t] = int(np.nanargmax(e))
+        v_lo[t], v_hi[t] = snap.v_pu[take].min(), snap.v_pu[take].max()
+    t_worst = int(np.argmax(err))
+    return OPFACCheck(
+        max_abs_voltage_error_pu=float(err.max()),
+        max_abs_voltage_error_by_period=err,
+        worst_node=math.node_names[worst[t_worst]],
+        worst_period=t_worst,
+        ac_v_min_pu=v_lo,
+        ac_v_max_pu=v_hi,
+        converged=bool(converged),
+    )
