@@ -862,6 +862,8 @@ def _run_expand(args: argparse.Namespace) -> dict:
             else ""
         )
     )
+    say("AC certificate: the capacities dispatched on the first held-out window, in OpenDSS")
+    summary.update(_ac_certificate(feeder, problem, run.capacity_kwh, dataset, folder))
     folder.write_result(summary)
     say(f"done: run folder {folder.path}")
     if args.json:
@@ -877,6 +879,25 @@ def _run_expand(args: argparse.Namespace) -> dict:
 
 
 # ------------------------------------------------------------------------------- ef/ph/spar
+def _ac_certificate(feeder, problem, capacity, dataset, folder) -> dict:
+    """The capacities' optimal dispatch on the first held-out window, certified in OpenDSS.
+
+    New ``Storage`` elements for the batteries, new ``PVSystem`` elements for the site PV, loads
+    scaled to the window's realized loads (:func:`gridrecourse.evaluation.certificate.certify`).
+    """
+    from gridrecourse.evaluation.certificate import certify, expansion_schedule
+    from gridrecourse.learning.feeder_data import Split
+    from gridrecourse.report.ac_certificate import write_certificate
+
+    y = dataset.test.y[0]
+    pv_all = dataset.pv_kw(Split.TEST)
+    pv = None if pv_all is None else pv_all[0]
+    solution = problem.evaluate(capacity, y[:, 0], y[:, 1:], pv)
+    run = certify(feeder, expansion_schedule(problem, solution, y[:, 1:], pv))
+    title = f"{feeder.name}: batteries on the first held-out window"
+    return write_certificate(folder, run, title) | {"ac_window": "first held-out (test) window"}
+
+
 def _held_out_task(problem, item: tuple) -> tuple[float, float]:
     """Executor task: (realized cost of a fixed capacity, perfect-information cost) of a day.
 
@@ -1182,6 +1203,8 @@ def _run_scenario_method(args: argparse.Namespace) -> dict:
         f"{solved['in_sample_evaluation_seconds']:.2f} s, held-out evaluation "
         f"{held_out_seconds:.2f} s\n\n" + _markdown_table(caps)
     )
+    say("AC certificate: the capacities dispatched on the first held-out day, in OpenDSS")
+    summary.update(_ac_certificate(feeder, expansion, capacity, dataset, folder))
     folder.write_result(summary)
     say(f"done: run folder {folder.path}")
     if args.json:

@@ -248,6 +248,8 @@ def run_siting(args: argparse.Namespace) -> dict:
         + ", ".join(f"{b}: {u}" for b, u in summary["units_per_bus"].items())
         + "\n"
     )
+    progress("AC certificate: the sited PV at full output in every scenario, in OpenDSS")
+    summary.update(_ac_certificate(args.feeder, problem, decision, folder))
     folder.write_result(summary)
     progress(f"done: run folder {folder.path}")
 
@@ -260,6 +262,23 @@ def run_siting(args: argparse.Namespace) -> dict:
 
     emit(summary, args.json, human)
     return summary
+
+
+def _ac_certificate(feeder_spec, problem, decision, folder: RunFolder) -> dict:
+    """The siting decision certified in OpenDSS: one AC power flow per scenario.
+
+    A new ``PVSystem`` per sited bus at its available output (the worst case for over-voltage;
+    the recourse may curtail), loads at the scenario's multipliers
+    (:func:`gridrecourse.evaluation.certificate.siting_schedule`).
+    """
+    from gridrecourse.evaluation.certificate import certify, siting_schedule
+    from gridrecourse.network.loading import resolve_feeder_spec
+    from gridrecourse.report.ac_certificate import write_certificate
+
+    feeder = resolve_feeder_spec(feeder_spec)
+    run = certify(feeder, siting_schedule(problem, decision))
+    title = f"{feeder.name}: sited PV, one AC power flow per scenario"
+    return write_certificate(folder, run, title) | {"ac_pv_dispatch": "available output"}
 
 
 def _plots(folder: Path, history: pd.DataFrame, slopes, decision, method: SitingMethod) -> None:

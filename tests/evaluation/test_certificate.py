@@ -165,3 +165,32 @@ def test_opf_json_and_run_folder_carry_the_certificate(feeder_dir, tmp_path, cap
         json.loads((out / "result.json").read_text())["ac_voltage_violations"]
         == summary["ac_voltage_violations"]
     )
+
+
+@pytest.mark.shared
+def test_siting_json_carries_the_certificate_with_new_pv(feeder_dir, tmp_path, capsys):
+    out = tmp_path / "s"
+    argv = ["siting", "ieee13", "--method", "ef", "--scenarios", "24", "--json", "--out", str(out)]
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    for key in KEYS:
+        assert key in summary
+    assert summary["ac_n_periods"] == 24
+    assert summary["ac_n_new_pv"] == len(summary["units_per_bus"])
+    assert summary["ac_max_model_error_pu"] < 0.02
+    assert (out / "ac_nodes.csv").is_file() and (out / "ac_certificate.png").is_file()
+
+
+@pytest.mark.shared
+def test_expand_json_carries_the_certificate_with_new_storage(feeder_dir, tmp_path, capsys):
+    out = tmp_path / "e"
+    fast = ["--epochs", "3", "--warmup-epochs", "2", "--hidden-size", "8", "--quiet"]
+    assert main(["expand", "ieee13", "--method", "eto", "--json", "--out", str(out), *fast]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    for key in KEYS:
+        assert key in summary
+    n_batteries = sum(v > 0 for v in summary["capacity_kwh"].values())
+    assert summary["ac_n_new_storage"] == n_batteries
+    assert summary["ac_n_periods"] == 24 and summary["ac_converged"]
+    assert summary["ac_max_model_error_pu"] < 0.02
+    assert (out / "ac_periods.csv").is_file() and (out / "ac_certificate.png").is_file()
