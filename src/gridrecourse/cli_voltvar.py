@@ -131,6 +131,13 @@ def add_voltvar_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--switchable", help="comma list of switchable switches (default: on loops)")
     p.add_argument("--max-tap-changes", type=int, default=4)
     p.add_argument("--max-switch-operations", type=int, default=8)
+    p.add_argument("--max-violation-hours", type=int, default=8, help="Range A, total (8)")
+    p.add_argument(
+        "--max-consecutive-violations", type=int, default=4, help="Range A, consecutive (4)"
+    )
+    p.add_argument(
+        "--imbalance", type=float, default=0.02, help="phase imbalance bound (p.u.; 0 = off)"
+    )
     p.add_argument("--time-limit", type=float, default=600.0, help="EF time limit (s)")
     p.add_argument("--mip-gap", type=float, default=1e-4, help="relative MIP gap (0.01 %%)")
     p.add_argument("--eval-time-limit", type=float, default=120.0, help="per recourse MILP (s)")
@@ -192,6 +199,9 @@ def build_problem(args: argparse.Namespace) -> VoltVarProblem:
         switchable=_names(args.switchable),
         max_tap_changes=args.max_tap_changes,
         max_switch_operations=args.max_switch_operations,
+        max_violation_hours=args.max_violation_hours,
+        max_consecutive_violations=args.max_consecutive_violations,
+        imbalance=args.imbalance if args.imbalance > 0 else None,
     )
     return VoltVarProblem.from_feeder(
         _feeder_path(args.feeder),

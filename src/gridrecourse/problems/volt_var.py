@@ -14,8 +14,9 @@ First stage ``x`` (one day of ``T`` hourly periods, identical in every scenario)
 ``k_{r,t} = Σ_k k u_{r,k,t}`` is the *position index* (0..K−1) in the allowed set (paper B
 counts changes of "the tap position"; with its five taps ``{0.95, …, 1.05}`` one change is one
 0.025 p.u. move, i.e. four regulator steps of 0.00625). ``k_{r,−1}`` is the initial tap
-(default: the source model's tap, placed on the position scale by linear interpolation, so an
-initial tap between two positions costs the fraction to either).
+(default: the source model's tap, placed at the nearest allowed position; a tap beyond the
+allowed range counts as the whole positions beyond the end, rounded up, so a range that cannot
+be reached within ``N_OLTC`` changes makes the first stage infeasible).
 
 Second stage per scenario ω (load and PV availability of each bus and hour)::
 
@@ -692,15 +693,15 @@ class VoltVarProblem(TwoStageProblem[VoltVarDecision]):
         out = np.empty(reg.n_regulators)
         for r in range(reg.n_regulators):  # a handful of regulators
             tp = grid.tap_pu[grid.start[r] : grid.start[r] + grid.count[r]]
-            k = np.arange(len(tp), dtype=float)
-            if len(tp) == 1:
-                out[r] = 0.0 if np.isclose(taps[r], tp[0]) else np.sign(taps[r] - tp[0]) * np.inf
+            if len(tp) == 1:  # one allowed tap: one change away unless already there
+                out[r] = 0.0 if np.isclose(taps[r], tp[0]) else float(np.sign(taps[r] - tp[0]))
                 continue
-            out[r] = np.interp(taps[r], tp, k)
-            if taps[r] < tp[0]:
-                out[r] = (taps[r] - tp[0]) / (tp[1] - tp[0])
+            if taps[r] < tp[0]:  # beyond the allowed range: whole positions beyond the end
+                out[r] = -np.ceil((tp[0] - taps[r]) / (tp[1] - tp[0]) - 1e-9)
             elif taps[r] > tp[-1]:
-                out[r] = len(tp) - 1 + (taps[r] - tp[-1]) / (tp[-1] - tp[-2])
+                out[r] = len(tp) - 1 + np.ceil((taps[r] - tp[-1]) / (tp[-1] - tp[-2]) - 1e-9)
+            else:  # the nearest allowed position
+                out[r] = float(np.argmin(np.abs(tp - taps[r])))
         return out
 
     def _fixed_switches(self) -> dict[str, bool]:
