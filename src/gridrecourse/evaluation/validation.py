@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import opendssdirect as dss
@@ -25,6 +26,7 @@ import pandas as pd
 from gridrecourse.errors import MeshedNetworkError
 from gridrecourse.evaluation.ac_check import ACSnapshot, ensure_compiled, read_snapshot
 from gridrecourse.network.components import Feeder
+from gridrecourse.network.io_opendss import compile_opendss
 from gridrecourse.network.loading import FeederSpec, resolve_feeder_spec
 from gridrecourse.network.math_model import _NOMINAL_ANGLE, MathFeeder, build_math_feeder
 from gridrecourse.network.reduce import (
@@ -196,11 +198,18 @@ def validate_feeder(spec: FeederSpec) -> ValidationRun:
     ValidationRun
     """
     feeder = resolve_feeder_spec(spec)
-    if feeder.source_kind != "opendss":
-        # Not from OpenDSS: solve a written copy (the import already solved OpenDSS masters).
-        ensure_compiled(feeder)
-        dss.Text.Command("Set maxiterations=100 maxcontroliter=100")
-        dss.Text.Command("Solve")
+    from_json = isinstance(spec, str | Path) and str(spec).lower().endswith(".json")
+    if feeder.source_kind != "opendss" or from_json:
+        # Not just compiled by the import (another source, or a JSON feeder, whose OpenDSS
+        # master is compiled here when it exists): solve its master exactly as the import
+        # does, or a written copy.
+        master = feeder.source_path
+        if feeder.source_kind == "opendss" and master and Path(master).is_file():
+            compile_opendss(master)
+        else:
+            ensure_compiled(feeder)
+            dss.Text.Command("Set maxiterations=100 maxcontroliter=100")
+            dss.Text.Command("Solve")
     snapshot = read_snapshot()
     t0 = time.perf_counter()
     model_feeder = prepare_for_linear_model(feeder, snapshot)

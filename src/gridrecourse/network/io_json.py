@@ -44,6 +44,7 @@ import numpy as np
 
 from gridrecourse.errors import FeederInputError
 from gridrecourse.network.components import Feeder
+from gridrecourse.network.topology import check_feeder_elements
 
 FORMAT_KEY = "format"
 VERSION_KEY = "version"
@@ -330,9 +331,11 @@ def feeder_from_dict(data: Any, source: str = "<dict>") -> Feeder:
         )
     body = {k: v for k, v in data.items() if k not in HEADER_KEYS}
     try:
-        return _decode_dataclass(body, Feeder, "")
+        feeder = _decode_dataclass(body, Feeder, "")
     except _FieldError as exc:
         raise FeederInputError(f"{source}: field {exc.path}: {exc.message}") from None
+    check_feeder_elements(feeder, source)
+    return feeder
 
 
 def feeder_from_json(path: str | os.PathLike[str]) -> Feeder:

@@ -22,7 +22,7 @@ import os
 import re
 import warnings
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +45,7 @@ from gridrecourse.network.components import (
     Transformer,
     Winding,
 )
+from gridrecourse.network.topology import check_feeder_elements
 
 #: Element classes that map to components (controls are folded into the operating point).
 MODELED_CLASSES = frozenset(
@@ -98,6 +99,11 @@ def _check_master(path: str | Path) -> Path:
     if not master.is_file():
         raise FeederInputError(f"OpenDSS master file not found: {master}")
     text = master.read_text(errors="replace")
+    if not text.strip():
+        raise FeederInputError(
+            f"{master}: the file is empty; expected an OpenDSS script starting with "
+            "'New Circuit.<name>' (or redirecting to one)"
+        )
     for match in re.finditer(r"(?im)^\s*(?:redirect|compile)\s+(\"[^\"]+\"|\S+)", text):
         target = match.group(1).strip('"')
         candidate = (master.parent / target).resolve()
@@ -147,7 +153,14 @@ def compile_opendss(
         _run(f'Compile "{master}"', master)
     finally:
         os.chdir(cwd)  # OpenDSS's Compile changes the process working directory
-    if dss.Circuit.NumBuses() == 0:
+    try:
+        n_buses = dss.Circuit.NumBuses()
+    except Exception as exc:  # DSSException: "There is no active circuit"
+        raise FeederInputError(
+            f"{master}: not an OpenDSS circuit: compiling it defined no circuit; expected a "
+            "'New Circuit.<name>' command"
+        ) from exc
+    if n_buses == 0:
         raise FeederInputError(f"{master}: compiled to an empty circuit (no buses)")
     _check_finite_loads(master)
     if not solve:
@@ -195,6 +208,8 @@ def _read_buses() -> tuple[Bus, ...]:
     for name in dss.Circuit.AllBusNames():
         dss.Circuit.SetActiveBus(name)
         nodes = tuple(sorted(n for n in dss.Bus.Nodes() if 1 <= n <= 3))
+        if not nodes:
+            continue  # a neutral/ground-only point (e.g. a reactor to ground): no phase bus
         has_xy = bool(dss.Bus.Coorddefined())
         buses.append(
             Bus(
@@ -666,6 +681,8 @@ def read_compiled_circuit(master: Path, converged: bool) -> tuple[Feeder, OpenDS
         source_kind="opendss",
         frequency_hz=float(dss.Solution.Frequency()),
     )
+    feeder = _phases_fed_by_branches(feeder)
+    check_feeder_elements(feeder, str(master))
     report = OpenDSSImportReport(
         master=str(master),
         converged=converged,
@@ -675,6 +692,37 @@ def read_compiled_circuit(master: Path, converged: bool) -> tuple[Feeder, OpenDS
         skipped_disabled=tuple(skipped_xf + shunts.skipped_disabled),
     )
     return feeder, report
+
+
+def _phases_fed_by_branches(feeder: Feeder) -> Feeder:
+    """Bus phases are those a branch (line, switch, transformer) or a source connects.
+
+    OpenDSS creates a bus node for any element that names it, so a load on ``bus.2`` of a bus
+    whose lines carry only phase 1 would make a floating phase 2; here that phase is not a
+    phase of the bus, and :func:`check_feeder_elements` names the load.
+    """
+    fed: dict[str, set[int]] = {b.name: set() for b in feeder.buses}
+
+    def add(bus: str, phases) -> None:
+        if bus in fed:
+            fed[bus].update(phases)
+
+    for br in (*feeder.lines, *feeder.switches):
+        add(br.bus1, br.phases1)
+        add(br.bus2, br.phases2)
+    for xf in feeder.transformers:
+        for w in xf.windings:
+            add(w.bus, w.phases)
+    bus_phases = {b.name: b.phases for b in feeder.buses}
+    for root in feeder.roots:
+        add(root.bus, bus_phases.get(root.bus, ()))
+    buses = tuple(
+        b
+        if set(b.phases) <= fed[b.name]
+        else replace(b, phases=tuple(sorted(set(b.phases) & fed[b.name])))
+        for b in feeder.buses
+    )
+    return replace(feeder, buses=buses)
 
 
 def feeder_from_opendss(

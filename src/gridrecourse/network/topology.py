@@ -174,3 +174,77 @@ def orient_radial(
                 buses=names,
             )
     return TreeOrder(order=order, parent=parent, depth=depth, energized=energized)
+
+
+def check_feeder_elements(feeder, source: str = "") -> None:
+    """Reject structurally broken feeders with one error naming every bad element.
+
+    Checks: every bus has at least one phase; no branch (line, switch, transformer winding pair)
+    connects a bus to itself; line lengths are finite and not negative (0 means unknown);
+    branches and shunt elements (loads, PV, capacitors, generators, storage) attach only to
+    existing buses and to phases those buses have.
+
+    Parameters
+    ----------
+    feeder : Feeder
+    source : str
+        File name for the message.
+
+    Raises
+    ------
+    FeederInputError
+        Lists up to 20 problems, each naming the element, the field and what was expected.
+    """
+    from gridrecourse.errors import FeederInputError
+
+    phases = {b.name: set(b.phases) for b in feeder.buses}
+    problems: list[str] = [
+        f"Bus.{b.name}: has no phases; expected at least one of nodes 1, 2, 3"
+        for b in feeder.buses
+        if not b.phases
+    ]
+
+    def attach(kind: str, name: str, bus: str, ph) -> None:
+        if bus not in phases:
+            problems.append(f"{kind}.{name}: bus {bus!r} does not exist")
+            return
+        missing = sorted(set(ph) - phases[bus])
+        if missing:
+            problems.append(
+                f"{kind}.{name}: on phase(s) {missing} of bus {bus!r}, which has phases "
+                f"{sorted(phases[bus])}"
+            )
+
+    for line in feeder.lines:
+        if line.bus1 == line.bus2:
+            problems.append(f"Line.{line.name}: connects bus {line.bus1!r} to itself")
+        if not np.isfinite(line.length_km) or line.length_km < 0:
+            problems.append(
+                f"Line.{line.name}: length {line.length_km} km; expected a positive length"
+            )
+        attach("Line", line.name, line.bus1, line.phases1)
+        attach("Line", line.name, line.bus2, line.phases2)
+    for sw in feeder.switches:
+        if sw.bus1 == sw.bus2:
+            problems.append(f"Switch.{sw.name}: connects bus {sw.bus1!r} to itself")
+    for xf in feeder.transformers:
+        buses = [w.bus for w in xf.windings]
+        if len(set(buses)) < min(len(buses), 2):
+            problems.append(f"Transformer.{xf.name}: all windings on bus {buses[0]!r}")
+    for kind, elements in (
+        ("Load", feeder.loads),
+        ("PVSystem", feeder.pv_systems),
+        ("Capacitor", feeder.capacitors),
+        ("Generator", feeder.generators),
+        ("Storage", feeder.storage),
+    ):
+        for el in elements:
+            attach(kind, el.name, el.bus, el.phases)
+    if problems:
+        where = f"{source}: " if source else ""
+        more = f" (and {len(problems) - 20} more)" if len(problems) > 20 else ""
+        raise FeederInputError(
+            f"{where}feeder {feeder.name!r} has {len(problems)} invalid element(s): "
+            + "; ".join(problems[:20])
+            + more
+        )
