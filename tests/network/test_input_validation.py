@@ -17,7 +17,8 @@ BASE = """Clear
 New Circuit.tiny basekv=12.47 pu=1.0 phases=3 bus1=src
 New Linecode.lc nphases=3 r1=0.3 x1=0.6 r0=0.6 x0=1.2 c1=0 c0=0 units=km
 New Line.l1 bus1=src bus2=b1 linecode=lc length=1 units=km
-New Line.l2 bus1=b1.1 bus2=b2.1 phases=1 r1=0.3 x1=0.6 r0=0.6 x0=1.2 c1=0 c0=0 length={length} units=km
+New Line.l2 bus1=b1.1 bus2=b2.1 phases=1 r1=0.3 x1=0.6 r0=0.6 x0=1.2 c1=0 c0=0
+~ length={length} units=km
 New Load.ld1 bus1=b1 phases=3 kV=12.47 kW=300 kvar=100
 New Load.ld2 bus1={load_bus} phases=1 kV=7.2 kW=50 kvar=10
 Set VoltageBases=[12.47]
