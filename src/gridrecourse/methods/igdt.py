@@ -36,6 +36,7 @@ points of its set (tests: ``tests/methods/test_igdt.py``).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
@@ -53,6 +54,7 @@ from gridrecourse.problems.operation import (
     OperationModel,
     build_operation_model,
 )
+from gridrecourse.solvers.highs import Solution
 from gridrecourse.solvers.options import SolverOptions
 from gridrecourse.uncertainty.ambiguity import ConfidenceSet, IDMBand, idm_band
 
@@ -75,6 +77,8 @@ __all__ = [
 #: MIP gap of the robust MILPs: α and δ are the objective, so the gap must sit far below the
 #: 1e-4 refinement step of CL-DIGDT.
 ROBUST_MIP_GAP = 1e-9
+#: Cost of storage throughput ($ per p.u. per period): a tie-breaker far below every real cost.
+THROUGHPUT_COST = 1e-8
 
 
 class OperationMethod(str, Enum):
@@ -83,6 +87,17 @@ class OperationMethod(str, Enum):
     DT = "dt"
     IGDT = "igdt"
     CL_DIGDT = "cl-digdt"
+
+
+class Selection(str, Enum):
+    """How CL-DIGDT's binary selection of α_m (eqs 29–31) is solved."""
+
+    #: branch on the one-hot binaries from the largest α_m down: each candidate fixes its
+    #: u_m = 1 (the big-M rows then pin the corners to U(α_m)) and is one LP; the first feasible
+    #: candidate is the MILP's optimum (complete enumeration of an 11-way one-hot choice)
+    ENUMERATE = "enumerate"
+    #: the MILP with the big-M switching rows, solved by HiGHS's branch and bound
+    MILP = "milp"
 
 
 class BudgetInfeasibleError(GridRecourseError):
@@ -229,6 +244,29 @@ def _plan_readout(om: OperationModel, sol) -> tuple[np.ndarray, np.ndarray]:
     return v, sub
 
 
+def _regularize(om: OperationModel) -> None:
+    """A negligible cost on storage throughput: among optimal plans prefer no simultaneous
+    charging and discharging (so the relaxation of the mode binaries is exact more often)."""
+    if om.battery is not None:
+        om.model.set_cost(om.battery.charge, THROUGHPUT_COST)
+        om.model.set_cost(om.battery.discharge, THROUGHPUT_COST)
+
+
+def _exact_modes(build: Callable[[bool], tuple], solve: Callable[[tuple], Solution]):
+    """Solve with the storage mode binaries relaxed; if some storage then charges and
+    discharges in the same hour, rebuild with the binaries and solve the MILP.
+
+    The relaxation bounds the MILP, so a relaxed optimum that never charges and discharges at
+    once is feasible for the MILP and optimal for it.
+    """
+    built = build(False)
+    sol = solve(built)
+    if built[0].simultaneous_storage(sol):
+        built = build(True)
+        sol = solve(built)
+    return built, sol
+
+
 def solve_dt(inst: OperationInstance, options: SolverOptions | None = None) -> DTResult:
     """The deterministic plan at the forecast (Λ0), losses at its own dispatch (two passes).
 
@@ -242,52 +280,64 @@ def solve_dt(inst: OperationInstance, options: SolverOptions | None = None) -> D
     """
     t0 = time.perf_counter()
     d = inst.data
-    om = build_operation_model(
-        inst.math,
-        inst.case,
-        d.price_per_mwh,
-        n_load_sources=inst.n_load,
-        n_pv_sources=inst.n_pv,
-        n_copies=0,
-        physics=inst.physics,
-    )
-    om.set_uncertain(d.forecast_load[None], d.forecast_pv[None])
-    om.model.set_cost(om.first_cost, 1.0)
-    p_ref, q_ref = om.reference_net_load(d.forecast_load[None], d.forecast_pv[None])
-    sol = None
-    losses = om.losses_at(p_ref, q_ref)
-    for _ in range(2):
-        om.set_losses(losses)
-        try:
-            sol = om.model.solve(options)
-        except InfeasibleModelError as exc:
-            raise InfeasibleModelError(
-                f"{exc}: the forecast day cannot be served on {inst.math.name!r} within "
-                f"[{inst.case.v_min}, {inst.case.v_max}] p.u. and the thermal limits"
-            ) from exc
-        sched = om.schedule(sol)
-        p_ref, q_ref = om.reference_net_load(
-            d.forecast_load[None],
-            d.forecast_pv[None],
-            sched.dg_kw,
-            sched.dg_kvar,
-            sched.discharge_kw - sched.charge_kw,
+
+    def build(binaries: bool) -> tuple:
+        om = build_operation_model(
+            inst.math,
+            inst.case,
+            d.price_per_mwh,
+            n_load_sources=inst.n_load,
+            n_pv_sources=inst.n_pv,
+            n_copies=0,
+            physics=inst.physics,
+            mode_binaries=binaries,
         )
-        losses_next = om.losses_at(p_ref, q_ref)
-        last = losses
-        losses = losses_next
+        om.set_uncertain(d.forecast_load[None], d.forecast_pv[None])
+        om.model.set_cost(om.first_cost, 1.0)
+        _regularize(om)
+        return (om, {})
+
+    def solve(built: tuple) -> Solution:
+        om, state = built
+        p_ref, q_ref = om.reference_net_load(d.forecast_load[None], d.forecast_pv[None])
+        losses = om.losses_at(p_ref, q_ref)
+        for _ in range(2):
+            om.set_losses(losses)
+            try:
+                sol = om.model.solve(options)
+            except InfeasibleModelError as exc:
+                raise InfeasibleModelError(
+                    f"{exc}: the forecast day cannot be served on {inst.math.name!r} within "
+                    f"[{inst.case.v_min}, {inst.case.v_max}] p.u. and the thermal limits"
+                ) from exc
+            sched = om.schedule(sol)
+            p_ref, q_ref = om.reference_net_load(
+                d.forecast_load[None],
+                d.forecast_pv[None],
+                sched.dg_kw,
+                sched.dg_kvar,
+                sched.discharge_kw - sched.charge_kw,
+            )
+            state["losses"] = losses
+            losses = om.losses_at(p_ref, q_ref)
+        return sol
+
+    (om, state), sol = _exact_modes(build, solve)
     v, sub = _plan_readout(om, sol)
+    schedule = om.schedule(sol)
     return DTResult(
-        schedule=om.schedule(sol),
-        cost=float(sol.objective),
-        losses=last,
+        schedule=schedule,
+        cost=schedule.cost,
+        losses=state["losses"],
         plan_v_pu=v,
         plan_substation_kw=sub,
         seconds=time.perf_counter() - t0,
     )
 
 
-def _robust_model(inst: OperationInstance, dt: DTResult, budget: float) -> OperationModel:
+def _robust_model(
+    inst: OperationInstance, dt: DTResult, budget: float, binaries: bool = True
+) -> OperationModel:
     """Plan + one recourse copy per corner, budget rows ``cᵀx + dᵀy_c ≤ budget``."""
     d = inst.data
     C = len(inst.corners)
@@ -301,6 +351,7 @@ def _robust_model(inst: OperationInstance, dt: DTResult, budget: float) -> Opera
         n_copies=C,
         physics=inst.physics,
         peak_multiplier=peak,
+        mode_binaries=binaries,
     )
     om.set_uncertain(d.forecast_load[None], d.forecast_pv[None], slots=np.array([0]))
     S = om.n_slots
@@ -324,6 +375,17 @@ def _copy_selector(om: OperationModel, k: int) -> sp.csr_matrix:
     return sp.kron(pick, sp.identity(n), format="csr")
 
 
+def _cheapest_plan_model(
+    inst: OperationInstance, dt: DTResult, budget: float, binaries: bool
+) -> tuple:
+    """The robust model with corners fixed by bounds and the first-stage cost as objective
+    (a plan that guarantees a given set, the cheapest such plan)."""
+    om = _robust_model(inst, dt, budget, binaries)
+    om.model.set_cost(om.first_cost, 1.0)
+    _regularize(om)
+    return om, None, None
+
+
 def _corner_signs(inst: OperationInstance) -> np.ndarray:
     """+1 for HIGH (loads up, PV down), −1 for LOW, per corner."""
     return np.array([1.0 if c is NetLoadCorner.HIGH else -1.0 for c in inst.corners])
@@ -344,8 +406,8 @@ def _check_budget(dt: DTResult, budget: float) -> None:
         )
 
 
-def _igdt_model(inst: OperationInstance, dt: DTResult, budget: float):
-    om = _robust_model(inst, dt, budget)
+def _igdt_model(inst: OperationInstance, dt: DTResult, budget: float, binaries: bool = True):
+    om = _robust_model(inst, dt, budget, binaries)
     m = om.model
     d = inst.data
     delta = m.add_variables("igdt-delta", 1, lb=0.0, ub=1.0)
@@ -372,7 +434,10 @@ def solve_igdt(
     budget: float,
     options: SolverOptions | None = None,
 ) -> IGDTResult:
-    """Largest δ whose worst case stays within ``budget`` (eq 12), one MILP.
+    """Largest δ whose worst case stays within ``budget`` (eq 12), single level.
+
+    Then, with δ held at δ*, the cheapest first stage that guarantees it (lexicographic;
+    the paper's objective is δ alone and leaves the plan open among the maximizers).
 
     Raises
     ------
@@ -381,11 +446,32 @@ def solve_igdt(
     """
     _check_budget(dt, budget)
     t0 = time.perf_counter()
-    om, delta = _igdt_model(inst, dt, budget)
-    om.model.set_cost(delta, -1.0)
-    sol = om.model.solve(inst.options(options))
+
+    found: dict[str, float] = {}
+
+    def build(binaries: bool) -> tuple:
+        om, delta = _igdt_model(inst, dt, budget, binaries)
+        _regularize(om)
+        return om, delta
+
+    def solve(built: tuple) -> Solution:
+        om, delta = built
+        m = om.model
+        m.set_col_bounds(delta, 0.0, 1.0)
+        m.set_cost(om.first_cost, 0.0)
+        m.set_cost(delta, -1.0)
+        best = float(m.solve(inst.options(options)).x[delta.slice][0])
+        found["delta"] = best
+        # lexicographic: among plans that guarantee δ*, the cheapest first stage
+        hold = best * (1 - 1e-7)
+        m.set_col_bounds(delta, hold, hold)
+        m.set_cost(delta, 0.0)
+        m.set_cost(om.first_cost, 1.0)
+        return m.solve(options)
+
+    (om, _), sol = _exact_modes(build, solve)
     return IGDTResult(
-        delta=float(sol.x[delta.slice][0]),
+        delta=found["delta"],
         schedule=om.schedule(sol),
         corner_cost=_corner_costs(inst, om, sol),
         seconds=time.perf_counter() - t0,
@@ -434,6 +520,7 @@ def solve_cl_digdt(
     epsilon: float = 1e-4,
     n_subintervals: int = 10,
     max_refinements: int = 8,
+    selection: Selection = Selection.ENUMERATE,
     options: SolverOptions | None = None,
     progress=None,
 ) -> CLDIGDTResult:
@@ -447,6 +534,10 @@ def solve_cl_digdt(
         Stop when ``UB − LB ≤ epsilon``.
     n_subintervals : int
         Sub-intervals per refinement (paper: 10).
+    selection : Selection
+        How the binary selection is solved (:class:`Selection`; both give the MILP's α).
+        ENUMERATE returns, among the plans that guarantee ``U(α*)``, the cheapest first stage;
+        MILP returns HiGHS's plan (the objective is α alone).
     progress : callable, optional
         Called with a message after each refinement.
 
@@ -466,30 +557,36 @@ def solve_cl_digdt(
     band_p = idm_band(d.pv_samples(), gamma, prior_strength)
     max_alpha = float(min(band_l.max_alpha.min(), band_p.max_alpha.min()))
     fl, fp = d.forecast_load, d.forecast_pv
-    om = _robust_model(inst, dt, budget)
-    m = om.model
     n_pts = int(n_subintervals) + 1
-    C = om.n_copies
-    u = m.add_variables("cl-select", n_pts, ub=1.0, integer=True)
-    m.add_constraints("cl-select_one", [(u, sp.csr_matrix(np.ones((1, n_pts))))], lb=1.0, ub=1.0)
     sign = _corner_signs(inst)
-    switch_rows = []
-    for block, samples, fc in (
-        (om.xi_load, d.load_samples(), fl),
-        (om.xi_pv, d.pv_samples(), fp),
-    ):
-        k = fc.shape[1]
-        big_m = (
-            np.maximum(samples.max(axis=1), fc.ravel())
-            - np.minimum(samples.min(axis=1), fc.ravel())
-        ) + 1e-6  # (T·k,): range of every series
-        big = np.tile(big_m, C)  # per copy entry
-        sel = _copy_selector(om, k)
-        stack = sp.kron(np.ones((n_pts, 1)), sel, format="csr")
-        u_col = sp.kron(sp.identity(n_pts), big[:, None], format="csr")
-        up = m.add_constraints(f"cl-{block.name}-upper", [(block, stack), (u, u_col)])
-        lo = m.add_constraints(f"cl-{block.name}-lower", [(block, stack), (u, -u_col)])
-        switch_rows.append((up, lo, big, fc, k))
+
+    def build(binaries: bool) -> tuple:
+        om = _robust_model(inst, dt, budget, binaries)
+        _regularize(om)
+        m = om.model
+        C = om.n_copies
+        u = m.add_variables("cl-select", n_pts, ub=1.0, integer=True)
+        m.add_constraints(
+            "cl-select_one", [(u, sp.csr_matrix(np.ones((1, n_pts))))], lb=1.0, ub=1.0
+        )
+        switch_rows = []
+        for block, samples, fc in (
+            (om.xi_load, d.load_samples(), fl),
+            (om.xi_pv, d.pv_samples(), fp),
+        ):
+            k = fc.shape[1]
+            big_m = (
+                np.maximum(samples.max(axis=1), fc.ravel())
+                - np.minimum(samples.min(axis=1), fc.ravel())
+            ) + 1e-6  # (T·k,): range of every series, valid for every α
+            big = np.tile(big_m, C)  # per copy entry
+            sel = _copy_selector(om, k)
+            stack = sp.kron(np.ones((n_pts, 1)), sel, format="csr")
+            u_col = sp.kron(sp.identity(n_pts), big[:, None], format="csr")
+            up = m.add_constraints(f"cl-{block.name}-upper", [(block, stack), (u, u_col)])
+            lo = m.add_constraints(f"cl-{block.name}-lower", [(block, stack), (u, -u_col)])
+            switch_rows.append((up, lo, big))
+        return om, u, switch_rows
 
     def corner_values(alpha: float) -> tuple[np.ndarray, np.ndarray]:
         """Values of xi-load, xi-pv at every corner copy for U(α), flat (C·T·k,)."""
@@ -502,20 +599,60 @@ def solve_cl_digdt(
     lb, ub = 0.0, 1.0
     iterations: list[CLIteration] = []
     opts = inst.options(options)
-    while True:
-        t_it = time.perf_counter()
-        alphas = np.round(lb + (ub - lb) * np.arange(n_pts) / (n_pts - 1), 12)
-        valid = (alphas <= max_alpha + 1e-12) & (alphas < 1.0)
-        values = [corner_values(a if ok else 0.0) for a, ok in zip(alphas, valid, strict=True)]
-        for which, (up, lo, big, _fc, _k) in enumerate(switch_rows):
+    milp = Selection(selection) is Selection.MILP
+    built = build(False) if milp else _cheapest_plan_model(inst, dt, budget, False)
+    infeasible: set[float] = set()
+
+    def solve_at(built: tuple, alphas: np.ndarray, valid: np.ndarray, values: list) -> Solution:
+        om, u, switch_rows = built
+        m = om.model
+        for which, (up, lo, big) in enumerate(switch_rows):
             v = np.concatenate([vals[which] for vals in values])  # (n_pts·C·T·k,)
             m_rep = np.tile(big, n_pts)
             m.set_row_bounds(up, -np.inf, v + m_rep)  # ξ + M u_m ≤ v_m + M
             m.set_row_bounds(lo, v - m_rep, np.inf)  # ξ − M u_m ≥ v_m − M
         m.set_col_bounds(u, 0.0, valid.astype(float))
         m.set_cost(u, -alphas)
-        sol = m.solve(opts)
-        pick = int(np.argmax(sol.x[u.slice]))
+        return m.solve(opts)
+
+    def enumerate_at(built: tuple, alphas: np.ndarray, valid: np.ndarray, values: list):
+        """Branch on the one-hot ``u`` from the top: the first feasible α_m is the MILP's."""
+        for index in np.flatnonzero(valid)[::-1]:
+            a = float(alphas[index])
+            if a in infeasible:
+                continue
+            load, pv = values[index]
+            om = built[0]
+            c = om.n_copies
+            om.set_uncertain(
+                load.reshape(c, om.n_periods, -1),
+                pv.reshape(c, om.n_periods, -1),
+                slots=np.arange(int(om.with_plan), om.n_slots),
+            )
+            try:
+                return built, int(index), om.model.solve(options)
+            except InfeasibleModelError:
+                infeasible.add(a)
+        raise InfeasibleModelError("no grid point of α is feasible (not even the lower bound)")
+
+    while True:
+        t_it = time.perf_counter()
+        alphas = np.round(lb + (ub - lb) * np.arange(n_pts) / (n_pts - 1), 12)
+        valid = (alphas <= max_alpha + 1e-12) & (alphas < 1.0)
+        values = [corner_values(a if ok else 0.0) for a, ok in zip(alphas, valid, strict=True)]
+        if milp:
+            sol = solve_at(built, alphas, valid, values)
+            if built[0].simultaneous_storage(sol) and built[0].battery.mode is None:
+                built = build(True)  # the relaxation charged and discharged at once: exact MILP
+                sol = solve_at(built, alphas, valid, values)
+            om, u, _ = built
+            pick = int(np.argmax(sol.x[u.slice]))
+        else:
+            built, pick, sol = enumerate_at(built, alphas, valid, values)
+            if built[0].simultaneous_storage(sol) and built[0].battery.mode is None:
+                built = _cheapest_plan_model(inst, dt, budget, True)
+                built, pick, sol = enumerate_at(built, alphas, valid, values)
+            om = built[0]
         inc = float(alphas[pick])
         if pick + 1 < n_pts:
             nxt = (

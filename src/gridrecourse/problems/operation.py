@@ -653,6 +653,14 @@ class OperationModel:
         """Loss terms (eq 8f) at a reference net load (N, T·n_slots), 3 fixed-point passes."""
         return self.physics.loss_terms(p_ref, q_ref, iterations=3)
 
+    def simultaneous_storage(self, solution: Solution, tol_kw: float = 1e-3) -> bool:
+        """Whether some storage charges and discharges in the same period (> ``tol_kw``)."""
+        if self.battery is None:
+            return False
+        ch = solution.value(self.battery.charge) * self.math.s_base_kva
+        dis = solution.value(self.battery.discharge) * self.math.s_base_kva
+        return bool(np.any(np.minimum(ch, dis) > tol_kw))
+
     def schedule(self, solution: Solution) -> FirstStageSchedule:
         """The first stage of a solved model (plan included)."""
         if self.dg_p is None or self.battery is None or self.purchase is None:
@@ -706,6 +714,7 @@ def build_operation_model(
     fixed_schedule: FirstStageSchedule | None = None,
     physics: LinDist3Flow | None = None,
     peak_multiplier: float = 1.0,
+    mode_binaries: bool = True,
 ) -> OperationModel:
     """Assemble the plan and ``n_copies`` recourse copies (module docstring).
 
@@ -726,6 +735,10 @@ def build_operation_model(
         used by the evaluation of a schedule.
     peak_multiplier : float
         Highest load multiplier expected (thermal screening only).
+    mode_binaries : bool
+        Storage mode binaries (paper D); False builds their relaxation (no mode rows), whose
+        solution is exact whenever no storage charges and discharges in the same period
+        (:meth:`OperationModel.simultaneous_storage`).
 
     Returns
     -------
@@ -783,7 +796,7 @@ def build_operation_model(
             )
             / s_base,
         )
-        battery = add_battery(m, T, params, capacity, mode_binaries=True, name="ess")
+        battery = add_battery(m, T, params, capacity, mode_binaries=mode_binaries, name="ess")
         # cyclic: the last state of charge returns to the initial one (our choice)
         last = np.zeros(T)
         last[-1] = 1.0
