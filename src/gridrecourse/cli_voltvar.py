@@ -130,6 +130,12 @@ def add_voltvar_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--monitored-buses", help="comma list overriding --monitor's buses")
     p.add_argument("--switchable", help="comma list of switchable switches (default: on loops)")
     p.add_argument("--max-tap-changes", type=int, default=4)
+    p.add_argument(
+        "--initial-taps",
+        default="current",
+        help="taps before the first hour: 'current' (the feeder's), 'none' (free) or a comma "
+        "list of taps in p.u. per regulator",
+    )
     p.add_argument("--max-switch-operations", type=int, default=8)
     p.add_argument("--max-violation-hours", type=int, default=8, help="Range A, total (8)")
     p.add_argument(
@@ -142,8 +148,8 @@ def add_voltvar_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--mip-gap", type=float, default=1e-4, help="relative MIP gap (0.01 %%)")
     p.add_argument("--eval-time-limit", type=float, default=120.0, help="per recourse MILP (s)")
     p.add_argument("--rho", type=float, default=100.0, help="PH proximal weight ($ per unit²)")
-    p.add_argument("--rho-growth", type=float, default=1.5)
-    p.add_argument("--max-iterations", type=int, default=10, help="PH iterations")
+    p.add_argument("--rho-growth", type=float, default=1.0, help="PH proximal growth (1)")
+    p.add_argument("--max-iterations", type=int, default=20, help="PH iterations (20)")
     p.add_argument("--ph-time-limit", type=float, default=60.0, help="PH subproblem limit (s)")
     p.add_argument(
         "--ef-objective", type=float, default=None, help="known EF value: gap_pct against it"
@@ -189,7 +195,18 @@ def build_problem(args: argparse.Namespace) -> VoltVarProblem:
     """The problem of the command's options (shared with other ``voltvar`` methods)."""
     if args.scenarios < 1:
         raise VoltVarInputError(f"--scenarios must be >= 1, got {args.scenarios}")
+    initial: str | tuple[float, ...] | None = args.initial_taps
+    if initial == "none":
+        initial = None
+    elif initial != "current":
+        try:
+            initial = tuple(float(t) for t in str(initial).split(","))
+        except ValueError:
+            raise VoltVarInputError(
+                f"--initial-taps: 'current', 'none' or taps in p.u., got {args.initial_taps!r}"
+            ) from None
     config = VoltVarConfig(
+        initial_taps=initial,
         n_periods=args.hours,
         start_hour=args.start_hour,
         monitor=Monitor(args.monitor),

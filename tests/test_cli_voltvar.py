@@ -1,0 +1,72 @@
+"""``gridrecourse voltvar`` on the tiny voltvar5 feeder: JSON keys, run folder, methods, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gridrecourse.cli import main
+
+FEEDER = str(Path(__file__).resolve().parent / "data" / "voltvar5" / "Master.dss")
+#: the instance of tests/problems/test_volt_var.py (enumerated optimum 600 $ with 3 scenarios)
+TINY = [
+    FEEDER,
+    "--scenarios", "3",
+    "--seed", "1",
+    "--hours", "2",
+    "--start-hour", "18",
+    "--pv-buses", "b4",
+    "--pv-kva", "500",
+    "--monitor", "fm",
+    "--max-tap-changes", "2",
+    "--initial-taps", "0.95",
+    "--max-violation-hours", "1",
+    "--max-consecutive-violations", "1",
+    "--mip-gap", "1e-9",
+]  # fmt: skip
+KEYS = {
+    "method", "objective", "gap_pct", "wall_seconds", "n_scenarios", "taps", "switch_states",
+    "ac_min_voltage_pu", "ac_max_voltage_pu", "ac_voltage_violations", "ac_max_model_error_pu",
+}  # fmt: skip
+
+
+def _run(capfd, argv: list[str]) -> tuple[int, dict]:
+    code = main(["voltvar", *argv, "--json"])
+    out = capfd.readouterr().out
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert len(lines) == 1, f"stdout must be one JSON object, got {out!r}"
+    return code, json.loads(lines[0])
+
+
+def test_ef_and_ph_json_and_run_folder(capfd, tmp_path):
+    code, ef = _run(capfd, [*TINY, "--method", "ef", "--out", str(tmp_path / "ef")])
+    assert code == 0
+    assert KEYS <= set(ef)
+    assert ef["method"] == "ef" and ef["n_scenarios"] == 3
+    assert ef["objective"] == pytest.approx(600.0, abs=1e-6)  # the enumerated optimum
+    assert ef["gap_pct"] == pytest.approx(0.0, abs=1e-6)
+    assert ef["taps"]["creg1"][1] == 0  # 1.0 p.u. in the last hour in every optimum
+    assert set(ef["switch_states"]) == {"s24", "t34"}
+    assert ef["ac_voltage_violations"] >= 0 and 0.8 < ef["ac_min_voltage_pu"] < 1.1
+    assert ef["ac_max_model_error_pu"] < 0.05
+    folder = tmp_path / "ef"
+    for name in ("tap_schedule", "switch_schedule", "voltage_envelopes", "curtailment"):
+        assert (folder / f"{name}.csv").exists()
+    assert json.loads((folder / "result.json").read_text())["objective"] == ef["objective"]
+    code, ph = _run(
+        capfd,
+        [*TINY, "--method", "ph", "--ef-objective", str(ef["objective"]), "--no-ac",
+         "--out", str(tmp_path / "ph")],
+    )  # fmt: skip
+    assert code == 0 and ph["method"] == "ph"
+    assert ph["gap_pct"] == pytest.approx(0.0, abs=1e-6)
+    assert "ac_min_voltage_pu" not in ph
+
+
+def test_monitored_bus_error_is_one_json_object(capfd, tmp_path):
+    code, err = _run(capfd, [*TINY[:1], "--hours", "2", "--pv-buses", "b4", "--monitor", "lm",
+                             "--out", str(tmp_path / "x")])  # fmt: skip
+    assert code == 1
+    assert err["error"] == "VoltVarConfigError" and "'85'" in err["message"]
