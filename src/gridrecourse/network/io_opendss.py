@@ -38,6 +38,7 @@ from gridrecourse.network.components import (
     Line,
     Load,
     PVSystem,
+    ReductionReport,
     Regulator,
     Root,
     Storage,
@@ -45,6 +46,7 @@ from gridrecourse.network.components import (
     Transformer,
     Winding,
 )
+from gridrecourse.network.reduce import cut_parallel_banks, merge_parallel_branches
 from gridrecourse.network.topology import check_feeder_elements
 
 #: Element classes that map to components (controls are folded into the operating point).
@@ -664,6 +666,11 @@ def read_compiled_circuit(master: Path, converged: bool) -> tuple[Feeder, OpenDS
             UserWarning,
             stacklevel=3,
         )
+    bus_names = {b.name for b in buses}
+    dangling = [sw for sw in switches if not sw.closed and not {sw.bus1, sw.bus2} <= bus_names]
+    if dangling:
+        # a disabled line to a bus only it names: OpenDSS never creates that bus
+        switches = [sw for sw in switches if sw not in dangling]
     feeder = Feeder(
         name=dss.Circuit.Name(),
         buses=buses,
@@ -681,7 +688,15 @@ def read_compiled_circuit(master: Path, converged: bool) -> tuple[Feeder, OpenDS
         source_kind="opendss",
         frequency_hz=float(dss.Solution.Frequency()),
     )
-    feeder = _phases_fed_by_branches(feeder)
+    feeder = merge_parallel_branches(_phases_fed_by_branches(feeder))
+    feeder = cut_parallel_banks(feeder, _transformer_powers_kva())
+    if dangling:
+        feeder = _with_reduction(
+            feeder,
+            f"dropped {len(dangling)} open/disabled line(s) to buses that are not in the "
+            f"compiled circuit: {[sw.name for sw in dangling][:10]}",
+            n_branches_removed=len(dangling),
+        )
     check_feeder_elements(feeder, str(master))
     report = OpenDSSImportReport(
         master=str(master),
@@ -692,6 +707,37 @@ def read_compiled_circuit(master: Path, converged: bool) -> tuple[Feeder, OpenDS
         skipped_disabled=tuple(skipped_xf + shunts.skipped_disabled),
     )
     return feeder, report
+
+
+def _transformer_powers_kva() -> dict[str, float]:
+    """``{transformer: |S| at its first terminal (kVA)}`` of the solved snapshot."""
+    out: dict[str, float] = {}
+    idx = dss.Transformers.First()
+    while idx > 0:
+        s = np.asarray(dss.CktElement.Powers(), dtype=float)
+        n = dss.CktElement.NumConductors()
+        out[dss.Transformers.Name().lower()] = float(
+            abs(complex(s[0 : 2 * n : 2].sum(), s[1 : 2 * n : 2].sum()))
+        )
+        idx = dss.Transformers.Next()
+    return out
+
+
+def _with_reduction(
+    feeder: Feeder, description: str, *, n_branches_removed: int = 0, before: Feeder | None = None
+) -> Feeder:
+    """Append an import simplification to ``feeder.reductions`` (counts before/after)."""
+    ref = before or feeder
+    report = ReductionReport(
+        description=description,
+        buses_before=ref.n_buses,
+        buses_after=feeder.n_buses,
+        nodes_before=ref.n_nodes,
+        nodes_after=feeder.n_nodes,
+        branches_before=ref.n_branches + n_branches_removed,
+        branches_after=feeder.n_branches,
+    )
+    return replace(feeder, reductions=(*feeder.reductions, report))
 
 
 def _phases_fed_by_branches(feeder: Feeder) -> Feeder:

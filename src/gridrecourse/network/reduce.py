@@ -28,11 +28,13 @@ from gridrecourse.network.components import (
     Connection,
     Feeder,
     Generator,
+    Line,
     Load,
     PVSystem,
     ReductionReport,
     Root,
     Storage,
+    Transformer,
 )
 
 DEFAULT_SUBTRANSMISSION_KV_LL = 35.0
@@ -240,6 +242,182 @@ def root_at_substations(
     report = _report(
         f"rooted at substation secondaries {root_buses} (cut {len(names)} substation "
         f"transformers and the network at or above {min_kv_ll} kV)",
+        feeder,
+        reduced,
+    )
+    return replace(reduced, reductions=(*feeder.reductions, report))
+
+
+def _merge_lines(lines: list[Line]) -> Line:
+    """Parallel lines as one: admittances add (``Z = inv(Σ inv(Z_k))``), ratings add."""
+    first = lines[0]
+    y = sum(np.linalg.inv(ln.z_ohm) for ln in lines)
+    return replace(
+        first,
+        z_ohm=np.linalg.inv(y),
+        y_shunt_siemens=sum(ln.y_shunt_siemens for ln in lines),
+        norm_amps=float(sum(ln.norm_amps for ln in lines)),
+        emerg_amps=float(sum(ln.emerg_amps for ln in lines)),
+    )
+
+
+def _merge_transformers(group: list[Transformer]) -> Transformer:
+    """Parallel two-winding transformers as one bank of the summed kVA.
+
+    Each unit's series impedance ``z_k = (r1 + r2) + j x_HL`` (percent on its own kVA ``S_k``)
+    is an admittance ``S_k / z_k`` on a common base; the bank's impedance on ``S = Σ S_k`` is
+    ``S / Σ (S_k / z_k)``, its resistance split equally over the two windings.
+    """
+    first = group[0]
+    s_k = np.array([x.windings[0].kva for x in group])
+    z_k = np.array(
+        [w0.r_pct + w1.r_pct + 1j * x.x_pct[0] for x in group for w0, w1 in [x.windings]]
+    )
+    s = float(s_k.sum())
+    z = s / np.sum(s_k / z_k)
+    windings = tuple(replace(w, kva=s, r_pct=float(z.real) / 2.0) for w in first.windings)
+    return replace(first, windings=windings, x_pct=(float(z.imag),))
+
+
+def merge_parallel_branches(feeder: Feeder) -> Feeder:
+    """Merge parallel lines, transformers and closed switches into equivalents.
+
+    Elements are parallel when they connect the same buses on the same phases (lines and
+    switches in either direction; two-winding transformers with the same windings: bus, phases,
+    connection, kV and tap). Real feeders have them (split line sections, two substation or step
+    transformers side by side); a radial model needs one branch per bus pair. The kept element
+    has the name of the first; regulators of a merged-away transformer are dropped when the
+    kept one has a regulator on the same winding, else they point at the kept one.
+
+    Returns
+    -------
+    Feeder
+        Unchanged if nothing is parallel; else with a :class:`ReductionReport` naming the merged
+        groups.
+    """
+    line_groups: dict[tuple, list[Line]] = {}
+    for ln in feeder.lines:
+        key = (ln.bus1, ln.bus2, ln.phases1, ln.phases2)
+        rkey = (ln.bus2, ln.bus1, ln.phases2, ln.phases1)
+        line_groups.setdefault(rkey if rkey in line_groups else key, []).append(ln)
+    xf_groups: dict[tuple, list[Transformer]] = {}
+    for xf in feeder.transformers:
+        if len(xf.windings) != 2:
+            xf_groups[("<single>", xf.name)] = [xf]
+            continue
+        key = tuple(
+            (w.bus, w.phases, w.connection, round(w.kv, 9), round(w.tap, 9)) for w in xf.windings
+        )
+        xf_groups.setdefault(key, []).append(xf)
+    sw_groups: dict[tuple, list] = {}
+    for sw in feeder.switches:
+        key = (sw.bus1, sw.bus2, sw.phases1, sw.phases2, sw.closed)
+        rkey = (sw.bus2, sw.bus1, sw.phases2, sw.phases1, sw.closed)
+        if not sw.closed:
+            key = ("<open>", sw.name)
+            rkey = key
+        sw_groups.setdefault(rkey if rkey in sw_groups else key, []).append(sw)
+    merged_lines = [g for g in line_groups.values() if len(g) > 1]
+    merged_xf = [g for g in xf_groups.values() if len(g) > 1]
+    merged_sw = [g for g in sw_groups.values() if len(g) > 1]
+    if not (merged_lines or merged_xf or merged_sw):
+        return feeder
+    lines = tuple(_merge_lines(g) if len(g) > 1 else g[0] for g in line_groups.values())
+    transformers = tuple(_merge_transformers(g) if len(g) > 1 else g[0] for g in xf_groups.values())
+    switches = tuple(g[0] for g in sw_groups.values())
+    kept_of = {x.name: g[0].name for g in merged_xf for x in g}
+    regulators, seen = [], set()
+    for reg in feeder.regulators:
+        target = kept_of.get(reg.transformer, reg.transformer)
+        if (target, reg.winding) in seen:
+            continue
+        seen.add((target, reg.winding))
+        regulators.append(replace(reg, transformer=target))
+    reduced = replace(
+        feeder,
+        lines=lines,
+        transformers=transformers,
+        switches=switches,
+        regulators=tuple(regulators),
+    )
+    names = ["+".join(x.name for x in g) for g in (*merged_lines, *merged_xf, *merged_sw)]
+    report = _report(
+        f"merged parallel branches into equivalents: {len(merged_lines)} line group(s), "
+        f"{len(merged_xf)} transformer group(s), {len(merged_sw)} closed-switch group(s) "
+        f"(e.g. {names[:5]})",
+        feeder,
+        reduced,
+    )
+    return replace(reduced, reductions=(*feeder.reductions, report))
+
+
+def cut_parallel_banks(feeder: Feeder, bank_power_kva: dict[str, float] | None = None) -> Feeder:
+    """Feed every lower-voltage network from one transformer bank (parallel step banks).
+
+    A *bank* is the set of transformers between one pair of buses. When two or more banks feed
+    the same network below them (its buses joined by lines and switches, any state) from the
+    same network above, the feeder is meshed through them. The bank carrying the most power in
+    the source model's AC snapshot (``bank_power_kva``; else the largest kVA rating) is kept,
+    the others are removed when the kept bank reaches every phase they reach (their power then
+    flows through the kept bank). Banks on other phases are left alone (then the mesh is
+    reported by the radiality check).
+
+    Parameters
+    ----------
+    feeder : Feeder
+    bank_power_kva : dict, optional
+        ``{transformer name: |S| (kVA) at its first terminal}`` from an AC solution.
+
+    Returns
+    -------
+    Feeder
+        With a :class:`ReductionReport` naming the removed transformers; unchanged if none.
+    """
+    labels, index = _components_without_transformers(feeder)
+    power = bank_power_kva or {}
+    banks: dict[tuple[str, str], list[Transformer]] = {}
+    for xf in feeder.transformers:
+        if len(xf.windings) != 2:
+            continue
+        banks.setdefault((xf.windings[0].bus, xf.windings[1].bus), []).append(xf)
+    by_component: dict[tuple[int, int], list[tuple[str, str]]] = {}
+    for hv, lv in banks:
+        key = (int(labels[index[hv]]), int(labels[index[lv]]))
+        if key[0] != key[1]:
+            by_component.setdefault(key, []).append((hv, lv))
+    removed: list[str] = []
+    for pairs in by_component.values():
+        if len(pairs) < 2:
+            continue
+
+        def weight(pair: tuple[str, str]) -> tuple[float, float]:
+            units = banks[pair]
+            return (
+                sum(power.get(x.name, 0.0) for x in units),
+                sum(x.windings[0].kva for x in units),
+            )
+
+        keep = max(pairs, key=weight)
+        kept_phases = {p for x in banks[keep] for p in x.windings[1].phases}
+        for pair in pairs:
+            if pair == keep:
+                continue
+            phases = {p for x in banks[pair] for p in x.windings[1].phases}
+            if phases <= kept_phases:
+                removed += [x.name for x in banks[pair]]
+    if not removed:
+        return feeder
+    gone = set(removed)
+    reduced = replace(
+        feeder,
+        transformers=tuple(x for x in feeder.transformers if x.name not in gone),
+        regulators=tuple(r for r in feeder.regulators if r.transformer not in gone),
+    )
+    cut_kva = sum(power.get(n, 0.0) for n in removed)
+    report = _report(
+        f"cut {len(removed)} transformer(s) of banks in parallel with another bank feeding the "
+        f"same network (AC snapshot power {cut_kva:.0f} kVA moved to the kept bank): "
+        f"{removed[:10]}",
         feeder,
         reduced,
     )
