@@ -132,7 +132,7 @@ from gridrecourse.problems.base import (
     TwoStageProblem,
 )
 from gridrecourse.problems.spec_blocks import spec_blocks
-from gridrecourse.solvers.highs import LinearModel
+from gridrecourse.solvers.highs import LinearModel, VariableBlock
 from gridrecourse.solvers.options import SolverOptions
 from gridrecourse.uncertainty.scenarios import ScenarioMethod, ScenarioSet
 
@@ -967,6 +967,18 @@ class VoltVarProblem(TwoStageProblem[VoltVarDecision]):
         }
 
     # ------------------------------------------------------------------ feasibility
+    def first_stage_model(
+        self, *, drop: Sequence[str] = ()
+    ) -> tuple[LinearModel, dict[str, VariableBlock]]:
+        """The first stage alone as a :class:`LinearModel` (its blocks by name).
+
+        Every first-stage row and bound (radiality, tap/switch counters and limits) with the
+        operation costs as objective: the base of a surrogate MILP (add the network's rows and
+        its output cost) or of the feasibility repair of paper B eq 36. ``drop`` leaves out
+        the named row blocks.
+        """
+        return self._first_stage_model(drop=drop)
+
     def _first_stage_model(self, *, drop: Sequence[str] = ()) -> tuple[LinearModel, dict]:
         fs = self._first
         model = LinearModel(f"first-stage-{self.name}")
