@@ -278,13 +278,15 @@ def ac_certificate(
     reg = math.regulators
     keys = [(t, int(w)) for t, w in zip(reg.transformer_names, reg.winding, strict=True)]
     names = []
+    existing = {n.lower() for n in dss.Generators.AllNames()}
     for i, bus in enumerate(problem.pv_buses):  # PV systems the feeder does not have
         dss.Circuit.SetActiveBus(bus)
         nodes = list(dss.Bus.Nodes())
         kv = dss.Bus.kVBase() * (np.sqrt(3.0) if len(nodes) > 1 else 1.0)
         name = f"vvpv{i}"
+        verb = "Edit" if name in existing else "New"
         dss.Text.Command(
-            f"New Generator.{name} bus1={bus}.{'.'.join(map(str, nodes))} phases={len(nodes)} "
+            f"{verb} Generator.{name} bus1={bus}.{'.'.join(map(str, nodes))} phases={len(nodes)} "
             f"kV={kv:.6f} kW=0 kvar=0 model=1"
         )
         names.append(name)
