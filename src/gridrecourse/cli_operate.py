@@ -38,6 +38,7 @@ from gridrecourse.problems.operation import (
     NetLoadCorner,
     bundled_operation_data,
     default_case,
+    default_operating_point,
 )
 from gridrecourse.report.run_folder import RunFolder
 from gridrecourse.uncertainty.ambiguity import AmbiguityInputError, idm_band
@@ -90,6 +91,12 @@ def add_operate_parser(subparsers) -> argparse.ArgumentParser:
         help="worst-case corners carried by the robust models: high, low or high,low",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the held-out days")
+    p.add_argument(
+        "--load-scale",
+        type=float,
+        default=1.0,
+        help="loads × this on top of the data (1: nominal loads = annual peak; >1 stresses)",
+    )
     p.add_argument(
         "--compare", action="store_true", help="also run and evaluate the other two methods"
     )
@@ -153,8 +160,8 @@ def run_operate(args: argparse.Namespace) -> dict:
         from gridrecourse.network.prepare import prepare_feeder
 
         progress(f"feeder {args.feeder} and the bundled year")
-        prepared = prepare_feeder(args.feeder)
-        case = default_case(args.feeder)
+        prepared = prepare_feeder(args.feeder, default_operating_point(args.feeder))
+        case = default_case(args.feeder, load_scale=args.load_scale)
         data = bundled_operation_data(
             n_sources=args.sources, n_test_days=args.test_days, seed=args.seed
         )

@@ -191,7 +191,8 @@ class CLIteration:
         Bounds of α* after this refinement.
     schedule : FirstStageSchedule
     corner_cost : dict
-        Total cost ``cᵀx + dᵀy_c`` at each corner ($).
+        ``cᵀx + dᵀy_c`` of the model's recourse at each corner ($; within the budget; the
+        recourse there is feasible, not minimized).
     seconds : float
         Solve time of this refinement.
     """
@@ -487,17 +488,23 @@ def igdt_feasible(
 ) -> np.ndarray:
     """Whether some first stage serves the δ-box within ``budget``, for each δ (bisection aid).
 
-    The IGDT model is built once; each δ fixes the ``δ`` column and re-solves.
+    Each δ fixes the ``δ`` column of the IGDT model (storage modes exact, as in
+    :func:`solve_igdt`) and asks for a feasible plan.
     """
-    om, delta = _igdt_model(inst, dt, budget)
     out = []
     for value in np.asarray(deltas, dtype=float):
-        om.model.set_col_bounds(delta, value, value)
+
+        def build(binaries: bool, value: float = value) -> tuple:
+            om, delta = _igdt_model(inst, dt, budget, binaries)
+            om.model.set_col_bounds(delta, value, value)
+            om.model.set_cost(om.first_cost, 1.0)
+            _regularize(om)
+            return om, delta
+
         try:
-            om.model.solve(inst.options(options))
+            _exact_modes(build, lambda b: b[0].model.solve(options))
             out.append(True)
         except InfeasibleModelError:
-            om.model.reset()
             out.append(False)
     return np.array(out)
 

@@ -77,6 +77,7 @@ __all__ = [
     "build_operation_model",
     "bundled_operation_data",
     "default_case",
+    "default_operating_point",
 ]
 
 HOURS = 24
@@ -240,6 +241,21 @@ class OperationCase:
             raise FeederInputError("recourse_premium must lie in [0, 1)")
         if not 0 <= self.initial_soc_fraction <= 1:
             raise FeederInputError("initial_soc_fraction must lie in [0, 1]")
+
+
+def default_operating_point(feeder_name: str):
+    """Where the linear model of a feeder is built for operation.
+
+    ``ieee123``: regulators at neutral taps. Its OpenDSS taps (settled at peak load, up to
+    1.0625) put light-load voltages at 1.02–1.115 p.u.: with taps fixed (no tap decisions in
+    paper D's problem) even the forecast day violates 1.05 p.u. Other feeders: the source
+    model's own operating point.
+    """
+    from gridrecourse.network.prepare import OperatingPoint, TapMode
+
+    if str(feeder_name).lower() == "ieee123":
+        return OperatingPoint(taps=TapMode.NEUTRAL)
+    return OperatingPoint()
 
 
 def default_case(feeder_name: str, **overrides) -> OperationCase:
