@@ -160,8 +160,8 @@ def run_operate(args: argparse.Namespace) -> dict:
         from gridrecourse.network.prepare import prepare_feeder
 
         progress(f"feeder {args.feeder} and the bundled year")
-        prepared = prepare_feeder(args.feeder, default_operating_point(args.feeder))
         case = default_case(args.feeder, load_scale=args.load_scale)
+        prepared = prepare_feeder(args.feeder, default_operating_point(args.feeder))
         data = bundled_operation_data(
             n_sources=args.sources, n_test_days=args.test_days, seed=args.seed
         )
