@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from scipy.stats import beta
@@ -38,7 +40,7 @@ def test_band_contains_empirical_cdf_and_narrows_with_more_samples():
         # width of the band at the sample median count
         lo, up = band.level_lower, band.level_upper
         widths.append(up[n // 2] - lo[n // 2])
-    assert all(b < a for a, b in zip(widths, widths[1:], strict=False))
+    assert all(b < a for a, b in itertools.pairwise(widths))
     assert widths[-1] < 0.25 * widths[0]
 
 
@@ -112,7 +114,7 @@ def test_intervals_grow_with_alpha():
     rng = np.random.default_rng(0)
     band = idm_band(rng.lognormal(size=(5, 200)))
     lengths = [band.interval(a).length for a in (0.2, 0.5, 0.8, 0.9)]
-    for a, b in zip(lengths, lengths[1:], strict=False):
+    for a, b in itertools.pairwise(lengths):
         assert np.all(b >= a - 1e-12)
 
 
