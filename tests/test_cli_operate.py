@@ -1,0 +1,106 @@
+"""``gridrecourse operate``: exactly one JSON object on stdout, the issue's keys, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gridrecourse.cli import main
+
+KEYS = {
+    "method",
+    "budget",
+    "first_stage_cost",
+    "mean_second_stage_cost",
+    "epb",
+    "reliability",
+    "n_evaluation_days",
+    "alpha",
+    "delta",
+    "iterations",
+    "wall_seconds",
+}
+
+
+def test_operate_dt_prints_one_clean_json_object(tmp_path):
+    """A fresh process (HiGHS prints its banner once per process, on file descriptor 1)."""
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gridrecourse.cli",
+            "operate",
+            "case33bw",
+            "--method",
+            "dt",
+            "--test-days",
+            "3",
+            "--no-ac",
+            "--json",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ},
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 1
+    summary = json.loads(lines[0])
+    assert set(summary) == KEYS
+    assert summary["method"] == "dt" and summary["n_evaluation_days"] == 3
+    assert summary["alpha"] is None and summary["delta"] is None and summary["iterations"] == []
+    assert summary["budget"] == pytest.approx(1.3 * summary["first_stage_cost"], rel=1e-9)
+    assert summary["epb"] == pytest.approx(
+        summary["first_stage_cost"] + summary["mean_second_stage_cost"], rel=1e-12
+    )
+    for name in (
+        "methods.csv",
+        "evaluation_days.csv",
+        "result.json",
+        "report.md",
+        "ambiguity_band.png",
+        "intervals_vs_alpha.png",
+        "epb_reliability.png",
+    ):
+        assert (Path(out) / name).is_file(), name
+
+
+@pytest.mark.parametrize(
+    ("argv", "error", "match"),
+    [
+        (["--gamma", "1.5"], "AmbiguityInputError", "gamma"),
+        (["--gamma", "0"], "AmbiguityInputError", "gamma"),
+        (["--epsilon", "0"], "AmbiguityInputError", "epsilon"),
+        (["--prior-strength", "-1"], "AmbiguityInputError", "prior"),
+        (["--corners", "middle"], "OperateInputError", "corners"),
+        (["--method", "dt", "--train-days", "1"], "AmbiguityInputError", "at least 2"),
+        (
+            ["--method", "igdt", "--budget", "1", "--test-days", "1", "--no-ac"],
+            "BudgetInfeasibleError",
+            "below the deterministic cost",
+        ),
+    ],
+)
+def test_operate_bad_input_gives_a_clear_error(argv, error, match, tmp_path, capsys):
+    code = main(["operate", "case33bw", *argv, "--json", "--out", str(tmp_path / "x")])
+    assert code == 1
+    payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert payload["error"] == error
+    assert match in payload["message"]
+
+
+def test_operate_feeder_without_documented_sites(tmp_path, capsys):
+    code = main(["operate", "ieee13", "--json", "--out", str(tmp_path / "x")])
+    assert code == 1
+    payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert payload["error"] == "FeederInputError" and "no documented" in payload["message"]
