@@ -133,14 +133,49 @@ def _map_injections(
             node = node_of.get(f"{primary.bus}.{primary.phases[0]}".lower(), -1)
             if node >= 0:
                 s[node] += terminal[0::2].sum() + 1j * terminal[1::2].sum()
-    return s / math.s_base_kva
+    return _to_pair_powers(s, snapshot, math) / math.s_base_kva
+
+
+def _to_pair_powers(s: np.ndarray, snapshot: ACSnapshot, math: MathFeeder) -> np.ndarray:
+    """Node powers of pair-fed 3-wire buses in the model's pair semantics.
+
+    OpenDSS reports ``S_k = V_k I_k*`` per conductor; a delta-fed node x of the model stands
+    for the pair ``V'_x = (V_x − V_{x+1})/√3``. With ``V' = A V`` and ``I = Aᵀ I'`` (the zero-sum
+    ``I'`` of the line currents), ``S'_x = V'_x I'_x*``; the total is unchanged.
+    """
+    delta = np.flatnonzero(_pair_mask(math))
+    if len(delta) == 0:
+        return s
+    idx = snapshot.index()
+    out = s.copy()
+    a = np.array([[1.0, -1.0, 0.0], [0.0, 1.0, -1.0], [-1.0, 0.0, 1.0]]) / np.sqrt(3.0)
+    pinv_at = np.linalg.pinv(a.T)
+    for b in np.unique(math.node_bus[delta]):
+        nodes = np.flatnonzero((math.node_bus == b) & _pair_mask(math))
+        if sorted(math.node_phase[nodes].tolist()) != [1, 2, 3]:
+            continue
+        nodes = nodes[np.argsort(math.node_phase[nodes])]
+        keys = [math.node_names[n].lower() for n in nodes]
+        if not all(k in idx for k in keys):
+            continue
+        v = snapshot.v_phasor_pu[[idx[k] for k in keys]]
+        if np.any(np.abs(v) == 0):
+            continue
+        current = np.conj(s[nodes] / v)
+        out[nodes] = (a @ v) * np.conj(pinv_at @ current)
+    return out
+
+
+def _pair_mask(math: MathFeeder) -> np.ndarray:
+    pair = getattr(math, "pair_fed", None)
+    return np.zeros(math.n_nodes, dtype=bool) if pair is None else np.asarray(pair, dtype=bool)
 
 
 def _ll_equivalent(v: np.ndarray, math: MathFeeder, ac: bool) -> tuple[np.ndarray, np.ndarray]:
-    """|V_x − V_y|/√3 for delta-fed nodes whose next phase exists on the same bus."""
+    """|V_x − V_y|/√3 for delta-fed (not pair-fed) nodes whose next phase is on the bus."""
     idx = math.node_index()
     nodes, partners = [], []
-    for n in np.flatnonzero(math.delta_fed):
+    for n in np.flatnonzero(math.delta_fed & ~_pair_mask(math)):
         bus, ph = math.bus_names[math.node_bus[n]], int(math.node_phase[n])
         partner = idx.get(f"{bus}.{ph % 3 + 1}")
         if partner is not None:
@@ -157,16 +192,62 @@ def _ll_equivalent(v: np.ndarray, math: MathFeeder, ac: bool) -> tuple[np.ndarra
 
 
 def _compare(sol: PowerFlowSolution, v_ac: np.ndarray, v_ac_phasor, math) -> np.ndarray:
-    lin = sol.v_pu.copy()
-    ac = v_ac.copy()
+    """``|V_lin − V_AC|`` per model node.
+
+    * pair-fed nodes (behind a wye–delta winding): node x stands for the pair (x, x+1), so its
+      model magnitude is compared with the AC ``|V_x − V_{x+1}|/√3`` (node x+1 read from the
+      engine when the model lacks it, as behind an open delta);
+    * other delta-fed nodes (delta–delta): ``|V_x − V_{x+1}|/√3`` of the model's virtual wye
+      phasors against the same of the AC solution; a lone delta-fed node is not compared (NaN);
+    * all other nodes: node-to-ground magnitudes.
+    """
+    lin = np.asarray(sol.v_pu, dtype=float).copy()
+    ac = np.asarray(v_ac, dtype=float).copy()
     nodes, ll_ac = _ll_equivalent(v_ac_phasor, math, ac=True)
-    _, ll_lin = _ll_equivalent(sol.v_pu, math, ac=False)
+    _, ll_lin = _ll_equivalent(lin, math, ac=False)
     lin[nodes], ac[nodes] = ll_lin, ll_ac
     err = np.abs(lin - ac)
-    single_delta = math.delta_fed.copy()
+    pair = _pair_mask(math)
+    single_delta = math.delta_fed & ~pair
     single_delta[nodes] = False
-    err[single_delta] = np.nan  # 1-phase delta-fed node: no line-to-line reference
+    err[single_delta] = np.nan
+    pair_nodes = np.flatnonzero(pair)
+    if len(pair_nodes):
+        partner = _partner_phasors(math, v_ac_phasor, pair_nodes)
+        ll = np.abs(v_ac_phasor[pair_nodes] - partner) / np.sqrt(3.0)
+        err[pair_nodes] = np.where(np.isfinite(partner), np.abs(lin[pair_nodes] - ll), np.nan)
     return err
+
+
+def _partner_phasors(math: MathFeeder, v_ac_phasor: np.ndarray, nodes: np.ndarray) -> np.ndarray:
+    """AC phasor of node x+1 of each of ``nodes``' buses (NaN where it has none).
+
+    Node x+1 may be missing from the model (open delta) but present in OpenDSS: then it is
+    read from the engine's solution.
+    """
+    idx = math.node_index()
+    out = np.full(len(nodes), np.nan, dtype=complex)
+    missing: list[tuple[int, str]] = []
+    for k, n in enumerate(nodes):
+        bus, ph = math.bus_names[math.node_bus[n]], int(math.node_phase[n])
+        partner = idx.get(f"{bus}.{ph % 3 + 1}")
+        if partner is not None:
+            out[k] = v_ac_phasor[partner]
+        else:
+            missing.append((k, f"{bus}.{ph % 3 + 1}".lower()))
+    if missing:
+        names = [n.lower() for n in dss.Circuit.AllNodeNames()]
+        position = {n: i for i, n in enumerate(names)}
+        volts = np.asarray(dss.Circuit.AllBusVolts(), dtype=float)
+        phasor = volts[0::2] + 1j * volts[1::2]
+        for k, name in missing:
+            i = position.get(name)
+            if i is not None:
+                bus = name.rsplit(".", 1)[0]
+                dss.Circuit.SetActiveBus(bus)
+                base = dss.Bus.kVBase() * 1000.0
+                out[k] = phasor[i] / base if base > 0 else np.nan
+    return out
 
 
 def _ac_root_power(math: MathFeeder, feeder: Feeder) -> complex:

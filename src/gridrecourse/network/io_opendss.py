@@ -756,10 +756,11 @@ def _phases_fed_by_branches(feeder: Feeder) -> Feeder:
     for br in (*feeder.lines, *feeder.switches):
         add(br.bus1, br.phases1)
         add(br.bus2, br.phases2)
-    for xf in feeder.transformers:
-        for w in xf.windings:
-            add(w.bus, w.phases)
     bus_phases = {b.name: b.phases for b in feeder.buses}
+    for xf in feeder.transformers:
+        for k, w in enumerate(xf.windings):
+            # a split-phase secondary (windings 2 and 3 on nodes 1.0 / 0.2) feeds both nodes
+            add(w.bus, bus_phases.get(w.bus, ()) if xf.is_center_tapped and k else w.phases)
     for root in feeder.roots:
         add(root.bus, bus_phases.get(root.bus, ()))
     buses = tuple(

@@ -316,6 +316,12 @@ class MathFeeder:
     delta_fed : ndarray of bool, shape (N,)
         Nodes supplied through a delta (ungrounded) winding: only their line-to-line voltages
         are defined, so comparisons there use |V_LL|/√3.
+    pair_fed : ndarray of bool, shape (N,) or None
+        Delta-fed nodes behind a wye–delta winding (and the 3-wire network below it): node x
+        stands for the pair ``(V_x − V_{x+1})/√3`` (a wye winding on phase x feeds the delta
+        winding x–x+1); lines there use the pair-frame impedance ``A Z Aᵀ`` and phase-to-phase
+        loads on (x, x+1) sit on node x. Other delta-fed nodes (delta–delta) keep the virtual
+        wye phases of their primary. ``None`` for models built before this field existed.
     regulators : RegulatorData
         Regulator-controlled transformers with their tap ranges (always filled).
     switches : SwitchData or None
@@ -361,6 +367,7 @@ class MathFeeder:
     notes: tuple[str, ...] = field(default=())
     regulators: RegulatorData = field(default_factory=RegulatorData.empty)
     switches: SwitchData | None = None
+    pair_fed: np.ndarray | None = None
 
     @property
     def n_nodes(self) -> int:
@@ -497,6 +504,32 @@ def _delta_shares(px: int, py: int) -> tuple[complex, complex]:
     return vx / (vx - vy), -vy / (vx - vy)
 
 
+def _pair_frame_impedance(z: np.ndarray, phases: tuple[int, ...]) -> np.ndarray:
+    """Series impedance seen by the pair voltages of a 3-wire (delta-fed) line.
+
+    On a network fed through a wye–delta winding, node x of the model stands for the pair
+    ``V'_x = (V_x − V_{x+1})/√3`` (its magnitude is ``|V_LL|/√3``). With ``V' = A V`` and the
+    line currents ``I = Aᵀ I'`` (power is conserved: ``Vᵀ I* = V'ᵀ I'*``), the drop is
+    ``V'_parent − V'_child = A Z Aᵀ I'``.
+    """
+    pos = {p: i for i, p in enumerate(phases)}
+    a = np.zeros((len(phases), len(phases)))
+    for i, p in enumerate(phases):
+        a[i, pos[p]] += 1.0
+        a[i, pos[p % 3 + 1]] -= 1.0
+    a /= np.sqrt(3.0)
+    return a @ z @ a.T
+
+
+def _pair_node(px: int, py: int) -> int | None:
+    """The node standing for pair (px, py) in pair semantics (``x`` for ``(x, x+1)``)."""
+    if py == px % 3 + 1:
+        return px
+    if px == py % 3 + 1:
+        return py
+    return None
+
+
 def _shunt_map(
     elements,
     node_lookup: dict[tuple[int, int], int],
@@ -504,8 +537,13 @@ def _shunt_map(
     n_nodes: int,
     kind: str,
     dropped: list[str],
+    delta_fed: np.ndarray | None = None,
 ) -> sp.csr_matrix:
-    """Sparse (N, n_elements) matrix spreading each element's complex power onto nodes."""
+    """Sparse (N, n_elements) matrix spreading each element's complex power onto nodes.
+
+    On pair-fed nodes (behind a wye–delta winding, :func:`_pair_frame_impedance`) a
+    phase-to-phase element on pair (x, x+1) puts its whole power on node x.
+    """
     rows: list[int] = []
     cols: list[int] = []
     vals: list[complex] = []
@@ -516,6 +554,11 @@ def _shunt_map(
         if el.connection is Connection.DELTA and len(phases) >= 2:
             pairs = [(phases[0], phases[1])] if len(phases) == 2 else [(1, 2), (2, 3), (3, 1)]
             for px, py in pairs:
+                target = _pair_node(px, py)
+                key = (b, target) if target is not None else None
+                if delta_fed is not None and key in node_lookup and delta_fed[node_lookup[key]]:
+                    entries.append((target, 1.0 / len(pairs)))
+                    continue
                 sx, sy = _delta_shares(px, py)
                 entries += [(px, sx / len(pairs)), (py, sy / len(pairs))]
         else:
@@ -621,6 +664,7 @@ def build_math_feeder(
     node_branch: list[int] = []
     node_length: list[float] = []
     node_delta: list[bool] = []
+    node_pair: list[bool] = []
     root_v: list[float] = []
     lookup: dict[tuple[int, int], int] = {}
     for r in feeder.roots:
@@ -640,6 +684,7 @@ def build_math_feeder(
             node_branch.append(-1)
             node_length.append(0.0)
             node_delta.append(False)
+            node_pair.append(False)
             root_v.append(vpu)
 
     coupling_rows: list[int] = []
@@ -688,10 +733,21 @@ def build_math_feeder(
                 node_branch.append(k)
                 node_length.append(el.length_km)
                 if el.kind == BranchKind.TRANSFORMER:
-                    node_delta.append(el.delta_at[1] if forward else el.delta_at[0])
+                    at_child = el.delta_at[1] if forward else el.delta_at[0]
+                    at_parent = el.delta_at[0] if forward else el.delta_at[1]
+                    node_delta.append(at_child)
+                    # wye → delta: the child's node x is the pair (x, x+1)
+                    node_pair.append(at_child and not at_parent)
                 else:
                     node_delta.append(node_delta[parent_node])
+                    node_pair.append(node_pair[parent_node])
                 root_v.append(np.nan)
+            if (
+                el.kind != BranchKind.TRANSFORMER
+                and sorted(p_chi) == [1, 2, 3]
+                and all(n >= 0 and node_pair[n] for n in new_nodes)
+            ):
+                z_ohm = _pair_frame_impedance(z_ohm, tuple(p_chi))
             for ci, ni in enumerate(new_nodes):
                 for cj, nj in enumerate(new_nodes):
                     if ni >= 0 and nj >= 0 and z_ohm[ci, cj] != 0:
@@ -704,11 +760,13 @@ def build_math_feeder(
     if orphan:
         notes.append(f"{len(orphan)} branch conductors with a de-energized parent phase skipped")
     dropped: list[str] = []
-    load_map = _shunt_map(feeder.loads, lookup, bus_index, n_nodes, "Load", dropped)
-    pv_map = _shunt_map(feeder.pv_systems, lookup, bus_index, n_nodes, "PVSystem", dropped)
-    gen_map = _shunt_map(feeder.generators, lookup, bus_index, n_nodes, "Generator", dropped)
-    st_map = _shunt_map(feeder.storage, lookup, bus_index, n_nodes, "Storage", dropped)
-    cap_map = _shunt_map(feeder.capacitors, lookup, bus_index, n_nodes, "Capacitor", dropped)
+    fed = np.asarray(node_pair, dtype=bool)
+    args = (lookup, bus_index, n_nodes)
+    load_map = _shunt_map(feeder.loads, *args, "Load", dropped, fed)
+    pv_map = _shunt_map(feeder.pv_systems, *args, "PVSystem", dropped, fed)
+    gen_map = _shunt_map(feeder.generators, *args, "Generator", dropped, fed)
+    st_map = _shunt_map(feeder.storage, *args, "Storage", dropped, fed)
+    cap_map = _shunt_map(feeder.capacitors, *args, "Capacitor", dropped, fed)
     if dropped:
         warnings.warn(
             f"feeder {feeder.name!r}: {len(dropped)} shunt elements sit on phases with no "
@@ -799,6 +857,7 @@ def build_math_feeder(
         storage_kvar=np.array([x.kvar for x in feeder.storage]),
         cap_b_pu=np.real(cap_b) if np.ndim(cap_b) else np.zeros(n_nodes),
         delta_fed=np.asarray(node_delta, dtype=bool),
+        pair_fed=np.asarray(node_pair, dtype=bool),
         deenergized_buses=tuple(bus_names[i] for i in np.flatnonzero(~tree.energized)),
         notes=tuple(notes),
         regulators=regulators,
