@@ -103,7 +103,7 @@ def add_operate_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--sigma-sweep",
         default=None,
-        help="comma-separated σ values: δ (IGDT) and α (CL-DIGDT) vs σ figure (paper Fig. 8)",
+        help="comma-separated σ values: δ (IGDT) and α (CL-DIGDT, to 1e-3) vs σ (paper Fig. 8)",
     )
     p.add_argument("--no-ac", action="store_true", help="skip the OpenDSS AC certificate")
     p.add_argument("--out", help="run folder (default runs/operate-<feeder>-<time>)")
