@@ -1,0 +1,312 @@
+"""A trained ReLU network as MILP rows (paper B §III-E, eqs 31–35; METHODS §4).
+
+The network ``y = W_L h_{L−1} + b_L``, ``h_l = max(0, ẑ_l)``, ``ẑ_l = W_l h_{l−1} + b_l``
+(``h_0`` the input, eqs 31–33) is written over the columns of a :class:`LinearModel`. Every
+hidden neuron gets bounds ``L ≤ ẑ ≤ U`` from interval bound propagation (IBP) over the input
+box (:func:`interval_bounds`)::
+
+    U ≤ 0          h = 0                       (stably inactive: no binary)
+    L ≥ 0          h = ẑ                       (stably active: no binary)
+    L < 0 < U      h ≥ ẑ,  h ≥ 0,  h ≤ ẑ − L (1 − σ),  h ≤ U σ,   σ ∈ {0, 1}      (eq 35)
+
+With ``σ = 1`` the rows give ``h = ẑ`` (and ``ẑ ≥ 0``), with ``σ = 0`` they give ``h = 0``
+(and ``ẑ ≤ 0``): the MILP is exact for any valid bounds. :attr:`BoundMode.BIG_M` writes the
+textbook version with one uniform ``M`` (``L = −M``, ``U = M``, a binary for every neuron), the
+baseline the IBP bounds are measured against.
+
+Everything is vectorized per layer (one sparse block of rows per layer and row kind).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+import scipy.sparse as sp
+
+from gridrecourse.errors import GridRecourseError
+from gridrecourse.solvers.highs import LinearModel, VariableBlock
+
+__all__ = [
+    "BoundMode",
+    "LayerBounds",
+    "ReluBlocks",
+    "ReluNetwork",
+    "ReluNetworkError",
+    "add_relu_network",
+    "interval_bounds",
+]
+
+
+class ReluNetworkError(GridRecourseError, ValueError):
+    """Inconsistent network weights, input map or bounds."""
+
+
+class BoundMode(str, Enum):
+    """Neuron bounds of the embedding."""
+
+    #: interval bound propagation over the input box (stable neurons without binaries)
+    IBP = "ibp"
+    #: one uniform big-M for every neuron (a binary per neuron); the textbook baseline
+    BIG_M = "big-m"
+
+
+@dataclass(frozen=True, eq=False)
+class ReluNetwork:
+    """A fully connected ReLU network with a linear output layer (eqs 31–33).
+
+    Attributes
+    ----------
+    weights : tuple of ndarray
+        ``W_l`` of shape ``(n_l, n_{l−1})``; the last one maps to the output(s).
+    biases : tuple of ndarray
+        ``b_l`` of shape ``(n_l,)``.
+    """
+
+    weights: tuple[np.ndarray, ...]
+    biases: tuple[np.ndarray, ...]
+
+    def __post_init__(self) -> None:
+        w = tuple(np.asarray(a, dtype=float) for a in self.weights)
+        b = tuple(np.asarray(a, dtype=float).ravel() for a in self.biases)
+        if not w or len(w) != len(b):
+            raise ReluNetworkError("need one bias per weight matrix and at least one layer")
+        for k, (wk, bk) in enumerate(zip(w, b, strict=True)):
+            if wk.ndim != 2 or wk.shape[0] != bk.shape[0]:
+                raise ReluNetworkError(f"layer {k}: W {wk.shape} and b {bk.shape} do not match")
+            if k and wk.shape[1] != w[k - 1].shape[0]:
+                raise ReluNetworkError(f"layer {k}: input {wk.shape[1]} != {w[k - 1].shape[0]}")
+        object.__setattr__(self, "weights", w)
+        object.__setattr__(self, "biases", b)
+
+    @property
+    def n_inputs(self) -> int:
+        """Input width ``n_0``."""
+        return self.weights[0].shape[1]
+
+    @property
+    def hidden_sizes(self) -> tuple[int, ...]:
+        """Widths of the hidden (ReLU) layers."""
+        return tuple(w.shape[0] for w in self.weights[:-1])
+
+    def forward(self, inputs: np.ndarray) -> np.ndarray:
+        """Outputs for a batch of inputs ``(B, n_0)`` → ``(B, n_out)`` (float64)."""
+        h = np.atleast_2d(np.asarray(inputs, dtype=float))
+        for w, b in zip(self.weights[:-1], self.biases[:-1], strict=True):
+            h = np.maximum(h @ w.T + b, 0.0)
+        return h @ self.weights[-1].T + self.biases[-1]
+
+    def with_fixed_inputs(self, columns: np.ndarray, values: np.ndarray) -> ReluNetwork:
+        """The network with inputs ``columns`` fixed at ``values`` folded into the first bias.
+
+        Used for the scenario embedding ``e``: ``W_1 [x; e] + b_1 = W_1x x + (W_1e e + b_1)``.
+        """
+        cols = np.asarray(columns, dtype=int)
+        keep = np.setdiff1d(np.arange(self.n_inputs), cols)
+        w1 = self.weights[0]
+        b1 = self.biases[0] + w1[:, cols] @ np.asarray(values, dtype=float)
+        return ReluNetwork((w1[:, keep], *self.weights[1:]), (b1, *self.biases[1:]))
+
+
+@dataclass(frozen=True, eq=False)
+class LayerBounds:
+    """Pre-activation bounds ``L_l ≤ ẑ_l ≤ U_l`` of every layer (the output layer last)."""
+
+    lower: tuple[np.ndarray, ...]
+    upper: tuple[np.ndarray, ...]
+
+    def stable_counts(self) -> tuple[int, int, int]:
+        """``(stably inactive, stably active, unstable)`` hidden neurons."""
+        lo = np.concatenate(self.lower[:-1]) if len(self.lower) > 1 else np.zeros(0)
+        hi = np.concatenate(self.upper[:-1]) if len(self.upper) > 1 else np.zeros(0)
+        return int(np.sum(hi <= 0)), int(np.sum(lo >= 0)), int(np.sum((lo < 0) & (hi > 0)))
+
+
+def interval_bounds(net: ReluNetwork, lb: np.ndarray, ub: np.ndarray) -> LayerBounds:
+    """Interval bound propagation over the input box ``lb ≤ h_0 ≤ ub``.
+
+    With ``W⁺ = max(W, 0)``, ``W⁻ = min(W, 0)``: ``U_l = W⁺ ū + W⁻ l̄ + b``,
+    ``L_l = W⁺ l̄ + W⁻ ū + b``, and the next layer's box is ``[max(L, 0), max(U, 0)]``.
+    Valid (every reachable ``ẑ`` lies inside), not tight.
+
+    Parameters
+    ----------
+    net : ReluNetwork
+    lb, ub : ndarray, shape (n_0,)
+        Input box (finite).
+
+    Returns
+    -------
+    LayerBounds
+    """
+    lo = np.asarray(lb, dtype=float).ravel()
+    hi = np.asarray(ub, dtype=float).ravel()
+    if lo.shape != (net.n_inputs,) or hi.shape != (net.n_inputs,):
+        raise ReluNetworkError(f"input box must have {net.n_inputs} entries")
+    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and np.all(lo <= hi)):
+        raise ReluNetworkError("input box must be finite with lb <= ub")
+    lowers, uppers = [], []
+    for k, (w, b) in enumerate(zip(net.weights, net.biases, strict=True)):
+        wp, wn = np.maximum(w, 0.0), np.minimum(w, 0.0)
+        z_lo = wp @ lo + wn @ hi + b
+        z_hi = wp @ hi + wn @ lo + b
+        lowers.append(z_lo)
+        uppers.append(z_hi)
+        if k < len(net.weights) - 1:
+            lo, hi = np.maximum(z_lo, 0.0), np.maximum(z_hi, 0.0)
+    return LayerBounds(tuple(lowers), tuple(uppers))
+
+
+@dataclass(frozen=True, eq=False)
+class ReluBlocks:
+    """Columns of an embedded network.
+
+    Attributes
+    ----------
+    output : VariableBlock
+        ``y`` (the network's output(s), free).
+    hidden : tuple of VariableBlock
+        ``h_l`` per hidden layer.
+    active : tuple of VariableBlock or None
+        ``σ_l`` per hidden layer (binaries of the unstable neurons; ``None`` when none).
+    bounds : LayerBounds
+        Bounds used (IBP or the uniform ``±M``).
+    n_binaries : int
+    """
+
+    output: VariableBlock
+    hidden: tuple[VariableBlock, ...]
+    active: tuple[VariableBlock | None, ...]
+    bounds: LayerBounds
+    n_binaries: int
+
+
+def _first_layer_terms(
+    w1: np.ndarray, inputs: Sequence[tuple[VariableBlock, sp.spmatrix]]
+) -> list[tuple[VariableBlock, sp.csr_matrix]]:
+    """``W_1 A_k`` per input block (the network input is ``Σ_k A_k x_k + a_0``)."""
+    terms = []
+    for block, a in inputs:
+        prod = sp.csr_matrix(w1 @ sp.csc_matrix(a).toarray()) if a.shape[0] else None
+        if prod is None or prod.shape[1] != block.size:
+            raise ReluNetworkError(f"input map of {block.name!r} has the wrong shape {a.shape}")
+        terms.append((block, prod))
+    return terms
+
+
+def add_relu_network(
+    model: LinearModel,
+    net: ReluNetwork,
+    inputs: Sequence[tuple[VariableBlock, sp.spmatrix | np.ndarray]],
+    input_lb: np.ndarray,
+    input_ub: np.ndarray,
+    *,
+    input_offset: np.ndarray | None = None,
+    name: str = "nn",
+    mode: BoundMode = BoundMode.IBP,
+    big_m: float = 1.0e4,
+    output_cost: float | np.ndarray = 0.0,
+) -> ReluBlocks:
+    """Write ``y = net(Σ_k A_k x_k + a_0)`` into ``model`` (module docstring, eq 35).
+
+    Parameters
+    ----------
+    model : LinearModel
+    net : ReluNetwork
+    inputs : sequence of (VariableBlock, matrix)
+        The network input as a linear map of model columns: ``A_k`` of shape
+        ``(n_0, block.size)``.
+    input_lb, input_ub : ndarray, shape (n_0,)
+        A box containing every input the model's other rows allow (IBP runs over it).
+    input_offset : ndarray, shape (n_0,), optional
+        ``a_0`` (default zero).
+    name : str
+        Prefix of the new blocks.
+    mode : BoundMode
+        IBP bounds (default) or a uniform big-M.
+    big_m : float
+        ``M`` of :attr:`BoundMode.BIG_M` (must exceed every |ẑ| for exactness).
+    output_cost : float or ndarray
+        Objective coefficient(s) of ``y``.
+
+    Returns
+    -------
+    ReluBlocks
+    """
+    mode = BoundMode(mode)
+    n0 = net.n_inputs
+    a0 = np.zeros(n0) if input_offset is None else np.asarray(input_offset, dtype=float).ravel()
+    box_lo = np.asarray(input_lb, dtype=float).ravel() + a0
+    box_hi = np.asarray(input_ub, dtype=float).ravel() + a0
+    if mode is BoundMode.IBP:
+        bounds = interval_bounds(net, box_lo, box_hi)
+    else:
+        m = float(big_m)
+        bounds = LayerBounds(
+            tuple(np.full(w.shape[0], -m) for w in net.weights),
+            tuple(np.full(w.shape[0], m) for w in net.weights),
+        )
+    # the previous layer's value as terms over model columns plus a constant
+    prev_terms = _first_layer_terms(net.weights[0], [(b, sp.csr_matrix(a)) for b, a in inputs])
+    prev_const = net.biases[0] + net.weights[0] @ a0
+    hidden: list[VariableBlock] = []
+    active: list[VariableBlock | None] = []
+    n_bin = 0
+    n_layers = len(net.weights)
+    for k in range(n_layers - 1):
+        lo, hi = bounds.lower[k], bounds.upper[k]
+        n = lo.size
+        if mode is BoundMode.IBP:
+            off = hi <= 0
+            on = lo >= 0
+        else:
+            off = np.zeros(n, dtype=bool)
+            on = np.zeros(n, dtype=bool)
+        unstable = ~(off | on)
+        h = model.add_variables(f"{name}-h{k + 1}", n, lb=0.0, ub=np.maximum(hi, 0.0))
+        hidden.append(h)
+        eye = sp.identity(n, format="csr")
+
+        # ẑ = Σ terms + const;  rows "h − ẑ" over the chosen neurons
+        def rows(mask: np.ndarray, eye=eye, h=h, prev_terms=prev_terms):
+            sel = sp.csr_matrix(eye[np.flatnonzero(mask)])
+            return [(h, sel)] + [(blk, -(sel @ mat)) for blk, mat in prev_terms]
+
+        c = prev_const
+        if on.any():
+            model.add_constraints(f"{name}-active{k + 1}", rows(on), lb=c[on], ub=c[on])
+        if unstable.any():
+            idx = np.flatnonzero(unstable)
+            n_u = idx.size
+            sigma = model.add_variables(f"{name}-sigma{k + 1}", n_u, lb=0.0, ub=1.0, integer=True)
+            n_bin += n_u
+            active.append(sigma)
+            model.add_constraints(f"{name}-above{k + 1}", rows(unstable), lb=c[idx])  # h ≥ ẑ
+            # h − ẑ − L σ ≤ −L  (h ≤ ẑ − L(1 − σ))
+            model.add_constraints(
+                f"{name}-below{k + 1}",
+                [*rows(unstable), (sigma, sp.diags(-lo[idx]).tocsr())],
+                ub=c[idx] - lo[idx],
+            )
+            # h − U σ ≤ 0
+            sel = sp.csr_matrix(eye[idx])
+            model.add_constraints(
+                f"{name}-upper{k + 1}", [(h, sel), (sigma, sp.diags(-hi[idx]).tocsr())], ub=0.0
+            )
+        else:
+            active.append(None)
+        if off.any() and mode is BoundMode.IBP:
+            pass  # ub = max(U, 0) = 0 already fixes h = 0
+        prev_terms = [(h, sp.csr_matrix(net.weights[k + 1]))]
+        prev_const = net.biases[k + 1]
+    n_out = net.weights[-1].shape[0]
+    y = model.add_variables(f"{name}-output", n_out, lb=-np.inf, ub=np.inf, cost=output_cost)
+    model.add_constraints(
+        f"{name}-output_row",
+        [(y, sp.identity(n_out, format="csr"))] + [(b, -m) for b, m in prev_terms],
+        lb=prev_const,
+        ub=prev_const,
+    )
+    return ReluBlocks(y, tuple(hidden), tuple(active), bounds, n_bin)

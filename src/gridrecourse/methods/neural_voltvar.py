@@ -1,0 +1,166 @@
+"""Neural two-stage stochastic Volt-VAR (paper B §III-B/E, eq 22; METHODS §4).
+
+The expected recourse of the 2S-VVO is replaced by a trained surrogate
+(:class:`~gridrecourse.learning.voltvar_net.VoltVarSurrogate`)::
+
+    min  cᵀx + σ_y · MLP([φ(x), e]) + μ_y                                  (eqs 22–23)
+    s.t. every first-stage row of the problem (taps, tap-change limits, switch states,
+         radiality, operation limits), x integer where the problem says so
+
+with ``e = E(Ξ)`` the scenario embedding (one encoder forward pass over the whole scenario set,
+so the MILP does not grow with the scenarios) and the MLP written as MILP rows with IBP bounds
+(:func:`~gridrecourse.formulation.relu.add_relu_network`). The first stage is
+:meth:`~gridrecourse.problems.volt_var.VoltVarProblem.first_stage_model` unchanged (exact), and
+the decision is then evaluated exactly — one recourse MILP per scenario
+(:func:`~gridrecourse.evaluation.out_of_sample.evaluate_first_stage`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from gridrecourse.evaluation.out_of_sample import evaluate_first_stage
+from gridrecourse.execution import Executor
+from gridrecourse.formulation.relu import BoundMode, add_relu_network
+from gridrecourse.learning.voltvar_data import feature_map
+from gridrecourse.learning.voltvar_net import VoltVarSurrogate
+from gridrecourse.problems.volt_var import VoltVarProblem
+from gridrecourse.solvers.options import SolverOptions
+
+__all__ = ["NeuralVoltVarResult", "solve_neural_voltvar"]
+
+
+@dataclass(frozen=True, eq=False)
+class NeuralVoltVarResult:
+    """Outcome of the neural method.
+
+    Attributes
+    ----------
+    x : ndarray, shape (n_x,)
+        First stage (complete, integer-rounded).
+    surrogate_objective : float
+        ``cᵀx + NN(x, Ξ)`` at the MILP optimum ($).
+    predicted_recourse : float
+        ``NN(x, Ξ)`` ($).
+    first_stage_cost : float
+        ``cᵀx`` ($).
+    objective : float or None
+        Exact expected cost of ``x`` ($; ``None`` when not evaluated).
+    n_binaries : int
+        ReLU binaries of the embedding.
+    stable_neurons : (int, int, int)
+        (inactive, active, unstable) hidden neurons under the bounds used.
+    mode : BoundMode
+    encode_seconds, solve_seconds, evaluate_seconds : float
+    status : str
+    mip_gap : float
+        HiGHS's gap of the surrogate MILP.
+    """
+
+    x: np.ndarray
+    surrogate_objective: float
+    predicted_recourse: float
+    first_stage_cost: float
+    objective: float | None
+    n_binaries: int
+    stable_neurons: tuple[int, int, int]
+    mode: BoundMode
+    encode_seconds: float
+    solve_seconds: float
+    evaluate_seconds: float
+    status: str
+    mip_gap: float
+
+
+def solve_neural_voltvar(
+    problem: VoltVarProblem,
+    surrogate: VoltVarSurrogate,
+    options: SolverOptions | None = None,
+    *,
+    mode: BoundMode = BoundMode.IBP,
+    big_m: float = 1.0e4,
+    evaluate: bool = True,
+    executor: Executor | None = None,
+    eval_options: SolverOptions | None = None,
+) -> NeuralVoltVarResult:
+    """Solve the surrogate MILP (eq 22) and evaluate its decision exactly.
+
+    Parameters
+    ----------
+    problem : VoltVarProblem
+        Feeder, settings and the scenario set (its embedding enters the MILP).
+    surrogate : VoltVarSurrogate
+        Checked against ``problem`` first (:class:`SurrogateMismatchError` otherwise).
+    options : SolverOptions, optional
+        Surrogate MILP options.
+    mode : BoundMode
+        IBP bounds (default) or a uniform big-M (baseline).
+    evaluate : bool
+        Solve the recourse of every scenario at the decision (exact objective).
+    executor : Executor, optional
+        Where the exact evaluation runs.
+
+    Returns
+    -------
+    NeuralVoltVarResult
+    """
+    surrogate.check(problem)
+    t0 = time.perf_counter()
+    e = surrogate.embed(problem)
+    net = surrogate.main_network()
+    n_feat = net.n_inputs - len(e)
+    net = net.with_fixed_inputs(np.arange(n_feat, net.n_inputs), e)
+    t1 = time.perf_counter()
+    f, _ = feature_map(problem)
+    if f.shape[0] != n_feat:
+        raise ValueError(
+            f"surrogate expects {n_feat} first-stage features, problem has {f.shape[0]}"
+        )
+    fs = problem.first_stage
+    model, blocks = problem.first_stage_model()
+    inputs = [
+        (blocks[v.name], f[:, fs.slice(v.name)]) for v in fs.variables if f[:, fs.slice(v.name)].nnz
+    ]
+    emb = add_relu_network(
+        model,
+        net,
+        inputs,
+        np.zeros(n_feat),
+        np.ones(n_feat),
+        name="surrogate",
+        mode=mode,
+        big_m=big_m,
+        output_cost=surrogate.target_std,
+    )
+    sol = model.solve(options or SolverOptions(mip_gap=1e-4, time_limit=60.0))
+    x = np.concatenate([sol.value(blocks[v.name]) for v in fs.variables])
+    x[fs.integer] = np.round(x[fs.integer])
+    first = float(fs.cost @ x)
+    predicted = float(sol.value(emb.output)[0]) * surrogate.target_std + surrogate.target_mean
+    t2 = time.perf_counter()
+    objective = None
+    if evaluate:
+        ev = evaluate_first_stage(
+            problem, x, executor=executor, options=eval_options or SolverOptions(mip_gap=1e-4),
+            desc=None,
+        )  # fmt: skip
+        objective = float(ev.expected_objective)
+    t3 = time.perf_counter()
+    return NeuralVoltVarResult(
+        x=x,
+        surrogate_objective=first + predicted,
+        predicted_recourse=predicted,
+        first_stage_cost=first,
+        objective=objective,
+        n_binaries=emb.n_binaries,
+        stable_neurons=emb.bounds.stable_counts(),
+        mode=BoundMode(mode),
+        encode_seconds=t1 - t0,
+        solve_seconds=t2 - t1,
+        evaluate_seconds=t3 - t2,
+        status=str(sol.status),
+        mip_gap=float(sol.mip_gap),
+    )
