@@ -626,10 +626,16 @@ class _Subproblem:
     """The one-scenario extensive form plus PH terms, built once and re-solved."""
 
     def __init__(
-        self, problem: TwoStageProblem, scenario: int, prox: ProximalTerm, tangent_points: int
+        self,
+        problem: TwoStageProblem,
+        scenario: int,
+        prox: ProximalTerm,
+        tangent_points: int,
+        start: np.ndarray | None = None,
     ):
         self.problem, self.scenario, self.prox = problem, scenario, prox
         self.tangent_points = tangent_points
+        self.start = start
         self.fs = problem.first_stage
         self.offset = problem.second_stage.objective_offset
         self.cost = self.fs.cost
@@ -645,6 +651,8 @@ class _Subproblem:
         self.blocks: list[tuple[VariableBlock, slice]] = [
             (ef.first_stage[v.name], self.fs.slice(v.name)) for v in self.fs.variables
         ]
+        if self.start is not None:  # a partial MIP start; HiGHS completes the recourse
+            model.set_start({block: self.start[sl] for block, sl in self.blocks})
         self.epigraph: VariableBlock | None = None
         self.shift_rows: ConstraintBlock | None = None
         prox = self.prox
@@ -732,16 +740,18 @@ class _SubproblemBank:
         tangent_points: int,
         continuous_points: int,
         active: np.ndarray | None = None,
+        start: np.ndarray | None = None,
     ):
         self.problem = problem
         self.tangent_points = tangent_points
         self.prox = ProximalTerm.from_first_stage(problem.first_stage, continuous_points, active)
+        self.start = start
         self.models: dict[int, _Subproblem] = {}
 
     def get(self, scenario: int) -> _Subproblem:
         model = self.models.get(scenario)
         if model is None:
-            model = _Subproblem(self.problem, scenario, self.prox, self.tangent_points)
+            model = _Subproblem(self.problem, scenario, self.prox, self.tangent_points, self.start)
             self.models[scenario] = model
         return model
 
@@ -751,8 +761,9 @@ def _build_bank(
     tangent_points: int,
     continuous_points: int,
     active: np.ndarray | None = None,
+    start: np.ndarray | None = None,
 ) -> _SubproblemBank:
-    return _SubproblemBank(problem, tangent_points, continuous_points, active)
+    return _SubproblemBank(problem, tangent_points, continuous_points, active, start)
 
 
 def _consensus_mask(fs: FirstStageSpec, blocks: Sequence[str] | None) -> np.ndarray | None:
@@ -863,6 +874,7 @@ def solve_progressive_hedging(
     progress: ProgressHook | None = None,
     on_iteration: Callable[[PHIteration], bool | None] | None = None,
     scenarios: Sequence[int] | np.ndarray | None = None,
+    start: np.ndarray | None = None,
 ) -> PHResult[D]:
     """Run progressive hedging, round and repair the consensus, and evaluate it exactly.
 
@@ -884,6 +896,10 @@ def solve_progressive_hedging(
         (``status = PHStatus.STOPPED``).
     scenarios : sequence of int, optional
         Scenario indices (default all); probabilities renormalized.
+    start : ndarray, shape (n_x,), optional
+        A first stage given to every subproblem as a partial MIP start when it is built
+        (HiGHS completes the recourse; later iterations start from HiGHS's own state). For
+        MILP subproblems whose incumbent HiGHS does not find on its own.
 
     Returns
     -------
@@ -917,8 +933,16 @@ def solve_progressive_hedging(
     n_x = problem.first_stage.size
     own = executor is None
     ex: Executor = InProcessExecutor() if own else executor
+    x0 = None if start is None else np.asarray(start, dtype=float).reshape(-1)
+    if x0 is not None and x0.size != problem.first_stage.size:
+        raise PHError(f"start must have the first stage's {problem.first_stage.size} entries")
     factory = functools.partial(
-        _build_bank, problem, int(config.tangent_points), int(config.continuous_points), active
+        _build_bank,
+        problem,
+        int(config.tangent_points),
+        int(config.continuous_points),
+        active,
+        x0,
     )
     solve = functools.partial(_solve_task, options=options)
     w = np.zeros((len(idx), n_x))

@@ -130,6 +130,7 @@ from gridrecourse.problems.base import (
     ScenarioData,
     SecondStageSpec,
     TwoStageProblem,
+    add_second_stage_blocks,
 )
 from gridrecourse.problems.spec_blocks import spec_blocks
 from gridrecourse.solvers.highs import LinearModel, VariableBlock
@@ -1190,6 +1191,110 @@ class VoltVarProblem(TwoStageProblem[VoltVarDecision]):
             z = np.broadcast_to(np.asarray(switch_closed, dtype=float), (sw.n_switches, T))
             parts.append(z.T.ravel())
         return self.complete_first_stage(np.concatenate(parts))
+
+    def neutral_start(self) -> np.ndarray:
+        """A first stage for MIP starts: every regulator at the allowed tap nearest 1.0 p.u.
+        all day, the switches at their initial states all day.
+
+        Its cost is the moves from the initial taps; on the IEEE 123 study case its recourse
+        was feasible in every scenario measured (LM and FM, 10 scenarios, seed 0: no
+        curtailment, 1800 $ of tap moves), whereas HiGHS found no incumbent of the extensive
+        form within 600 s without a start. Not guaranteed feasible in general.
+        """
+        grid, T = self.grid, self.T
+        dist = np.abs(grid.tap_pu - 1.0) + 1e-9 * np.arange(grid.size)
+        col = np.flatnonzero(dist == np.minimum.reduceat(dist, grid.start)[grid.regulator])
+        positions = np.repeat((col - grid.start[grid.regulator[col]])[:, None], T, axis=1)
+        return self.first_stage_vector(positions, self._initial_schedule())
+
+    def _initial_schedule(self) -> np.ndarray | None:
+        """Initial switch states held all day, ``(S, T)`` (None without switches)."""
+        sw = self.math.switches
+        if sw is None:
+            return None
+        init = sw.normal_closed.astype(float).copy()
+        if self.config.initial_switches:
+            known = {n.lower(): k for k, n in enumerate(sw.names)}
+            for name, value in self.config.initial_switches.items():
+                init[known[name.lower()]] = float(bool(value))
+        return np.repeat(init[:, None], self.T, axis=1)
+
+    def relaxation_start(
+        self,
+        scenarios: Sequence[int] | np.ndarray | None = None,
+        options: SolverOptions | None = None,
+        *,
+        constant: bool = False,
+    ) -> np.ndarray:
+        """A first stage for MIP starts, from the LP relaxation of the extensive form.
+
+        Solves the relaxation over ``scenarios`` (default all) and reads the continuous tap
+        ratio ``√(v_send / v_parent)`` of every regulated node (the relaxation is the
+        continuous-tap model), averaged over phases and scenarios (and hours when
+        ``constant``). The schedule nearest to it in positions that meets the tap-change limit
+        is then found by the first stage alone with cost ``|k − target|`` on every tap
+        binary (paper B eq 36's repair, with the switches held at their initial states).
+        A heuristic in the spirit of :func:`~gridrecourse.formulation.taps.rounded_start`:
+        its recourse may still be infeasible.
+
+        Returns
+        -------
+        ndarray, shape (n_x,)
+            A first stage satisfying the first-stage rows (auxiliaries completed).
+        """
+        fs, spec, T = self._first, self._second, self.T
+        math, reg, grid = self.math, self.math.regulators, self.grid
+        idx = np.arange(self.n_scenarios) if scenarios is None else np.asarray(scenarios, int)
+        weights = self.probability[idx] / self.probability[idx].sum()
+        relax = LinearModel(f"relaxation-{self.name}")
+        first = {
+            v.name: relax.add_variables(v.name, v.size, lb=v.lb, ub=v.ub, cost=v.cost)
+            for v in fs.variables
+        }
+        for c in fs.constraints:
+            relax.add_constraints(c.name, [(first[n], mm) for n, mm in c.terms], lb=c.lb, ub=c.ub)
+        stacked = add_second_stage_blocks(
+            relax, spec, weights, data=self.scenario_data(idx), first_stage=first,
+            first_stage_spec=fs, integer=False,
+        )  # fmt: skip
+        sol = relax.solve(options or SolverOptions())
+        model, blocks = self._first_stage_model()
+        for v in fs.variables:  # only the distance to the target counts
+            model.set_cost(blocks[v.name], 0.0)
+        if reg.n_regulators:
+            s, e = len(idx), self._e
+            send = sol.value(stacked.variables["branch-v_send"]).reshape(s, T, -1)  # (S, T, J)
+            v = sol.value(stacked.variables["bus-v"]).reshape(s, T, e)
+            pos = np.full(math.n_nodes, -1)
+            pos[self._nonroot] = np.arange(e)
+            parent = math.parent[reg.node]
+            v_par = np.where(
+                pos[parent][None, None, :] >= 0,
+                v[:, :, np.maximum(pos[parent], 0)],
+                (math.root_v_pu[parent] ** 2)[None, None, :],
+            )
+            ratio = np.sqrt(np.maximum(send, 0.0) / np.maximum(v_par, 1e-9)).mean(axis=0)
+            if constant:
+                ratio = np.repeat(ratio.mean(axis=0, keepdims=True), T, axis=0)
+            count = np.bincount(reg.regulator_of, minlength=reg.n_regulators)
+            mean = np.zeros((T, reg.n_regulators))
+            np.add.at(mean.T, reg.regulator_of, ratio.T)
+            mean /= count[None, :]
+            tap = (mean / reg.base_ratio) ** (1.0 / reg.tap_exponent)  # (T, R)
+            target = np.zeros((T, grid.size))  # fractional position of the target tap
+            for r in range(reg.n_regulators):  # a handful of regulators
+                cols = slice(grid.start[r], grid.start[r] + grid.count[r])
+                target[:, cols] = np.interp(
+                    tap[:, r], grid.tap_pu[cols], np.arange(grid.count[r], dtype=float)
+                )[:, None]
+            position = np.arange(grid.size) - grid.start[grid.regulator]
+            model.set_cost(blocks["tap-u"], np.abs(position[None, :] - target).ravel())
+        z = self._initial_schedule()
+        if z is not None:
+            model.set_col_bounds(blocks["switch-z"], z.T.ravel(), z.T.ravel())
+        rep = model.solve(SolverOptions(mip_gap=1e-6))
+        primary = np.concatenate([rep.value(blocks[n]) for n in PRIMARY_BLOCKS if n in blocks])
+        return self.complete_first_stage(np.rint(primary))
 
     def recourse(self, values: np.ndarray, scenario: int) -> VoltVarRecourse:
         """One scenario's recourse columns (``SecondStageResult.values``) in engineering units."""
