@@ -57,10 +57,20 @@ class MethodOutcome:
 MethodFn = Callable[[VoltVarProblem, argparse.Namespace, SolverOptions], MethodOutcome]
 
 
+def _start(problem: VoltVarProblem, args: argparse.Namespace) -> np.ndarray | None:
+    """The MIP start of ``--start`` (neutral taps, LP-relaxation taps, or none)."""
+    kind = getattr(args, "start", "neutral")
+    if kind == "neutral":
+        return problem.neutral_start()
+    if kind == "relaxation":
+        return problem.relaxation_start()
+    return None
+
+
 def _solve_ef(problem: VoltVarProblem, args: argparse.Namespace, options: SolverOptions):
     from gridrecourse.methods.extensive_form import solve_extensive_form
 
-    ef = solve_extensive_form(problem, options)
+    ef = solve_extensive_form(problem, options, start=_start(problem, args))
     return MethodOutcome(
         ef.x,
         ef.status.value,
@@ -87,7 +97,7 @@ def _solve_ph(problem: VoltVarProblem, args: argparse.Namespace, options: Solver
         consensus_blocks=PRIMARY_BLOCKS,
     )
     sub = replace(options, time_limit=args.ph_time_limit)
-    ph = solve_progressive_hedging(problem, config, options=sub)
+    ph = solve_progressive_hedging(problem, config, options=sub, start=_start(problem, args))
     return MethodOutcome(
         ph.x,
         ph.status.value,
@@ -146,6 +156,13 @@ def add_voltvar_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("--time-limit", type=float, default=600.0, help="EF time limit (s)")
     p.add_argument("--mip-gap", type=float, default=1e-4, help="relative MIP gap (0.01 %%)")
+    p.add_argument(
+        "--start",
+        choices=("neutral", "relaxation", "none"),
+        default="neutral",
+        help="ef/ph MIP start: taps nearest 1.0 all day with the initial switches (default), "
+        "LP-relaxation taps, or none",
+    )
     p.add_argument("--eval-time-limit", type=float, default=120.0, help="per recourse MILP (s)")
     p.add_argument("--rho", type=float, default=100.0, help="PH proximal weight ($ per unit²)")
     p.add_argument("--rho-growth", type=float, default=1.0, help="PH proximal growth (1)")
