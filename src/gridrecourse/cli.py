@@ -9,25 +9,100 @@ gridrecourse feeder ``.json``. Every command writes a run folder (except ``info`
 from __future__ import annotations
 
 import argparse
-import json
+import importlib
 import sys
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import asdict
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
-
-from gridrecourse.cli_common import Progress, emit
+from gridrecourse.cli_common import (
+    EXIT_USAGE,
+    NON_NEGATIVE,
+    POSITIVE,
+    Bound,
+    Progress,
+    add_run_options,
+    check_options,
+    emit,
+    execute,
+    given_options,
+    open_run,
+    resolved_config,
+)
 from gridrecourse.errors import GridRecourseError
-from gridrecourse.network.loading import DEFAULT_FEEDER, builtin_names, resolve_feeder_spec
-from gridrecourse.report.run_folder import RunFolder
+
+if TYPE_CHECKING:  # pragma: no cover
+    from gridrecourse.report.run_folder import RunFolder
+
+#: Default feeder of info/validate/opf (= ``network.loading.DEFAULT_FEEDER``, kept here so
+#: ``--help`` imports nothing heavy; a test checks they agree).
+DEFAULT_FEEDER = "ieee_european_lv"
+#: Built-in names shown in ``--help`` (= ``network.loading.builtin_names()``, tested).
+BUILTIN_HELP = "ieee_european_lv, case33bw; ieee13 … ieee9500-unbal with the IEEE folder"
+#: Sub-commands: name → (module, function adding its parser, one-line help). The module is
+#: imported only when the command is run or its own ``--help`` is asked for.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "info": ("gridrecourse.cli", "add_info_parser", "element counts and model size of a feeder"),
+    "validate": (
+        "gridrecourse.cli",
+        "add_validate_parser",
+        "compare LinDist3Flow with OpenDSS's AC power flow",
+    ),
+    "opf": (
+        "gridrecourse.cli",
+        "add_opf_parser",
+        "deterministic 24-h OPF with HiGHS on bundled real profiles",
+    ),
+    "siting": (
+        "gridrecourse.cli_siting",
+        "add_siting_parser",
+        "PV siting and sizing under uncertainty (SPAR, EF, PH; bounds; AC certificate)",
+    ),
+    "expand": (
+        "gridrecourse.cli_expand",
+        "add_expand_parser",
+        "battery capacity expansion: LSTM + conformal boxes (ETO/E2E) or EF/PH/SPAR",
+    ),
+    "voltvar": (
+        "gridrecourse.cli_voltvar",
+        "add_voltvar_parser",
+        "volt-var control: taps and switches under uncertainty (EF, PH)",
+    ),
+    "operate": (
+        "gridrecourse.cli_operate",
+        "add_operate_parser",
+        "day-ahead operation under uncertainty (IGDT, CL-DIGDT)",
+    ),
+}
+#: Ranges of opf's numeric options.
+OPF_BOUNDS = {
+    "day": Bound(0, 364),
+    "pv_penetration": NON_NEGATIVE,
+    "time_limit": POSITIVE,
+    "max_switch_ops": NON_NEGATIVE,
+    "max_total_switch_ops": NON_NEGATIVE,
+    "switch_cost": NON_NEGATIVE,
+    "max_tap_changes": NON_NEGATIVE,
+    "tap_change_cost": NON_NEGATIVE,
+}
+#: opf options that apply only with --reconfigure / --taps optimize.
+OPF_OPTION_MODES = {
+    "max_switch_ops": ("reconfigure",),
+    "max_total_switch_ops": ("reconfigure",),
+    "switch_cost": ("reconfigure",),
+    "tap_positions": ("optimize",),
+    "max_tap_changes": ("optimize",),
+    "tap_change_cost": ("optimize",),
+    "tap_initial": ("optimize",),
+}
 
 
 def cmd_info(args: argparse.Namespace) -> dict:
     """Element counts of a feeder (and of its LinDist3Flow model)."""
+    import warnings
+
+    from gridrecourse.network.loading import resolve_feeder_spec
     from gridrecourse.network.prepare import OperatingPoint, RootVoltages, prepare_feeder
 
     feeder = resolve_feeder_spec(args.feeder)
@@ -66,14 +141,12 @@ def cmd_validate(args: argparse.Namespace) -> dict:
     from gridrecourse.evaluation.validation import validate_feeder
     from gridrecourse.report.plots import voltage_profile_plot
 
-    progress = Progress(3, quiet=args.json)
+    progress = Progress(3, quiet=args.json or args.quiet)
     t0 = time.perf_counter()
+    folder = open_run(args, "validate", str(args.feeder), resolved_config(args))
     progress(f"importing {args.feeder} and solving the AC power flow in OpenDSS")
     run = validate_feeder(args.feeder)
     result = run.result
-    out = Path(args.out) if args.out else RunFolder.default_path("validate", result.feeder)
-    folder = RunFolder(out, "validate")
-    folder.write_config({"feeder": str(args.feeder)})
     progress("writing tables and the voltage-profile plot")
     folder.write_table("voltages", run.table)
     voltage_profile_plot(run.table, folder.path / "voltage_profile.png", f"{result.feeder}")
@@ -114,14 +187,27 @@ def cmd_validate(args: argparse.Namespace) -> dict:
 
 def cmd_opf(args: argparse.Namespace) -> dict:
     """Deterministic 24-h OPF (import cost, PV curtailment, voltage and thermal limits)."""
+    import numpy as np
+    import pandas as pd
+
+    from gridrecourse.network.loading import resolve_feeder_spec
     from gridrecourse.network.prepare import prepare_math_feeder
     from gridrecourse.problems.opf import OPFConfig, build_opf, solve_opf
     from gridrecourse.problems.profiles import bundled_day
     from gridrecourse.report.plots import opf_plot
     from gridrecourse.solvers.options import SolverOptions
 
-    progress = Progress(4, quiet=args.json)
+    given = getattr(args, "given_options", frozenset())
+    modes = {"reconfigure"} if args.reconfigure else set()
+    modes |= {"optimize"} if args.taps == "optimize" else set()
+    check_options(args, OPF_BOUNDS)
+    for dest, needs in OPF_OPTION_MODES.items():
+        if dest in given and not modes & set(needs):
+            flag = "--reconfigure" if needs == ("reconfigure",) else "--taps optimize"
+            raise GridRecourseError(f"--{dest.replace('_', '-')} applies only with {flag}")
+    progress = Progress(5, quiet=args.json or args.quiet)
     t0 = time.perf_counter()
+    folder = open_run(args, "opf", str(args.feeder), resolved_config(args))
     progress(f"importing {args.feeder}")
     feeder = resolve_feeder_spec(args.feeder)
     # default operating point: OpenDSS taps, normal switches, snapshot root voltages
@@ -142,15 +228,6 @@ def cmd_opf(args: argparse.Namespace) -> dict:
     opf = build_opf(math, config, switching=switching, taps=taps)
     progress("solving with HiGHS")
     result = solve_opf(opf, SolverOptions(time_limit=args.time_limit))
-    out = Path(args.out) if args.out else RunFolder.default_path("opf", feeder.name)
-    folder = RunFolder(out, "opf")
-    folder.write_config(
-        {
-            "feeder": str(args.feeder),
-            "day_of_year": args.day,
-            "opf": {k: v for k, v in asdict(config).items()},
-        }
-    )
     hours = np.arange(config.n_periods)
     hourly = pd.DataFrame(
         {
@@ -203,10 +280,12 @@ def cmd_opf(args: argparse.Namespace) -> dict:
     if taps is not None:
         progress("replaying the chosen taps in OpenDSS's AC power flow (controls off)")
         summary.update(_tap_summary(feeder, opf, result))
+    from gridrecourse.report.html import key_value_table
+
     folder.add_report(
         f"# 24-h OPF on {feeder.name} (day {args.day})\n\n"
-        + "\n".join(f"- {k}: {v}" for k, v in summary.items())
-        + "\n\n![day](opf_day.png)\n"
+        + key_value_table(summary, {"objective": "EUR", "energy_cost": "EUR"}, skip=("run_folder",))
+        + "\n![day](opf_day.png)\n"
     )
     progress("AC certificate: the decision pushed into OpenDSS hour by hour (controls off)")
     summary.update(_ac_certificate(feeder, opf, result, folder))
@@ -275,6 +354,8 @@ def _tap_summary(feeder, opf, result) -> dict:
     PV dispatch and compares OpenDSS's voltages with the model's (only for feeders from
     OpenDSS).
     """
+    import numpy as np
+
     from gridrecourse.evaluation.certificate import check_opf_in_ac
 
     numbers = np.array(list(result.taps.values())).reshape(len(result.taps), -1)
@@ -385,44 +466,53 @@ def _switch_summary(feeder, opf, result) -> dict:
     }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (one sub-command per job)."""
-    parser = argparse.ArgumentParser(
-        prog="gridrecourse",
-        description="Decisions under uncertainty on three-phase distribution feeders.",
+def _add_feeder(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "feeder",
+        nargs="?",
+        default=DEFAULT_FEEDER,
+        help=f"built-in name ({BUILTIN_HELP}), OpenDSS master .dss or feeder .json "
+        f"(default {DEFAULT_FEEDER})",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
 
-    def add(name: str, func, help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument(
-            "feeder",
-            nargs="?",
-            default=DEFAULT_FEEDER,
-            help=f"built-in name ({', '.join(builtin_names())}), OpenDSS master or JSON "
-            f"(default {DEFAULT_FEEDER})",
-        )
-        p.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
-        p.set_defaults(func=func)
-        return p
 
-    add("info", cmd_info, "element counts and model size of a feeder")
-    p = add("validate", cmd_validate, "compare LinDist3Flow with OpenDSS's AC power flow")
-    p.add_argument("--out", help="run folder (default runs/validate-<feeder>-<time>)")
-    p = add("opf", cmd_opf, "deterministic 24-h OPF with HiGHS on bundled real profiles")
-    p.add_argument("--out", help="run folder (default runs/opf-<feeder>-<time>)")
+def add_info_parser(sub) -> argparse.ArgumentParser:
+    """Register ``info``."""
+    p = sub.add_parser("info", help=COMMANDS["info"][2], description=COMMANDS["info"][2])
+    _add_feeder(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.set_defaults(func=cmd_info)
+    return p
+
+
+def add_validate_parser(sub) -> argparse.ArgumentParser:
+    """Register ``validate``."""
+    text = COMMANDS["validate"][2]
+    p = sub.add_parser("validate", help=text, description=text)
+    _add_feeder(p)
+    add_run_options(p, "validate")
+    p.set_defaults(func=cmd_validate)
+    return p
+
+
+def add_opf_parser(sub) -> argparse.ArgumentParser:
+    """Register ``opf``."""
+    text = COMMANDS["opf"][2]
+    p = sub.add_parser("opf", help=text, description=text)
+    _add_feeder(p)
+    add_run_options(p, "opf")
     p.add_argument("--day", type=int, default=196, help="day of year 0-364 (default 196)")
     p.add_argument(
         "--pv-penetration",
         type=float,
         default=0.5,
-        help="PV kW per load kW added when the feeder has no PV (default 0.5)",
+        help="PV kW per load kW added when the feeder has no PV, >= 0 (default 0.5)",
     )
     p.add_argument(
         "--hard-limits", action="store_true", help="hard voltage/thermal limits (may be infeasible)"
     )
     p.add_argument("--no-thermal", action="store_true", help="drop thermal limits")
-    p.add_argument("--time-limit", type=float, default=None, help="solver time limit (s)")
+    p.add_argument("--time-limit", type=float, default=None, help="solver time limit (s, > 0)")
     p.add_argument(
         "--reconfigure",
         action="store_true",
@@ -480,33 +570,83 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --taps optimize: count changes from the feeder's taps before hour 0 "
         "('current') or leave hour 0 free ('none', default)",
     )
+    p.set_defaults(func=cmd_opf)
+    return p
 
-    from gridrecourse.cli_expand import add_expand_parser
-    from gridrecourse.cli_operate import add_operate_parser
-    from gridrecourse.cli_siting import add_siting_parser
-    from gridrecourse.cli_voltvar import add_voltvar_parser
 
-    add_siting_parser(sub)
-    add_expand_parser(sub)
-    add_voltvar_parser(sub)
-    add_operate_parser(sub)
+def _version() -> str:
+    from gridrecourse import __version__
+
+    return __version__
+
+
+def build_parser(commands: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser (one sub-command per job).
+
+    Parameters
+    ----------
+    commands : sequence of str, optional
+        Commands registered in full (their module imported); the others get a stub that only
+        shows in the top-level ``--help``. None: every command in full.
+    """
+    parser = argparse.ArgumentParser(
+        prog="gridrecourse",
+        description="Decisions under uncertainty on three-phase distribution feeders. "
+        "Start with: gridrecourse siting case33bw --scenarios 48 --bounds",
+    )
+    parser.add_argument("--version", action="version", version=f"gridrecourse {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    full = set(COMMANDS) if commands is None else set(commands)
+    for name, (module, adder, text) in COMMANDS.items():
+        if name in full:
+            getattr(importlib.import_module(module), adder)(sub)
+        else:
+            sub.add_parser(name, help=text, add_help=False)
     return parser
 
 
+def _chosen_command(argv: Sequence[str]) -> str | None:
+    """The sub-command named in ``argv`` (the first token that is not an option)."""
+    for token in argv:
+        if not token.startswith("-"):
+            return token
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the process exit code (0 ok, 1 input/solver error)."""
-    args = build_parser().parse_args(argv)
+    """Entry point; returns the exit code (0 ok, 1 error, 2 usage, 130 SIGINT, 143 SIGTERM).
+
+    Only the chosen command's module is imported (``--help`` stays fast). With ``--json``
+    stdout holds exactly one JSON object, also on error (:func:`cli_common.execute`).
+    """
+    import json
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    name = _chosen_command(argv)
+    # only the named command's module is imported; no command (--help, --version): none; a
+    # name not in COMMANDS (a command registered by a module itself): every module
+    parser = build_parser([] if name is None else [name] if name in COMMANDS else None)
+    as_json = "--json" in argv
     try:
-        with warnings.catch_warnings():
-            if args.json:
-                warnings.simplefilter("ignore")
-            args.func(args)
-    except GridRecourseError as exc:
-        if args.json:
-            print(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+        if code and as_json:
+            print(
+                json.dumps(
+                    {
+                        "error": "UsageError",
+                        "kind": "usage",
+                        "message": f"invalid command line: {' '.join(argv)} (see stderr)",
+                        "exit_code": EXIT_USAGE,
+                    }
+                )
+            )
+        return code
+    sub = parser._subparsers._group_actions[0].choices[args.command]
+    args.given_options, args.option_flags = given_options(sub, argv)
+    args.argv = argv
+    return execute(args)
 
 
 if __name__ == "__main__":

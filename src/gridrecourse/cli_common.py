@@ -1,38 +1,520 @@
-"""Helpers shared by every command module: step progress on stderr and the JSON/human output.
+"""Helpers shared by every command module: run-folder life cycle, JSON/error output, option
+checks, progress with ETA, solver-log capture.
 
 Every ``cli_*`` module imports these from here, never from :mod:`gridrecourse.cli` (which
-imports the command modules to register them), so the CLI has no import cycle.
+imports the command modules to register them), so the CLI has no import cycle. This module
+imports nothing heavy at load time (``gridrecourse --help`` stays fast).
+
+A command adopts the whole surface in four lines::
+
+    add_run_options(p, "siting")                       # --out/--resume/--overwrite/--json/--quiet
+    check_options(args, NUMERIC, OPTION_METHODS, args.method)   # before any work
+    folder = open_run(args, "siting", feeder_name, config)      # before any work
+    ... folder.save_checkpoint(...)/load_checkpoint(...) ...; folder.write_result(summary)
+
+and :func:`execute` (called by :func:`gridrecourse.cli.main`) turns errors, Ctrl-C and SIGTERM
+into one JSON object / one line, the exit code and the folder's status.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import math
+import os
+import signal
 import sys
 import time
-from collections.abc import Callable
+import traceback
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
 
-from gridrecourse.report.run_folder import to_jsonable
+from gridrecourse.errors import GridRecourseError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from gridrecourse.report.run_folder import RunFolder
+
+#: Namespace keys that are plumbing, never part of a run's config.
+INTERNAL_KEYS = frozenset({"func", "given_options", "option_flags", "command"})
+#: Exit codes.
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 130, 143
 
 
+class OptionError(GridRecourseError, ValueError):
+    """A command-line option has a bad value or does not apply (names the option)."""
+
+
+class ErrorKind(str, Enum):
+    """``kind`` of a JSON error object."""
+
+    INPUT = "input"  #: bad option, feeder, data or run folder
+    SOLVER = "solver"  #: the solver could not deliver (infeasible, time limit, ...)
+    INTERRUPTED = "interrupted"  #: SIGINT/SIGTERM
+    USAGE = "usage"  #: argparse could not parse the command line
+    INTERNAL = "internal"  #: a bug: the traceback is in the run folder's error.log
+
+
+class Terminated(BaseException):
+    """Raised by the SIGTERM handler (like KeyboardInterrupt for SIGINT)."""
+
+
+# ----------------------------------------------------------------------------- progress
 class Progress:
-    """Step-wise progress messages on stderr (silent when ``quiet``)."""
+    """Progress on stderr, one style for every command (silent when ``quiet``).
 
-    def __init__(self, total: int, quiet: bool = False):
+    ``progress(message)`` announces the next phase (``[2/4] message (12.3 s)``);
+    ``progress.tick(done, total, what)`` reports a long phase's advance with its rate and ETA
+    (at most once per ``interval`` seconds, and at the end).
+
+    Parameters
+    ----------
+    total : int or None
+        Number of phases (None: unknown, phases are numbered only).
+    quiet : bool
+        Print nothing.
+    interval : float
+        Minimum seconds between two ``tick`` lines.
+    """
+
+    def __init__(self, total: int | None = None, quiet: bool = False, interval: float = 2.0):
         self.total = total
         self.step = 0
         self.quiet = quiet
+        self.interval = interval
         self.t0 = time.perf_counter()
+        self._phase_t0 = self.t0
+        self._last_tick = -math.inf
+
+    def _elapsed(self) -> float:
+        return time.perf_counter() - self.t0
 
     def __call__(self, message: str) -> None:
         self.step += 1
+        self._phase_t0 = time.perf_counter()
+        self._last_tick = -math.inf
         if not self.quiet:
-            elapsed = time.perf_counter() - self.t0
-            print(f"[{self.step}/{self.total}] {message} ({elapsed:.1f} s)", file=sys.stderr)
+            of = f"/{self.total}" if self.total else ""
+            print(
+                f"[{self.step}{of}] {message} ({self._elapsed():.1f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def tick(self, done: int, total: int | None, what: str = "") -> None:
+        """Advance of the current phase: ``done`` of ``total`` units, with rate and ETA."""
+        now = time.perf_counter()
+        finished = total is not None and done >= total
+        if self.quiet or (now - self._last_tick < self.interval and not finished):
+            return
+        self._last_tick = now
+        spent = now - self._phase_t0
+        if total:
+            eta = spent / done * (total - done) if done else math.nan
+            eta_text = "" if math.isnan(eta) else f", ETA {format_seconds(eta)}"
+            head = f"{done}/{total} ({100 * done / total:.0f} %)"
+        else:
+            eta_text, head = "", f"{done}"
+        label = f"{what} " if what else ""
+        print(
+            f"      {label}{head}, {format_seconds(spent)} elapsed{eta_text}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def callback(self, what: str) -> Callable[[int, int], None]:
+        """A ``progress(done, total)`` callback for the methods (SPAR, bounds, evaluation)."""
+        return lambda done, total: self.tick(int(done), int(total) if total else None, what)
+
+
+def format_seconds(seconds: float) -> str:
+    """``42 s``, ``3 min 05 s``, ``1 h 02 min``."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {(s % 3600) // 60:02d} min"
+
+
+# ------------------------------------------------------------------------------ output
+_STDOUT: list[TextIO | None] = [None]
 
 
 def emit(summary: dict, as_json: bool, human: Callable[[], None]) -> None:
-    """Print one JSON object (``--json``) or the human-readable summary."""
+    """Print one JSON object (``--json``) or the human-readable summary on stdout."""
+    from gridrecourse.report.run_folder import to_jsonable
+
+    out = _STDOUT[0] or sys.stdout
     if as_json:
-        print(json.dumps(to_jsonable(summary)))
+        print(json.dumps(to_jsonable(summary)), file=out, flush=True)
     else:
-        human()
+        saved, sys.stdout = sys.stdout, out
+        try:
+            human()
+        finally:
+            sys.stdout = saved
+
+
+def error_object(exc: BaseException, kind: ErrorKind, code: int, **extra: Any) -> dict:
+    """The JSON error object: ``error`` (class), ``kind``, ``message``, ``exit_code``."""
+    return {
+        "error": type(exc).__name__,
+        "kind": kind.value,
+        "message": str(exc) or type(exc).__name__,
+        "exit_code": code,
+        **extra,
+    }
+
+
+# ------------------------------------------------------------------------ option checks
+@dataclass(frozen=True)
+class Bound:
+    """Allowed range of a numeric option (NaN and infinities are always rejected).
+
+    Attributes
+    ----------
+    low, high : float or None
+        Limits (None: unbounded on that side).
+    low_open, high_open : bool
+        Exclude the limit itself.
+    """
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def describe(self) -> str:
+        """``> 0``, ``in [0, 1]``, ``>= 1`` …"""
+        if self.low is not None and self.high is not None:
+            left = "(" if self.low_open else "["
+            right = ")" if self.high_open else "]"
+            return f"in {left}{self.low:g}, {self.high:g}{right}"
+        if self.low is not None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        if self.high is not None:
+            return f"{'<' if self.high_open else '<='} {self.high:g}"
+        return "finite"
+
+    def contains(self, value: float) -> bool:
+        """True when ``value`` is finite and in range."""
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            return False
+        return not (
+            self.high is not None and (value > self.high or (self.high_open and value == self.high))
+        )
+
+
+#: Common ranges.
+POSITIVE = Bound(0.0, low_open=True)
+NON_NEGATIVE = Bound(0.0)
+AT_LEAST_ONE = Bound(1.0)
+FRACTION = Bound(0.0, 1.0)
+OPEN_FRACTION = Bound(0.0, 1.0, low_open=True, high_open=True)
+
+
+def option_flag(args: argparse.Namespace, dest: str) -> str:
+    """The command-line spelling of option ``dest`` (``lam`` → ``--lambda``)."""
+    flags = getattr(args, "option_flags", None) or {}
+    return flags.get(dest, "--" + dest.replace("_", "-"))
+
+
+def check_numeric(args: argparse.Namespace, bounds: Mapping[str, Bound]) -> None:
+    """Reject NaN, infinite and out-of-range values of numeric options (None = not set).
+
+    Raises
+    ------
+    OptionError
+        Naming the option, the value and the expected range.
+    """
+    for dest, bound in bounds.items():
+        value = getattr(args, dest, None)
+        if value is None or isinstance(value, bool):
+            continue
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for v in values:
+            try:
+                x = float(v)
+            except (TypeError, ValueError):
+                continue
+            if not bound.contains(x):
+                raise OptionError(
+                    f"{option_flag(args, dest)} {v}: expected a number {bound.describe()}"
+                )
+
+
+def check_method_options(
+    args: argparse.Namespace,
+    option_methods: Mapping[str, Sequence[str]],
+    method: str,
+    method_flag: str = "--method",
+    error: type[GridRecourseError] = OptionError,
+) -> None:
+    """Options given on the command line that do not apply to ``method`` are an error.
+
+    ``option_methods`` maps an option's ``dest`` to the methods it applies to; options not in
+    it apply to every method. Only options given on the command line count
+    (``args.given_options``, filled by :func:`gridrecourse.cli.main`), so defaults never
+    trigger the error, and an option given at its default value does.
+
+    Raises
+    ------
+    OptionError
+        (or ``error``) Naming the option, the chosen method and the methods it applies to.
+    """
+    given = getattr(args, "given_options", frozenset()) or frozenset()
+    bad = [d for d in sorted(given) if d in option_methods and method not in option_methods[d]]
+    if bad:
+        parts = [
+            f"{option_flag(args, d)} applies to {method_flag} {'|'.join(option_methods[d])}"
+            for d in bad
+        ]
+        raise error(f"{method_flag} {method}: " + "; ".join(parts) + ", not to this method")
+
+
+def check_options(
+    args: argparse.Namespace,
+    bounds: Mapping[str, Bound] | None = None,
+    option_methods: Mapping[str, Sequence[str]] | None = None,
+    method: str | None = None,
+) -> None:
+    """:func:`check_numeric` then :func:`check_method_options` (before any work)."""
+    check_numeric(args, bounds or {})
+    if option_methods and method is not None:
+        check_method_options(args, option_methods, method)
+
+
+def given_options(parser: argparse.ArgumentParser, argv: Sequence[str]) -> tuple[frozenset, dict]:
+    """Options of ``parser`` present in ``argv`` (by ``dest``) and each ``dest``'s flag."""
+    flags: dict[str, str] = {}
+    given: set[str] = set()
+    tokens = [t.split("=", 1)[0] for t in argv if t.startswith("-")]
+    for action in parser._actions:
+        if not action.option_strings:
+            continue
+        long = [s for s in action.option_strings if s.startswith("--")]
+        flags[action.dest] = (long or action.option_strings)[0]
+        if any(t in action.option_strings for t in tokens):
+            given.add(action.dest)
+    return frozenset(given), flags
+
+
+# ------------------------------------------------------------------------- run folders
+_ACTIVE: list[RunFolder] = []
+
+
+def add_run_options(parser: argparse.ArgumentParser, command: str, json_flag: bool = True) -> None:
+    """``--out``, ``--resume``, ``--overwrite`` (and ``--json``, ``--quiet``) of a command."""
+    parser.add_argument(
+        "--out", help=f"run folder (default runs/{command}-<feeder>-<UTC time>); must be new"
+    )
+    parser.add_argument(
+        "--resume",
+        metavar="DIR",
+        help="continue the run in DIR (same options): finished phases are reused",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="delete the run already in --out and start anew"
+    )
+    if json_flag:
+        parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+
+
+def resolved_config(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
+    """The run's settings: every option but the plumbing, plus ``extra``."""
+    config = {k: v for k, v in vars(args).items() if k not in INTERNAL_KEYS}
+    config.update(extra)
+    return config
+
+
+def provenance(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
+    """Command line, versions, machine and time (the report's provenance section)."""
+    import platform
+    from datetime import datetime, timezone
+    from importlib.metadata import PackageNotFoundError, version
+
+    def ver(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    info = {
+        "command_line": "gridrecourse " + " ".join(getattr(args, "argv", None) or []),
+        "started_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "gridrecourse": ver("gridrecourse"),
+        "python": platform.python_version(),
+        "numpy": ver("numpy"),
+        "highspy": ver("highspy"),
+        "opendssdirect.py": ver("opendssdirect.py"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+    }
+    info.update(extra)
+    return info
+
+
+def open_run(
+    args: argparse.Namespace,
+    command: str,
+    feeder: str,
+    config: Mapping[str, Any],
+    **provenance_extra: Any,
+) -> RunFolder:
+    """Check and start the run folder before any work; HiGHS logs go to its ``solver.log``.
+
+    ``--resume DIR`` continues DIR (its stored settings must match), ``--overwrite`` replaces
+    the run in ``--out``, otherwise ``--out`` (default ``runs/<command>-<feeder>-<time>``) must
+    not hold a run.
+
+    Raises
+    ------
+    RunFolderError
+        The folder cannot be used (names the option and why).
+    """
+    from gridrecourse.report.run_folder import OutMode, RunFolder, RunFolderError
+    from gridrecourse.solvers.highs import set_solver_log_file
+
+    resume = getattr(args, "resume", None)
+    out = getattr(args, "out", None)
+    if resume and out and Path(resume).resolve() != Path(out).resolve():
+        raise RunFolderError(f"--resume {resume} and --out {out}: give one folder (or the same)")
+    if resume and getattr(args, "overwrite", False):
+        raise RunFolderError("--resume and --overwrite exclude each other")
+    if resume:
+        mode, path = OutMode.RESUME, Path(resume)
+    else:
+        mode = OutMode.OVERWRITE if getattr(args, "overwrite", False) else OutMode.NEW
+        path = Path(out) if out else RunFolder.default_path(command, feeder)
+    folder = RunFolder.open(
+        path, command, dict(config), mode, provenance=provenance(args, **provenance_extra)
+    )
+    set_solver_log_file(folder.solver_log)
+    _ACTIVE.append(folder)
+    if mode is OutMode.RESUME and not getattr(args, "quiet", False) and not args.json:
+        found = sorted(
+            str(p.relative_to(folder.path / "checkpoints"))
+            for p in (folder.path / "checkpoints").rglob("*")
+            if p.is_file()
+        )
+        listed = f": checkpoints {', '.join(found)}" if found else " (no checkpoints yet)"
+        print(f"resuming {folder.path}{listed}", file=sys.stderr)
+    return folder
+
+
+def check_out_early(args: argparse.Namespace) -> None:
+    """Fail on an unusable ``--out``/``--resume`` before anything is imported or computed."""
+    from gridrecourse.report.run_folder import OutMode, RunFolder
+
+    if getattr(args, "resume", None):
+        RunFolder.check_out(Path(args.resume), OutMode.RESUME, "--resume")
+    elif getattr(args, "out", None):
+        mode = OutMode.OVERWRITE if getattr(args, "overwrite", False) else OutMode.NEW
+        RunFolder.check_out(Path(args.out), mode)
+
+
+def active_run() -> RunFolder | None:
+    """The run folder of the command being executed (None before it is opened)."""
+    return _ACTIVE[-1] if _ACTIVE else None
+
+
+# ----------------------------------------------------------------------------- execute
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
+def execute(args: argparse.Namespace) -> int:
+    """Run ``args.func(args)`` with the one error/interrupt policy of every command.
+
+    * ``--json``: stdout holds exactly one JSON object (the summary, or the error object
+      ``{"error", "kind", "message", "exit_code"}``); any stray ``print`` of a library goes to
+      stderr; warnings are silenced.
+    * A :class:`~gridrecourse.errors.GridRecourseError` → one ``error: ...`` line, exit 1,
+      status ``failed``.
+    * Ctrl-C / SIGTERM → one line, exit 130 / 143, status ``interrupted`` (resume with
+      ``--resume``).
+    * Anything else (a bug) → one line, the traceback in the run folder's ``error.log`` (or
+      on stderr without one), exit 1, status ``failed``.
+    """
+    from gridrecourse.report.run_folder import RunStatus
+
+    as_json = bool(getattr(args, "json", False))
+    real_stdout = sys.stdout
+    _STDOUT[0] = real_stdout
+    _ACTIVE.clear()
+    previous = None
+    try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread
+        previous = None
+    code = EXIT_OK
+    payload: dict | None = None
+    try:
+        with warnings.catch_warnings():
+            if as_json:
+                warnings.simplefilter("ignore")
+            if as_json:
+                sys.stdout = sys.stderr  # a library's print never lands in the JSON
+            check_out_early(args)
+            args.func(args)
+    except (KeyboardInterrupt, Terminated) as exc:
+        sigterm = isinstance(exc, Terminated)
+        code = EXIT_SIGTERM if sigterm else EXIT_SIGINT
+        folder = active_run()
+        where = (
+            f"; run folder {folder.path} (continue with --resume {folder.path})" if folder else ""
+        )
+        name = "SIGTERM" if sigterm else "SIGINT"
+        message = f"interrupted by {name}{where}"
+        if folder is not None:
+            folder.set_status(RunStatus.INTERRUPTED, message)
+        payload = {
+            "error": "Interrupted",
+            "kind": ErrorKind.INTERRUPTED.value,
+            "message": message,
+            "exit_code": code,
+        }
+        if folder is not None:
+            payload["run_folder"] = str(folder.path)
+    except GridRecourseError as exc:
+        from gridrecourse.errors import SolverError
+
+        code = EXIT_ERROR
+        kind = ErrorKind.SOLVER if isinstance(exc, SolverError) else ErrorKind.INPUT
+        folder = active_run()
+        if folder is not None:
+            folder.set_status(RunStatus.FAILED, str(exc))
+        payload = error_object(exc, kind, code)
+        message = f"error: {exc}"
+    except Exception as exc:
+        code = EXIT_ERROR
+        folder = active_run()
+        text = traceback.format_exc()
+        if folder is not None:
+            (folder.path / "error.log").write_text(text)
+            folder.set_status(RunStatus.FAILED, f"{type(exc).__name__}: {exc}")
+            where = f" (traceback in {folder.path / 'error.log'})"
+        else:
+            print(text, file=sys.stderr)
+            where = ""
+        payload = error_object(exc, ErrorKind.INTERNAL, code)
+        message = f"internal error: {type(exc).__name__}: {exc}{where}"
+    finally:
+        sys.stdout = real_stdout
+        _STDOUT[0] = None
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        highs = sys.modules.get("gridrecourse.solvers.highs")
+        if highs is not None:
+            highs.set_solver_log_file(None)
+    if payload is not None:
+        if as_json:
+            print(json.dumps(payload), file=real_stdout, flush=True)
+        print(message, file=sys.stderr, flush=True)
+    return code

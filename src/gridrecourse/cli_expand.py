@@ -56,6 +56,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gridrecourse.cli_common import Progress, active_run, emit, open_run, resolved_config
+from gridrecourse.cli_common import check_method_options as _check_method_options
 from gridrecourse.errors import GridRecourseError
 
 #: Default feeder of ``expand`` (needs the IEEE feeder folder).
@@ -303,7 +305,9 @@ def add_expand_parser(subparsers) -> argparse.ArgumentParser:
         default=list(FIG3_ALPHAS),
         help="the two α of the coverage plot (default 0.05 0.3)",
     )
-    _add(p, "--out", help="run folder (default runs/expand-<feeder>-<time>)")
+    _add(p, "--out", help="run folder (default runs/expand-<feeder>-<time>); must be new")
+    _add(p, "--resume", metavar="DIR", help="continue the run in DIR (same options)")
+    _add(p, "--overwrite", action="store_true", help="replace the run already in --out")
     _add(p, "--json", action="store_true", help="print one JSON summary on stdout")
     _add(p, "--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=run_expand, given_options=frozenset())
@@ -311,17 +315,11 @@ def add_expand_parser(subparsers) -> argparse.ArgumentParser:
 
 
 # ------------------------------------------------------------------------------- helpers
-class _Progress:
-    """Progress lines on stderr."""
+class _Progress(Progress):
+    """Progress lines on stderr in the shared style (:class:`gridrecourse.cli_common.Progress`)."""
 
     def __init__(self, quiet: bool):
-        self.quiet = quiet
-        self.t0 = time.perf_counter()
-
-    def __call__(self, message: str) -> None:
-        if not self.quiet:
-            elapsed = time.perf_counter() - self.t0
-            print(f"[expand {elapsed:7.1f} s] {message}", file=sys.stderr, flush=True)
+        super().__init__(None, quiet=quiet)
 
 
 def _save_figure(fig, path: Path) -> Path:
@@ -385,13 +383,7 @@ def check_method_options(args: argparse.Namespace) -> None:
     ExpandInputError
         Names each offending option and the methods it applies to.
     """
-    given = getattr(args, "given_options", frozenset())
-    bad = sorted(d for d in given if d in OPTION_METHODS and args.method not in OPTION_METHODS[d])
-    if bad:
-        parts = [f"{_flag(d)} (applies to --method {'/'.join(OPTION_METHODS[d])})" for d in bad]
-        raise ExpandInputError(
-            f"options that do not apply to --method {args.method}: {', '.join(parts)}"
-        )
+    _check_method_options(args, OPTION_METHODS, args.method, error=ExpandInputError)
     if args.method not in SCENARIO_METHODS:
         return
     checks = [
@@ -542,6 +534,8 @@ def run_expand(args: argparse.Namespace) -> dict:
     """
     _check_args(args)
     check_method_options(args)
+    # the run folder before any work: --out checked, config/status written, solver log there
+    open_run(args, "expand", str(args.feeder), resolved_config(args))
     if args.method in SCENARIO_METHODS:
         return _run_scenario_method(args)
     import torch
@@ -612,7 +606,7 @@ def _run_expand(args: argparse.Namespace) -> dict:
         in_loop_calibration=InLoopCalibration(args.in_loop),
     )
     out = Path(args.out) if args.out else RunFolder.default_path("expand", feeder.name)
-    folder = RunFolder(out, "expand")
+    folder = active_run() or RunFolder(out, "expand")
     folder.write_config(
         {
             "feeder": str(args.feeder),
@@ -867,7 +861,7 @@ def _run_expand(args: argparse.Namespace) -> dict:
     folder.write_result(summary)
     say(f"done: run folder {folder.path}")
     if args.json:
-        print(json.dumps(to_jsonable(summary)))
+        emit(to_jsonable(summary), True, print)
     else:
         print(
             f"{feeder.name} {m.method} (λ={m.lam:g}, α={m.alpha:g}): task loss "
@@ -1104,7 +1098,7 @@ def _run_scenario_method(args: argparse.Namespace) -> dict:
     oracle = np.array([o for _, o in scored])
     installation = float(problem.first_stage.cost @ solved["x"])
     out = Path(args.out) if args.out else RunFolder.default_path("expand", feeder.name)
-    folder = RunFolder(out, "expand")
+    folder = active_run() or RunFolder(out, "expand")
     folder.write_config(
         {
             "feeder": str(args.feeder),
@@ -1208,7 +1202,7 @@ def _run_scenario_method(args: argparse.Namespace) -> dict:
     folder.write_result(summary)
     say(f"done: run folder {folder.path}")
     if args.json:
-        print(json.dumps(to_jsonable(summary)))
+        emit(to_jsonable(summary), True, print)
     else:
         print(
             f"{feeder.name} {args.method} ({len(days)} scenario days): in-sample "

@@ -2,35 +2,42 @@
 
 One command, three methods on the same problem and scenarios: the extensive form (``ef``),
 progressive hedging (``ph``) and SPAR (``spar``, optionally with SAA statistical bounds).
-Every method's first stage is evaluated exactly on all scenarios, so their objectives compare.
+Every method's first stage is evaluated exactly on all scenarios, so their objectives compare,
+and is certified in OpenDSS's AC power flow.
+
+The run folder is created before any work (:func:`gridrecourse.cli_common.open_run`); the
+method's solve, the exact evaluation and the bounds are checkpointed phases, so ``--resume DIR``
+after an interrupt reuses the finished ones (and reruns an unfinished phase from its seed: the
+result equals an uninterrupted run's).
 """
 
 from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import replace
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-import pandas as pd
-
-from gridrecourse.cli_common import Progress, emit
-from gridrecourse.evaluation.out_of_sample import evaluate_first_stage
-from gridrecourse.execution import ExecutorKind, make_executor
-from gridrecourse.network.loading import DEFAULT_FEEDER
-from gridrecourse.problems.siting import (
-    PVSitingProblem,
-    SitingConfig,
-    SitingDecision,
-    SitingObjective,
-    TapSetting,
+from gridrecourse.cli_common import (
+    AT_LEAST_ONE,
+    NON_NEGATIVE,
+    POSITIVE,
+    Bound,
+    OptionError,
+    Progress,
+    add_run_options,
+    check_options,
+    emit,
+    open_run,
+    resolved_config,
 )
-from gridrecourse.report.run_folder import RunFolder
-from gridrecourse.solvers.options import SolverOptions
 
 DEFAULT_SITING_FEEDER = "ieee123"
+#: ``--taps`` choices (= :class:`gridrecourse.problems.siting.TapSetting` values, tested).
+TAP_CHOICES = ("neutral", "opendss")
+#: Default ``--taps`` (= ``PVSitingProblem.from_feeder``'s default, tested).
+DEFAULT_TAPS = "neutral"
 
 
 class SitingMethod(str, Enum):
@@ -41,7 +48,40 @@ class SitingMethod(str, Enum):
     PH = "ph"
 
 
-OBJECTIVES = {"p1": SitingObjective.VOLTAGE_DEVIATION, "p2": SitingObjective.LOSSES}
+#: ``--objective`` → :class:`~gridrecourse.problems.siting.SitingObjective` value.
+OBJECTIVES = {"p1": "voltage_deviation", "p2": "losses"}
+#: Options that apply only to some methods (``dest`` → methods); the rest apply to all.
+OPTION_METHODS: dict[str, tuple[str, ...]] = {
+    "time_limit": ("ef",),
+    "mip_gap": ("ef", "ph", "spar"),
+    "max_iterations": ("spar", "ph"),
+    "polish_rounds": ("spar",),
+    "rho": ("ph",),
+    "rho_growth": ("ph",),
+    "bounds": ("spar",),
+    "batch_size": ("spar",),
+    "replications": ("spar",),
+}
+#: Allowed ranges of the numeric options.
+BOUNDS: dict[str, Bound] = {
+    "scenarios": AT_LEAST_ONE,
+    "seed": NON_NEGATIVE,
+    "time_limit": POSITIVE,
+    "mip_gap": Bound(0.0, 1.0),
+    "max_iterations": AT_LEAST_ONE,
+    "polish_rounds": NON_NEGATIVE,
+    "rho": POSITIVE,
+    "rho_growth": AT_LEAST_ONE,
+    "batch_size": AT_LEAST_ONE,
+    "replications": Bound(2.0),
+    "workers": AT_LEAST_ONE,
+    "budget": POSITIVE,
+    "min_sites": NON_NEGATIVE,
+    "max_sites": AT_LEAST_ONE,
+    "unit_kw": POSITIVE,
+    "max_units": AT_LEAST_ONE,
+    "cost_per_kw": POSITIVE,
+}
 
 
 def add_siting_parser(subparsers) -> argparse.ArgumentParser:
@@ -56,7 +96,7 @@ def add_siting_parser(subparsers) -> argparse.ArgumentParser:
         nargs="?",
         default=DEFAULT_SITING_FEEDER,
         help=f"feeder name or path (default {DEFAULT_SITING_FEEDER}; "
-        f"{DEFAULT_FEEDER} and case33bw always available)",
+        "ieee_european_lv and case33bw always available)",
     )
     p.add_argument(
         "--scenarios",
@@ -73,145 +113,219 @@ def add_siting_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--taps",
-        choices=[t.value for t in TapSetting],
-        default="neutral",
+        choices=TAP_CHOICES,
+        default=DEFAULT_TAPS,
         help="regulator taps of the linear model (default neutral: one voltage "
         "base as in paper C; 'opendss' keeps OpenDSS's peak-load taps)",
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--time-limit", type=float, default=None, help="EF solver limit (s)")
-    p.add_argument("--mip-gap", type=float, default=1e-4)
-    p.add_argument("--max-iterations", type=int, default=None, help="SPAR/PH iteration cap")
+    p.add_argument("--seed", type=int, default=0, help="scenario and SPAR seed (default 0)")
+    budget = p.add_argument_group("budget and site limits")
+    budget.add_argument("--budget", type=float, default=1.5e6, help="budget (default 1.5e6)")
+    budget.add_argument("--cost-per-kw", type=float, default=1000.0, help="PV cost per kW")
+    budget.add_argument("--unit-kw", type=float, default=10.0, help="kW per PV unit (default 10)")
+    budget.add_argument(
+        "--max-units", type=int, default=100, help="units per site at most (default 100)"
+    )
+    budget.add_argument("--min-sites", type=int, default=1, help="sites at least (default 1)")
+    budget.add_argument("--max-sites", type=int, default=20, help="sites at most (default 20)")
+    data = p.add_argument_group("bring-your-own data (CSV/Parquet, hourly, 'timestamp' column)")
+    data.add_argument(
+        "--load-data",
+        help="load series (one value column; scaled to its peak) instead of the bundled homes",
+    )
+    data.add_argument(
+        "--pv-data",
+        help="PV series (one value column; kW per kW, or scaled to its peak when above 1)",
+    )
+    p.add_argument("--time-limit", type=float, default=None, help="EF: solver limit (s, > 0)")
+    p.add_argument("--mip-gap", type=float, default=1e-4, help="relative MIP gap in [0, 1]")
+    p.add_argument("--max-iterations", type=int, default=None, help="SPAR/PH: iteration cap (>= 1)")
     p.add_argument(
         "--polish-rounds",
         type=int,
         default=None,
         help="SPAR: full-gradient rounds after learning (default 20; 0 = paper C's plain SPAR)",
     )
-    p.add_argument("--rho", type=float, default=1.0, help="PH: proximal penalty (paper C: 1)")
+    p.add_argument("--rho", type=float, default=1.0, help="PH: proximal penalty > 0 (paper C: 1)")
     p.add_argument(
         "--rho-growth",
         type=float,
         default=1.0,
-        help="PH: rho factor per iteration (1 = constant; >1 escalates to force consensus)",
+        help="PH: rho factor per iteration, >= 1 (1 = constant; >1 escalates to force consensus)",
     )
     p.add_argument("--bounds", action="store_true", help="SPAR: SAA statistical bounds")
     p.add_argument("--batch-size", type=int, default=24, help="bounds: scenarios per batch")
-    p.add_argument("--replications", type=int, default=5, help="bounds: replications")
-    p.add_argument("--executor", choices=[k.value for k in ExecutorKind], default="inprocess")
+    p.add_argument("--replications", type=int, default=5, help="bounds: replications (>= 2)")
+    p.add_argument("--executor", choices=("inprocess", "process", "dask"), default="inprocess")
     p.add_argument("--workers", type=int, default=None)
-    p.add_argument("--out", help="run folder (default runs/siting-<feeder>-<time>)")
-    p.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
+    p.add_argument("--no-certificate", action="store_true", help="skip the OpenDSS AC certificate")
+    add_run_options(p, "siting")
     p.set_defaults(func=run_siting)
     return p
 
 
+def _check(args: argparse.Namespace) -> None:
+    """Every option check that needs no data (before the run folder and any work)."""
+    check_options(args, BOUNDS, OPTION_METHODS, args.method)
+    if args.scenarios % 24:
+        raise OptionError(f"--scenarios {args.scenarios}: expected a multiple of 24")
+    if args.min_sites > args.max_sites:
+        raise OptionError(
+            f"--min-sites {args.min_sites} > --max-sites {args.max_sites}: expected min <= max"
+        )
+    for flag, path in (("--load-data", args.load_data), ("--pv-data", args.pv_data)):
+        if path is not None and not Path(path).is_file():
+            raise OptionError(f"{flag} {path}: no such file")
+
+
+def _series(path: str, flag: str, pv: bool):
+    """One value column of a CSV/Parquet series as multipliers (see the options' help)."""
+    import numpy as np
+
+    from gridrecourse.data.series import load_series
+
+    frame = load_series(path)
+    if frame.shape[1] != 1:
+        raise OptionError(
+            f"{flag} {path}: expected one value column besides 'timestamp', got "
+            f"{list(frame.columns)}"
+        )
+    values = frame.iloc[:, 0].to_numpy(dtype=float)
+    if len(values) < 24 or len(values) % 24:
+        raise OptionError(f"{flag} {path}: expected whole days of hourly values, got {len(values)}")
+    peak = float(np.max(values))
+    if peak <= 0:
+        raise OptionError(f"{flag} {path}: every value is 0")
+    return values if (pv and peak <= 1.0) else values / peak
+
+
+def build_problem(args: argparse.Namespace):
+    """The :class:`~gridrecourse.problems.siting.PVSitingProblem` of the options."""
+    from gridrecourse.network.loading import resolve_feeder_spec
+    from gridrecourse.problems.siting import (
+        PVSitingProblem,
+        SitingConfig,
+        SitingObjective,
+        TapSetting,
+    )
+    from gridrecourse.problems.siting_budget import SitingBudget
+
+    budget = SitingBudget(
+        unit_kw=args.unit_kw,
+        max_units=args.max_units,
+        cost_per_kw=args.cost_per_kw,
+        budget=args.budget,
+        min_sites=args.min_sites,
+        max_sites=args.max_sites,
+    )
+    config = SitingConfig(objective=SitingObjective(OBJECTIVES[args.objective]), budget=budget)
+    feeder = resolve_feeder_spec(args.feeder)
+    problem = PVSitingProblem.from_feeder(
+        feeder, args.scenarios, config, seed=args.seed, taps=TapSetting(args.taps)
+    )
+    if args.load_data or args.pv_data:
+        from gridrecourse.data.bundled_data import (
+            normalized_load_multiplier,
+            normalized_pv_multiplier,
+        )
+        from gridrecourse.uncertainty.scenarios import stratified_scenarios
+
+        load = (
+            _series(args.load_data, "--load-data", pv=False)
+            if args.load_data
+            else normalized_load_multiplier()
+        )
+        pv = _series(args.pv_data, "--pv-data", pv=True) if args.pv_data else None
+        pv = normalized_pv_multiplier() if pv is None else pv
+        n = min(len(load), len(pv))
+        if n // 24 < args.scenarios // 24:
+            raise OptionError(
+                f"--load-data/--pv-data: {n // 24} days; --scenarios {args.scenarios} needs at "
+                f"least {args.scenarios // 24}"
+            )
+        scenarios = stratified_scenarios(
+            load[:n], pv[:n], args.scenarios, problem.scenarios.site_names, seed=args.seed
+        )
+        problem = PVSitingProblem(problem.math, scenarios, config)
+    return feeder, problem
+
+
 def run_siting(args: argparse.Namespace) -> dict:
     """Solve the siting problem with the chosen method and write the run folder."""
-
-    progress = Progress(4, quiet=args.json)
-    t0 = time.perf_counter()
-    progress(f"building the siting problem on {args.feeder} ({args.scenarios} scenarios)")
-    config = SitingConfig(objective=OBJECTIVES[args.objective])
-    problem = PVSitingProblem.from_feeder(
-        args.feeder, args.scenarios, config, seed=args.seed, taps=TapSetting(args.taps)
-    )
-    options = SolverOptions(time_limit=args.time_limit, mip_gap=args.mip_gap)
+    _check(args)
     method = SitingMethod(args.method)
-    history = pd.DataFrame()
-    extra: dict = {}
-    evaluation = None
-    progress(f"solving with {method.value}")
+    phases = 5 + (method is SitingMethod.SPAR and args.bounds) - args.no_certificate
+    progress = Progress(phases, quiet=args.json or args.quiet)
+    t0 = time.perf_counter()
+    folder = open_run(
+        args,
+        "siting",
+        str(args.feeder),
+        resolved_config(args),
+        seed=args.seed,
+        data=", ".join(x for x in (args.load_data, args.pv_data) if x)
+        or "bundled (CityLearn 2022 homes, see data/bundled/DATA.md)",
+    )
+
+    import numpy as np
+    import pandas as pd
+
+    from gridrecourse.evaluation.out_of_sample import evaluate_first_stage
+    from gridrecourse.execution import ExecutorKind, make_executor
+    from gridrecourse.solvers.options import SolverOptions
+
+    progress(f"building the siting problem on {args.feeder} ({args.scenarios} scenarios)")
+    feeder, problem = build_problem(args)
+    options = SolverOptions(time_limit=args.time_limit, mip_gap=args.mip_gap)
     with make_executor(ExecutorKind(args.executor), n_workers=args.workers) as executor:
-        if method is SitingMethod.EF:
-            from gridrecourse.methods.extensive_form import solve_extensive_form
-
-            ef = solve_extensive_form(problem, options)
-            decision: SitingDecision = ef.decision
-            status = ef.status.value
-            extra = {
-                "ef_objective": ef.objective,
-                "ef_bound": ef.bound,
-                "mip_gap": ef.gap,
-                "n_rows": ef.n_rows,
-                "n_cols": ef.n_cols,
-            }
-            if ef.tangents is not None:
-                extra["tangent_approximation"] = ef.tangents
-        elif method is SitingMethod.PH:
-            from gridrecourse.methods.progressive_hedging import PHConfig, solve_progressive_hedging
-
-            ph_config = PHConfig(rho=args.rho, rho_growth=args.rho_growth)
-            if args.max_iterations is not None:
-                ph_config = replace(ph_config, max_iterations=args.max_iterations)
-            ph = solve_progressive_hedging(problem, ph_config, executor=executor, options=options)
-            decision, status = (
-                ph.decision,
-                ph.status.value if isinstance(ph.status, Enum) else str(ph.status),
-            )
-            history = pd.DataFrame([vars(h) for h in ph.history])
-            extra = {"iterations": ph.iterations, "converged": ph.converged}
+        solved = folder.load_checkpoint("solve")
+        if solved is None:
+            progress(f"solving with {method.value}")
+            solved = _solve(args, method, problem, executor, options, progress)
+            folder.save_checkpoint("solve", solved)
         else:
-            from gridrecourse.methods.spar import SPARConfig, solve_spar, spar_statistical_bounds
-
-            settings: dict[str, int] = {"seed": args.seed}
-            if args.max_iterations is not None:
-                settings["max_iterations"] = args.max_iterations
-            if args.polish_rounds is not None:
-                settings["polish_rounds"] = args.polish_rounds
-            spar_config = SPARConfig(**settings)
-            spar = solve_spar(problem, spar_config, executor=executor, options=options)
-            decision, status = spar.decision, spar.stop_reason.value
-            evaluation = spar.evaluation  # n̂ already evaluated exactly on all scenarios
-            history = pd.DataFrame([vars(h) for h in spar.history])
-            extra = {
-                "iterations": spar.iterations,
-                "approximation_accuracy": spar.approximation_accuracy,
-                "estimated_objective": spar.estimated_objective,
-                "seconds_per_iteration": spar.seconds_per_iteration,
-                "n_cuts": spar.n_cuts,
-                "learned_objective": spar.polish_objectives[0]
-                if spar.polish_objectives
-                else spar.objective,
-                "polish_decisions_evaluated": len(spar.polish_objectives),
-            }
-            if args.bounds:
+            progress(f"{method.value}: reused the finished solve from the checkpoint")
+        decision, status, history, extra = (
+            solved["decision"],
+            solved["status"],
+            solved["history"],
+            dict(solved["extra"]),
+        )
+        evaluation = solved.get("evaluation")
+        if method is SitingMethod.SPAR and args.bounds:
+            bounds = folder.load_checkpoint("bounds")
+            if bounds is None:
                 progress(f"statistical bounds: {args.replications} x {args.batch_size} scenarios")
-                bounds = spar_statistical_bounds(
-                    problem,
-                    spar_config,
-                    batch_size=args.batch_size,
-                    n_replications=args.replications,
-                    executor=executor,
-                )
-                extra.update(
-                    lb_ci=[bounds.lower.low, bounds.lower.high],
-                    ub_ci=[bounds.upper.low, bounds.upper.high],
-                    bounds_gap=bounds.gap,
-                    bounds_gap_pct=bounds.gap_pct,
-                )
-            extra["slopes"] = np.asarray(spar.slopes)
-        progress("evaluating the first stage exactly on all scenarios")
+                bounds = _bounds(args, problem, executor, progress)
+                folder.save_checkpoint("bounds", bounds)
+            else:
+                progress("statistical bounds: reused from the checkpoint")
+            extra.update(bounds)
         if evaluation is None:
+            evaluation = folder.load_checkpoint("evaluation")
+        if evaluation is None:
+            progress("evaluating the first stage exactly on all scenarios")
             evaluation = evaluate_first_stage(
                 problem,
                 decision,
                 executor=executor,
                 options=options,
-                desc=None if args.json else "exact evaluation",
+                desc=None,
+                progress=progress.callback("scenarios"),
             )
+            folder.save_checkpoint("evaluation", evaluation)
+        else:
+            progress("exact evaluation: done with the solve (or reused)")
     wall = time.perf_counter() - t0
 
-    out = Path(args.out) if args.out else RunFolder.default_path("siting", str(args.feeder))
-    folder = RunFolder(out, "siting")
-    folder.write_config({k: v for k, v in vars(args).items() if k != "func"})
     units = dict(zip(decision.site_names, (int(u) for u in decision.units), strict=True))
+    units_arr = np.asarray(decision.units, dtype=int)
     table = pd.DataFrame(
         {
-            "bus": decision.site_names,
-            "units": decision.units,
-            "kw": decision.kw,
-            "sited": decision.sited,
+            "bus": list(decision.site_names),
+            "units": units_arr,
+            "kw": np.asarray(decision.kw, dtype=float),
+            "sited": units_arr > 0,
         }
     )
     folder.write_table("decision", table)
@@ -223,8 +337,9 @@ def run_siting(args: argparse.Namespace) -> dict:
     )
     if not history.empty:
         folder.write_table("history", history)
-    _plots(folder.path, history, extra.pop("slopes", None), decision, method)
-    summary = {
+    slopes = extra.pop("slopes", None)
+    _plots(folder.path, history, slopes, decision, method)
+    summary: dict[str, Any] = {
         "method": method.value,
         "status": status,
         "objective": evaluation.expected_objective,
@@ -232,24 +347,23 @@ def run_siting(args: argparse.Namespace) -> dict:
         "wall_seconds": wall,
         "n_scenarios": problem.n_scenarios,
         "units_per_bus": {b: u for b, u in units.items() if u},
+        "n_sites": int(np.sum(units_arr > 0)),
         "total_pv_kw": float(np.sum(decision.kw)),
         "n_infeasible_scenarios": int(evaluation.n_infeasible),
         "expected_penalty": evaluation.expected_penalty,
         "feeder": str(args.feeder),
         "objective_name": args.objective,
         "taps": args.taps,
+        "seed": args.seed,
         **extra,
+        "reused_checkpoints": list(folder.reused),
         "run_folder": str(folder.path),
     }
-    folder.add_report(
-        f"# PV siting on {args.feeder} with {method.value}\n\n"
-        + "\n".join(f"- {k}: {v}" for k, v in summary.items() if k != "units_per_bus")
-        + "\n\nUnits per bus: "
-        + ", ".join(f"{b}: {u}" for b, u in summary["units_per_bus"].items())
-        + "\n"
-    )
-    progress("AC certificate: the sited PV at full output in every scenario, in OpenDSS")
-    summary.update(_ac_certificate(args.feeder, problem, decision, folder))
+    _report(folder, args, method, summary, table, history)
+    if not args.no_certificate:
+        progress("AC certificate: the sited PV at full output in every scenario, in OpenDSS")
+        summary.update(_ac_certificate(feeder, problem, decision, folder))
+    summary["wall_seconds"] = time.perf_counter() - t0
     folder.write_result(summary)
     progress(f"done: run folder {folder.path}")
 
@@ -257,14 +371,205 @@ def run_siting(args: argparse.Namespace) -> dict:
         print(
             f"{method.value}: objective {evaluation.expected_objective:.6g} "
             f"(exact, {problem.n_scenarios} scenarios), {np.sum(decision.kw):.0f} kW PV at "
-            f"{int(np.sum(decision.units > 0))} buses, {wall:.1f} s\nrun folder: {folder.path}"
+            f"{int(np.sum(units_arr > 0))} buses, {summary['wall_seconds']:.1f} s"
         )
+        if "lb_ci" in summary:
+            print(
+                f"bounds (95 %): lower [{summary['lb_ci'][0]:.4g}, {summary['lb_ci'][1]:.4g}], "
+                f"upper [{summary['ub_ci'][0]:.4g}, {summary['ub_ci'][1]:.4g}], gap "
+                f"{summary['bounds_gap_pct']:.1f} %"
+            )
+        if "ac_voltage_violations" in summary:
+            print(
+                f"AC certificate: voltages {summary.get('ac_min_voltage_pu', float('nan')):.4f}"
+                f"-{summary.get('ac_max_voltage_pu', float('nan')):.4f} p.u., "
+                f"{summary['ac_voltage_violations']} voltage violation(s)"
+            )
+        print(f"report: {folder.path / 'report.html'}")
 
     emit(summary, args.json, human)
     return summary
 
 
-def _ac_certificate(feeder_spec, problem, decision, folder: RunFolder) -> dict:
+def _solve(args, method: SitingMethod, problem, executor, options, progress: Progress) -> dict:
+    """Run the method; a picklable dict (decision, status, history, extra[, evaluation])."""
+    from dataclasses import replace
+
+    import numpy as np
+    import pandas as pd
+
+    history = pd.DataFrame()
+    evaluation = None
+    if method is SitingMethod.EF:
+        from gridrecourse.methods.extensive_form import solve_extensive_form
+
+        ef = solve_extensive_form(problem, options)
+        decision, status = ef.decision, ef.status.value
+        extra: dict[str, Any] = {
+            "ef_objective": ef.objective,
+            "ef_bound": ef.bound,
+            "mip_gap": ef.gap,
+            "n_rows": ef.n_rows,
+            "n_cols": ef.n_cols,
+        }
+        if ef.tangents is not None:
+            extra["tangent_approximation"] = ef.tangents
+    elif method is SitingMethod.PH:
+        from gridrecourse.methods.progressive_hedging import PHConfig, solve_progressive_hedging
+
+        ph_config = PHConfig(rho=args.rho, rho_growth=args.rho_growth)
+        if args.max_iterations is not None:
+            ph_config = replace(ph_config, max_iterations=args.max_iterations)
+        cap = ph_config.max_iterations
+        ph = solve_progressive_hedging(
+            problem,
+            ph_config,
+            executor=executor,
+            options=options,
+            progress=lambda k, metric: progress.tick(k, cap, f"PH (metric {metric:.3g})"),
+        )
+        decision = ph.decision
+        status = ph.status.value if isinstance(ph.status, Enum) else str(ph.status)
+        history = pd.DataFrame([vars(h) for h in ph.history])
+        extra = {"iterations": ph.iterations, "converged": ph.converged}
+    else:
+        from gridrecourse.methods.spar import solve_spar
+
+        spar_config = _spar_config(args)
+        spar = solve_spar(
+            problem,
+            spar_config,
+            executor=executor,
+            options=options,
+            progress=progress.callback("SPAR iterations"),
+        )
+        decision, status = spar.decision, spar.stop_reason.value
+        evaluation = spar.evaluation  # n̂ already evaluated exactly on all scenarios
+        history = _spar_history(spar.history)
+        extra = {
+            "iterations": spar.iterations,
+            "approximation_accuracy": spar.approximation_accuracy,
+            "estimated_objective": spar.estimated_objective,
+            "seconds_per_iteration": spar.seconds_per_iteration,
+            "n_cuts": spar.n_cuts,
+            "learned_objective": spar.polish_objectives[0]
+            if spar.polish_objectives
+            else spar.objective,
+            "polish_decisions_evaluated": len(spar.polish_objectives),
+            "slopes": np.asarray(spar.slopes),
+        }
+    return {
+        "decision": decision,
+        "status": status,
+        "history": history,
+        "extra": extra,
+        "evaluation": evaluation,
+    }
+
+
+def _spar_config(args):
+    from gridrecourse.methods.spar import SPARConfig
+
+    settings: dict[str, int] = {"seed": args.seed}
+    if args.max_iterations is not None:
+        settings["max_iterations"] = args.max_iterations
+    if args.polish_rounds is not None:
+        settings["polish_rounds"] = args.polish_rounds
+    return SPARConfig(**settings)
+
+
+def _spar_history(records) -> Any:
+    """SPAR's iterations as a tidy table: one row per iteration, plain numbers only.
+
+    The per-site units of each iteration go to ``history_units.csv`` (long form) through
+    :meth:`RunFolder.write_table`; the sampled scenario indices are joined with spaces.
+    """
+    import pandas as pd
+
+    rows = []
+    for h in records:
+        row = dict(vars(h))
+        row["scenarios"] = " ".join(str(int(s)) for s in row["scenarios"])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _bounds(args, problem, executor, progress: Progress) -> dict:
+    """Mak–Morton–Wood bounds around SPAR (95 % intervals, objective units)."""
+    from gridrecourse.methods.spar import spar_statistical_bounds
+
+    bounds = spar_statistical_bounds(
+        problem,
+        _spar_config(args),
+        batch_size=args.batch_size,
+        n_replications=args.replications,
+        executor=executor,
+        progress=progress.callback("replication tasks"),
+    )
+    return {
+        "lb_ci": [bounds.lower.low, bounds.lower.high],
+        "ub_ci": [bounds.upper.low, bounds.upper.high],
+        "bounds_gap": bounds.gap,
+        "bounds_gap_pct": bounds.gap_pct,
+    }
+
+
+def _report(folder, args, method: SitingMethod, summary: dict, table, history) -> None:
+    """report.md/.html: the decision, the objective and bounds with units, the plots."""
+    from gridrecourse.report.html import fmt_number, frame_table, key_value_table
+
+    unit = "p.u. (expected Σ|v − 1| over nodes)" if args.objective == "p1" else "kW (losses)"
+    headline = {
+        k: summary[k]
+        for k in (
+            "objective",
+            "n_scenarios",
+            "n_sites",
+            "total_pv_kw",
+            "n_infeasible_scenarios",
+            "expected_penalty",
+            "status",
+            "iterations",
+            "approximation_accuracy",
+            "ef_bound",
+            "mip_gap",
+            "wall_seconds",
+        )
+        if k in summary
+    }
+    text = [
+        f"# PV siting on {args.feeder} with {method.value.upper()}\n",
+        f"Objective {args.objective}: {unit}, evaluated exactly on all {summary['n_scenarios']} "
+        f"scenarios; taps {args.taps}; seed {args.seed}.\n",
+        "## Result\n",
+        key_value_table(headline, {"objective": unit.split(" ")[0], "expected_penalty": "obj."}),
+    ]
+    if "lb_ci" in summary:
+        lb, ub = summary["lb_ci"], summary["ub_ci"]
+        text += [
+            "## Statistical bounds (Mak–Morton–Wood, 95 %)\n",
+            "| bound | low | high |\n|---|---|---|\n"
+            f"| lower (optimum ≥) | {fmt_number(lb[0])} | {fmt_number(lb[1])} |\n"
+            f"| upper (decision's value ≤) | {fmt_number(ub[0])} | {fmt_number(ub[1])} |\n",
+            f"Gap {fmt_number(summary['bounds_gap_pct'], 3)} % "
+            f"({args.replications} replications of {args.batch_size} scenarios).\n",
+        ]
+    sited = table[table["units"] > 0].sort_values("units", ascending=False)
+    text += [
+        f"## Decision: {len(sited)} sited buses, {fmt_number(summary['total_pv_kw'])} kW\n",
+        frame_table(sited.rename(columns={"kw": "kW"})),
+        "Buses with 0 units are not sited (all candidates in `decision.csv`).\n",
+    ]
+    for png, title in (
+        ("objective_vs_iteration.png", "Progress"),
+        ("learned_value_functions.png", "Learned value functions"),
+    ):
+        if (folder.path / png).exists():
+            text.append(f"## {title}\n\n![{title}]({png})\n")
+    folder.add_report("\n".join(text))
+
+
+def _ac_certificate(feeder, problem, decision, folder) -> dict:
     """The siting decision certified in OpenDSS: one AC power flow per scenario.
 
     A new ``PVSystem`` per sited bus at its available output (the worst case for over-voltage;
@@ -272,38 +577,58 @@ def _ac_certificate(feeder_spec, problem, decision, folder: RunFolder) -> dict:
     (:func:`gridrecourse.evaluation.certificate.siting_schedule`).
     """
     from gridrecourse.evaluation.certificate import certify, siting_schedule
-    from gridrecourse.network.loading import resolve_feeder_spec
     from gridrecourse.report.ac_certificate import write_certificate
 
-    feeder = resolve_feeder_spec(feeder_spec)
     run = certify(feeder, siting_schedule(problem, decision))
     title = f"{feeder.name}: sited PV, one AC power flow per scenario"
     return write_certificate(folder, run, title) | {"ac_pv_dispatch": "available output"}
 
 
-def _plots(folder: Path, history: pd.DataFrame, slopes, decision, method: SitingMethod) -> None:
-    """Objective vs iteration, and learned coordinate value functions (paper C Fig. 2)."""
+def _plots(folder: Path, history, slopes, decision, method: SitingMethod) -> None:
+    """Objective vs iteration, and learned coordinate value functions (paper C Fig. 2).
+
+    SPAR: the sampled recourse value per iteration (dots), its moving average over the last
+    10 feasible iterations (line, the same quantity, so it runs through the samples), and the
+    first stage's estimated objective Σ v_i(n_i) (SPAR's stop statistic) on its own axis.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
-    objective_cols = [
-        c
-        for c in ("sample_objective", "moving_average", "expected_objective", "metric")
-        if c in history.columns
-    ]
-    if not history.empty and objective_cols:
-        fig, ax = plt.subplots(figsize=(8, 4))
-        for col in objective_cols:
-            ax.plot(history.index + 1, history[col], label=col)
-        ax.set_xlabel("iteration")
-        ax.set_ylabel("value")
-        ax.set_title(f"{method.value}: progress")
+    if not history.empty and method is SitingMethod.SPAR and "sample_objective" in history:
+        it = history["iteration"] if "iteration" in history else history.index + 1
+        sample = history["sample_objective"].astype(float)
+        ok = history.get("feasible", True) & ~history.get("explored", False)
+        rolling = sample.where(ok).rolling(10, min_periods=1).mean()
+        fig, (ax, ax2) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+        ax.plot(it, sample, ".", ms=3, alpha=0.5, label="sampled recourse Q(n, ω)")
+        ax.plot(it, rolling, "-", lw=2, label="moving average (10 feasible samples)")
+        ax.set_ylabel("recourse value")
         ax.legend()
         ax.grid(alpha=0.3)
-        fig.savefig(folder / "objective_vs_iteration.png", dpi=120, bbox_inches="tight")
+        ax2.plot(it, history["first_stage_objective"], color="tab:green", label="Σ v_i(n_i)")
+        ax2.set_ylabel("estimated objective")
+        ax2.set_xlabel("iteration")
+        ax2.legend()
+        ax2.grid(alpha=0.3)
+        ax.set_title("SPAR: learning progress")
+        fig.savefig(folder / "objective_vs_iteration.png", dpi=110, bbox_inches="tight")
         plt.close(fig)
+    elif not history.empty:
+        cols = [c for c in ("expected_objective", "metric") if c in history.columns]
+        if cols:
+            fig, ax = plt.subplots(figsize=(8, 4))
+            for col in cols:
+                ax.plot(history.index + 1, history[col], label=col)
+            ax.set_xlabel("iteration")
+            ax.set_yscale("log" if "metric" in cols and len(cols) == 1 else "linear")
+            ax.set_title(f"{method.value}: progress")
+            ax.legend()
+            ax.grid(alpha=0.3)
+            fig.savefig(folder / "objective_vs_iteration.png", dpi=110, bbox_inches="tight")
+            plt.close(fig)
     if slopes is not None and np.size(slopes):
         slopes = np.asarray(slopes)
         values = np.concatenate([np.zeros((slopes.shape[0], 1)), np.cumsum(slopes, axis=1)], 1)
@@ -317,5 +642,5 @@ def _plots(folder: Path, history: pd.DataFrame, slopes, decision, method: Siting
         ax.set_title("learned coordinate value functions (dotted: chosen units)")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-        fig.savefig(folder / "learned_value_functions.png", dpi=120, bbox_inches="tight")
+        fig.savefig(folder / "learned_value_functions.png", dpi=110, bbox_inches="tight")
         plt.close(fig)

@@ -437,13 +437,13 @@ class PVSitingProblem(TwoStageProblem[SitingDecision]):
         config: SitingConfig | None = None,
         *,
         seed: int | None = 0,
-        taps: TapSetting = TapSetting.OPENDSS,
+        taps: TapSetting = TapSetting.NEUTRAL,
     ) -> PVSitingProblem:
         """Build from a feeder name/path or :class:`Feeder` (reduced for the linear model).
 
         ``scenarios`` may be a :class:`ScenarioSet` or a number of stratified bundled-data
         scenarios (:func:`siting_scenarios` with ``seed``). ``taps`` chooses the regulator taps
-        (:class:`TapSetting`).
+        (:class:`TapSetting`; default neutral, as ``gridrecourse siting``'s ``--taps``).
         """
         from gridrecourse.network.prepare import (
             OperatingPoint,

@@ -58,10 +58,14 @@ def write_certificate(folder: RunFolder, run: CertificateRun, title: str) -> dic
     folder.write_table(NODES_TABLE, run.nodes)
     folder.write_table(PERIODS_TABLE, run.periods)
     certificate_plot(run, folder.path / PLOT_FILE, title)
+    from gridrecourse.report.html import key_value_table
+
     summary = run.certificate.summary()
+    units = {"ac_max_loading_pct": "%", "ac_v_lower": "p.u.", "ac_v_upper": "p.u."}
+    shown = {k.removeprefix("ac_"): v for k, v in summary.items()}
     folder.add_report(
         "## AC certificate (OpenDSS, controls off, decision pushed per period)\n\n"
-        + "\n".join(f"- {k}: {v}" for k, v in summary.items())
+        + key_value_table(shown, {k.removeprefix("ac_"): u for k, u in units.items()})
         + f"\n\nPer-node table: `{NODES_TABLE}.csv`, per period: `{PERIODS_TABLE}.csv`.\n\n"
         + f"![AC certificate]({PLOT_FILE})\n"
     )

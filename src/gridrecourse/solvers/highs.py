@@ -9,12 +9,20 @@ keeps its basis as a warm start.
 Convex quadratic objectives (a diagonal Hessian, :meth:`LinearModel.add_quadratic_cost`) are
 passed to HiGHS's QP solver; HiGHS solves continuous convex QPs but not MIQPs. For an infeasible
 LP, :meth:`LinearModel.dual_ray` returns HiGHS's Farkas certificate (a dual ray on the rows).
+
+Solver output never reaches stdout unless asked for (``SolverOptions.verbose``): HiGHS's
+banner and log are off by default, and :func:`solver_log_file` sends every model's log
+(banner included) to one file instead (the CLI points it at ``solver.log`` in the run folder),
+so a ``--json`` summary on stdout stays one parsable object.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import highspy
 import numpy as np
@@ -24,6 +32,46 @@ from gridrecourse.errors import InfeasibleModelError, SolverError, SolverTimeLim
 from gridrecourse.solvers.options import SolverOptions
 
 INF = highspy.kHighsInf
+
+#: File every new HiGHS model appends its log to (``[None]``: no log unless verbose).
+_LOG_FILE: list[str | None] = [None]
+
+
+def set_solver_log_file(path: Path | str | None) -> None:
+    """Send the log of every HiGHS model built from now on to ``path`` (None: no log file).
+
+    HiGHS appends to the file; nothing is printed on the console.
+    """
+    _LOG_FILE[0] = None if path is None else str(path)
+
+
+@contextmanager
+def solver_log_file(path: Path | str | None) -> Iterator[None]:
+    """Context manager: :func:`set_solver_log_file` inside, the previous setting restored after."""
+    previous = _LOG_FILE[0]
+    set_solver_log_file(path)
+    try:
+        yield
+    finally:
+        _LOG_FILE[0] = previous
+
+
+def configure_output(h: highspy.Highs, verbose: bool = False, log: bool = True) -> None:
+    """Route ``h``'s output: to the log file when one is set, else to the console only if verbose.
+
+    Every place that creates a ``highspy.Highs`` calls this right after creating it, so the one
+    rule holds for every command: HiGHS never writes to stdout unless ``verbose`` and no log
+    file is set. ``log=False`` keeps a model out of the log file (the thousands of small
+    re-solved recourse LPs: their log would dwarf the MIPs' and slow them down) unless
+    ``verbose``.
+    """
+    path = _LOG_FILE[0]
+    if path is None or not (log or verbose):
+        h.setOptionValue("output_flag", bool(verbose))
+        return
+    h.setOptionValue("log_to_console", False)
+    h.setOptionValue("log_file", path)
+    h.setOptionValue("output_flag", True)
 
 
 @dataclass(frozen=True)
@@ -271,7 +319,8 @@ class LinearModel:
                 for i in integer
             ]
         h = highspy.Highs()
-        h.setOptionValue("output_flag", bool(options.verbose))
+        # MIPs (EF, batch EFs, OPF with switches/taps) log to the run folder's solver.log
+        configure_output(h, options.verbose, log=bool(integer.any()))
         h.passModel(lp)
         if self._quadratic:
             if integer.any():
