@@ -33,6 +33,7 @@ from gridrecourse.methods.igdt import (
     solve_cl_digdt,
     solve_dt,
     solve_igdt,
+    solve_retrying,
 )
 from gridrecourse.problems.operation import (
     NetLoadCorner,
@@ -230,6 +231,7 @@ def run_operate(args: argparse.Namespace) -> dict:
             "epb": ev.first_stage_cost + second,
             "reliability": ev.reliability,
             "within_budget": float(np.mean(ev.within_budget(budget))),
+            "n_solver_failures": ev.n_solver_failures,
             "solve_seconds": seconds[name],
         }
 
@@ -332,7 +334,7 @@ def _certificate(prepared, inst: OperationInstance, schedule) -> dict:
         schedule.discharge_kw - schedule.charge_kw,
     )
     om.set_losses(om.losses_at(p_ref, q_ref))
-    sol = om.model.solve()
+    sol = solve_retrying(om.model)
     math, ph = inst.math, inst.physics
     T = om.n_periods
     v = np.empty((math.n_nodes, T))

@@ -51,12 +51,16 @@ class ScheduleEvaluation:
         dᵀy per scenario ($; NaN where infeasible).
     feasible : ndarray of bool, shape (N,)
     solve_seconds : float
+    n_solver_failures : int
+        Scenarios where HiGHS neither solved nor proved infeasibility, warm and cold (counted
+        as not served).
     """
 
     first_stage_cost: float
     recourse_cost: np.ndarray
     feasible: np.ndarray
     solve_seconds: float
+    n_solver_failures: int = 0
 
     @property
     def reliability(self) -> float:
@@ -124,6 +128,7 @@ def evaluate_schedule(
         losses = om.losses_at(p_ref, q_ref)
     cost = np.full(n, np.nan)
     seconds = 0.0
+    failures = 0
     for k in range(n):  # one warm re-solve per scenario (the model is built once)
         om.set_uncertain(load[k][None], pv[k][None])
         if losses is not None:
@@ -134,12 +139,17 @@ def evaluate_schedule(
         except InfeasibleModelError:
             om.model.reset()  # an infeasible basis is a poor warm start
             continue
-        except SolverError:
+        except SolverError:  # e.g. status "Unknown" after a warm start: once more, cold
             om.model.reset()
-            continue
+            try:
+                sol = om.model.solve(options)
+            except SolverError:
+                om.model.reset()
+                failures += 1
+                continue
         seconds += sol.solve_seconds
         cost[k] = float(sol.x[om.recourse_cost.slice][0])
-    return ScheduleEvaluation(schedule.cost, cost, np.isfinite(cost), seconds)
+    return ScheduleEvaluation(schedule.cost, cost, np.isfinite(cost), seconds, failures)
 
 
 def expected_project_budget(evaluations: dict[str, ScheduleEvaluation]) -> dict[str, float]:

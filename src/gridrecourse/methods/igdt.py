@@ -43,7 +43,7 @@ from enum import Enum
 import numpy as np
 import scipy.sparse as sp
 
-from gridrecourse.errors import GridRecourseError, InfeasibleModelError
+from gridrecourse.errors import GridRecourseError, InfeasibleModelError, SolverError
 from gridrecourse.evaluation.operation import ScheduleEvaluation, evaluate_schedule
 from gridrecourse.physics.lindistflow import LinDist3Flow, LossTerms
 from gridrecourse.problems.operation import (
@@ -245,6 +245,18 @@ def _plan_readout(om: OperationModel, sol) -> tuple[np.ndarray, np.ndarray]:
     return v, sub
 
 
+def solve_retrying(model, options: SolverOptions | None = None) -> Solution:
+    """Solve; when HiGHS ends with a status other than optimal or infeasible (e.g. "Unknown"
+    after a warm start from a far-away basis), solve once more from scratch."""
+    try:
+        return model.solve(options)
+    except InfeasibleModelError:
+        raise
+    except SolverError:
+        model.reset()
+        return model.solve(options)
+
+
 def _regularize(om: OperationModel) -> None:
     """A negligible cost on storage throughput: among optimal plans prefer no simultaneous
     charging and discharging (so the relaxation of the mode binaries is exact more often)."""
@@ -305,7 +317,7 @@ def solve_dt(inst: OperationInstance, options: SolverOptions | None = None) -> D
         for _ in range(2):
             om.set_losses(losses)
             try:
-                sol = om.model.solve(options)
+                sol = solve_retrying(om.model, options)
             except InfeasibleModelError as exc:
                 raise InfeasibleModelError(
                     f"{exc}: the forecast day cannot be served on {inst.math.name!r} within "
@@ -461,14 +473,14 @@ def solve_igdt(
         m.set_col_bounds(delta, 0.0, 1.0)
         m.set_cost(om.first_cost, 0.0)
         m.set_cost(delta, -1.0)
-        best = float(m.solve(inst.options(options)).x[delta.slice][0])
+        best = float(solve_retrying(m, inst.options(options)).x[delta.slice][0])
         found["delta"] = best
         # lexicographic: among plans that guarantee δ*, the cheapest first stage
         hold = best * (1 - 1e-7)
         m.set_col_bounds(delta, hold, hold)
         m.set_cost(delta, 0.0)
         m.set_cost(om.first_cost, 1.0)
-        return m.solve(options)
+        return solve_retrying(m, options)
 
     (om, _), sol = _exact_modes(build, solve)
     return IGDTResult(
@@ -502,7 +514,7 @@ def igdt_feasible(
             return om, delta
 
         try:
-            _exact_modes(build, lambda b: b[0].model.solve(options))
+            _exact_modes(build, lambda b: solve_retrying(b[0].model, options))
             out.append(True)
         except InfeasibleModelError:
             out.append(False)
@@ -620,7 +632,7 @@ def solve_cl_digdt(
             m.set_row_bounds(lo, v - m_rep, np.inf)  # ξ − M u_m ≥ v_m − M
         m.set_col_bounds(u, 0.0, valid.astype(float))
         m.set_cost(u, -alphas)
-        return m.solve(opts)
+        return solve_retrying(m, opts)
 
     def enumerate_at(built: tuple, alphas: np.ndarray, valid: np.ndarray, values: list):
         """Branch on the one-hot ``u`` from the top: the first feasible α_m is the MILP's."""
@@ -637,7 +649,7 @@ def solve_cl_digdt(
                 slots=np.arange(int(om.with_plan), om.n_slots),
             )
             try:
-                return built, int(index), om.model.solve(options)
+                return built, int(index), solve_retrying(om.model, options)
             except InfeasibleModelError:
                 infeasible.add(a)
         raise InfeasibleModelError("no grid point of α is feasible (not even the lower bound)")
