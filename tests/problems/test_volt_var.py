@@ -191,3 +191,20 @@ def test_scenarios_must_fit():
         VoltVarProblem(p.math, p.scenarios, VoltVarConfig(**{**TINY.__dict__, "n_periods": 3}))
     with pytest.raises(VoltVarConfigError, match="one day"):
         VoltVarConfig(n_periods=4, start_hour=22)
+
+
+def test_mip_starts(tiny, enumerated):
+    best = min(enumerated.values())
+    neutral = tiny.neutral_start()
+    assert tiny.first_stage.is_feasible(neutral)
+    assert tiny.decode(neutral).tap_positions.tolist() == [[2, 2]]  # 1.0 p.u.
+    assert tiny.decode(neutral).switch_states == {"s24": [1, 1], "t34": [0, 0]}
+    relaxed = tiny.relaxation_start()
+    assert tiny.first_stage.is_feasible(relaxed)
+    ef = solve_extensive_form(tiny, EXACT, start=neutral)
+    assert ef.objective == pytest.approx(best, abs=1e-6)
+    config = PHConfig(
+        rho=100.0, max_iterations=20, integer_recourse=True, consensus_blocks=PRIMARY_BLOCKS
+    )
+    ph = solve_progressive_hedging(tiny, config, options=EXACT, start=relaxed)
+    assert ph.objective == pytest.approx(best, abs=1e-6)
