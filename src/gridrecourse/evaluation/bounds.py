@@ -29,10 +29,13 @@ from gridrecourse.errors import GridRecourseError
 
 __all__ = [
     "DEFAULT_T_THRESHOLD",
+    "BoundMethod",
+    "BoundProvenance",
     "BoundsInputError",
     "ConfidenceInterval",
     "CriticalValue",
     "StatisticalBounds",
+    "best_bound",
     "bounds_gap",
     "bounds_gap_pct",
     "confidence_interval",
@@ -52,6 +55,82 @@ class CriticalValue(Enum):
 
     STUDENT_T = "t"
     NORMAL = "z"
+
+
+class BoundMethod(str, Enum):
+    """How a deterministic lower bound on a (batch) optimum was obtained (METHODS §2)."""
+
+    #: HiGHS's MIP dual bound of the extensive form (optimal or stopped at its time limit)
+    EXTENSIVE_FORM = "extensive_form"
+    #: Lagrangian (scenario-decomposition) bound ``Σ_ω π_ω min_x (cᵀx + Q_ω(x) + w_ωᵀx)`` with
+    #: ``Σ_ω π_ω w_ω = 0``, each term the MIP dual bound of its one-scenario subproblem
+    LAGRANGIAN = "lagrangian"
+    #: the Lagrangian bound at ``w = 0``: the wait-and-see (perfect-information) value
+    WAIT_AND_SEE = "wait_and_see"
+    #: optimum of the extensive form's LP relaxation
+    RELAXATION = "relaxation"
+
+
+@dataclass(frozen=True)
+class BoundProvenance:
+    """Where a lower bound comes from, so that a reader can audit it.
+
+    Attributes
+    ----------
+    method : BoundMethod
+    value : float
+        The bound (objective units).
+    multipliers : str
+        Origin of the multipliers ``w`` of a Lagrangian bound (``"ph"``: progressive hedging,
+        ``"subgradients"``: scenario subgradients at a first stage, ``"none"``).
+    iterations : int
+        PH iteration whose multipliers gave the bound (0: none / wait-and-see).
+    n_subproblems : int
+        Scenario subproblems (or extensive forms) solved for it.
+    max_subproblem_gap : float
+        Largest relative MIP gap of those solves (the bound uses their dual bounds, so a gap
+        weakens it but never invalidates it).
+    incumbent : float
+        Best feasible objective of the same solves (EF incumbent; ``nan`` when none).
+    seconds : float
+        Wall time of the solves behind the bound (s).
+    """
+
+    method: BoundMethod
+    value: float
+    multipliers: str = "none"
+    iterations: int = 0
+    n_subproblems: int = 1
+    max_subproblem_gap: float = 0.0
+    incumbent: float = math.nan
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, float | int | str]:
+        """JSON-ready fields (the method by value)."""
+        return {
+            "method": self.method.value,
+            "value": self.value,
+            "multipliers": self.multipliers,
+            "iterations": self.iterations,
+            "n_subproblems": self.n_subproblems,
+            "max_subproblem_gap": self.max_subproblem_gap,
+            "incumbent": self.incumbent,
+            "seconds": self.seconds,
+        }
+
+
+def best_bound(candidates: list[BoundProvenance]) -> BoundProvenance:
+    """The largest finite lower bound of ``candidates`` (each valid, so their maximum is).
+
+    Raises
+    ------
+    BoundsInputError
+        No candidate has a finite value.
+    """
+    finite = [c for c in candidates if math.isfinite(c.value)]
+    if not finite:
+        raise BoundsInputError("no finite lower bound among the candidates")
+    return max(finite, key=lambda c: c.value)
 
 
 @dataclass(frozen=True)

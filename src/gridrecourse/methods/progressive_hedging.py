@@ -126,6 +126,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from gridrecourse.errors import GridRecourseError, InfeasibleModelError
+from gridrecourse.evaluation.bounds import BoundMethod, BoundProvenance
 from gridrecourse.evaluation.out_of_sample import OutOfSampleResult, evaluate_first_stage
 from gridrecourse.execution import Executor, InProcessExecutor
 from gridrecourse.methods.extensive_form import DEFAULT_TANGENT_POINTS, build_extensive_form
@@ -242,6 +243,12 @@ class PHConfig:
         (counters, connectivity flows) and get no multiplier or proximal term: each scenario
         keeps its own copy, and the repair MILP completes them at the rounded consensus
         (zero weight in its L1 distance). ``None``: every first-stage column.
+    lagrangian : bool, default False
+        After every iteration ``k ≥ 1`` also solve the subproblems WITHOUT the proximal term
+        at the new multipliers ``w^k`` and add their MIP dual bounds: the Lagrangian bound
+        (:mod:`gridrecourse.methods.lagrangian`, eq. L1), valid at every iteration. Doubles
+        the subproblem solves; :attr:`PHResult.lower_bound` is then the best of these and the
+        wait-and-see bound, with its provenance.
     """
 
     rho: float = 1.0
@@ -253,6 +260,7 @@ class PHConfig:
     rho_max: float = float("inf")
     integer_recourse: bool = False
     consensus_blocks: tuple[str, ...] | None = None
+    lagrangian: bool = False
 
     def __post_init__(self) -> None:
         if self.consensus_blocks is not None:
@@ -305,6 +313,9 @@ class PHIteration:
     rho : float
         Weight ``ρ_k`` of the iteration's proximal term (0 at iteration 0; constant ``ρ``
         unless ``PHConfig.rho_growth > 1``).
+    lagrangian_bound : float
+        Lagrangian bound (L1) at the multipliers after this iteration (``PHConfig.lagrangian``;
+        NaN when not computed); at iteration 0 the wait-and-see bound.
     """
 
     iteration: int
@@ -315,6 +326,7 @@ class PHIteration:
     wall_seconds: float
     x_bar: np.ndarray = field(repr=False)
     rho: float
+    lagrangian_bound: float = float("nan")
 
 
 @dataclass(frozen=True, eq=False)
@@ -356,6 +368,9 @@ class PHResult(Generic[D]):
     n_scenarios : int
     subproblem_seconds : float
         Sum of the HiGHS times of all subproblem solves (s).
+    bound_provenance : BoundProvenance, optional
+        Where :attr:`lower_bound` comes from (wait-and-see or the Lagrangian bound of an
+        iteration, with the subproblems' largest MIP gap).
     """
 
     decision: D
@@ -373,6 +388,7 @@ class PHResult(Generic[D]):
     evaluation: OutOfSampleResult
     n_scenarios: int
     subproblem_seconds: float
+    bound_provenance: BoundProvenance | None = None
 
 
 # ------------------------------------------------------------------------------------------
@@ -791,6 +807,13 @@ def _solve_task(bank: _SubproblemBank, task: _Task, *, options: SolverOptions) -
         ) from exc
 
 
+def _max_gap(results: Sequence[_TaskResult]) -> float:
+    """Largest relative MIP gap ``|objective − bound| / |objective|`` of subproblem results."""
+    obj = np.array([r.objective for r in results])
+    bound = np.array([r.bound for r in results])
+    return float(np.max(np.abs(obj - bound) / np.maximum(np.abs(obj), 1e-12), initial=0.0))
+
+
 def _quiet(done: int, total: int) -> None:
     """Progress sink: keeps the executor's labelled errors without a stderr progress line."""
 
@@ -950,6 +973,7 @@ def solve_progressive_hedging(
     history: list[PHIteration] = []
     status = PHStatus.ITERATION_LIMIT
     lower_bound = float("nan")
+    provenance: BoundProvenance | None = None
     subproblem_seconds = 0.0
     try:
         for k in range(int(config.max_iterations) + 1):
@@ -963,8 +987,17 @@ def solve_progressive_hedging(
             subproblem_seconds += float(sum(r.solve_seconds for r in results))
             objective = float(prob @ np.array([r.objective for r in results]))
             cost = float(prob @ np.array([r.cost for r in results]))
+            lagrangian = float("nan")
             if k == 0:
                 lower_bound = float(prob @ np.array([r.bound for r in results]))
+                lagrangian = lower_bound
+                provenance = BoundProvenance(
+                    method=BoundMethod.WAIT_AND_SEE,
+                    value=lower_bound,
+                    n_subproblems=len(idx),
+                    max_subproblem_gap=_max_gap(results),
+                    seconds=time.perf_counter() - t_iter,
+                )
             if active is None:
                 x_bar, deviation, metric = convergence_metric(xs, prob)
                 w = w + float(config.rho) * (xs - x_bar)
@@ -972,6 +1005,24 @@ def solve_progressive_hedging(
                 x_bar = prob @ xs
                 _, deviation, metric = convergence_metric(xs[:, active], prob)
                 w = w + float(config.rho) * (xs - x_bar) * active
+            if config.lagrangian and k >= 1:
+                from gridrecourse.methods.lagrangian import lagrangian_bound
+
+                lb = lagrangian_bound(
+                    problem,
+                    w,
+                    scenarios=idx,
+                    executor=ex,
+                    options=options,
+                    tangent_points=int(config.tangent_points),
+                    continuous_points=int(config.continuous_points),
+                    active=active,
+                    origin="ph",
+                    iteration=k,
+                )
+                lagrangian = lb.value
+                if not lower_bound >= lagrangian:  # NaN-safe: keep the best valid bound
+                    lower_bound, provenance = lagrangian, lb.provenance
             record = PHIteration(
                 iteration=k,
                 metric=metric,
@@ -981,6 +1032,7 @@ def solve_progressive_hedging(
                 wall_seconds=time.perf_counter() - t_iter,
                 x_bar=x_bar.copy(),
                 rho=rho,
+                lagrangian_bound=lagrangian,
             )
             history.append(record)
             if progress is not None:
@@ -1019,4 +1071,5 @@ def solve_progressive_hedging(
         evaluation=evaluation,
         n_scenarios=len(idx),
         subproblem_seconds=subproblem_seconds,
+        bound_provenance=provenance,
     )
