@@ -109,7 +109,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gridrecourse.errors import GridRecourseError, InfeasibleModelError, SolverTimeLimitError
-from gridrecourse.evaluation.bounds import StatisticalBounds, statistical_bounds
+from gridrecourse.evaluation.bounds import (
+    BoundMethod,
+    BoundProvenance,
+    StatisticalBounds,
+    best_bound,
+    statistical_bounds,
+)
 from gridrecourse.evaluation.out_of_sample import (
     OutOfSampleResult,
     evaluate_first_stage,
@@ -205,6 +211,9 @@ class LowerBoundSource(str, Enum):
 
     #: MIP dual bound of the batch extensive form (paper C (32)–(36))
     EXTENSIVE_FORM = "extensive_form"
+    #: Lagrangian bound of the batch (:mod:`~gridrecourse.methods.lagrangian`, eq. L1) with
+    #: multipliers from the scenario subgradients at the batch's SPAR decision
+    LAGRANGIAN = "lagrangian"
     #: the batch EF found no incumbent (or bound) within its time limit: the wait-and-see
     #: value ``Σ_j w_j min_x Q(x, ω_j)``, which is ≤ the batch optimum, hence also valid
     WAIT_AND_SEE = "wait_and_see"
@@ -1071,9 +1080,13 @@ class SPARBounds(StatisticalBounds):
     units : numpy.ndarray of int, shape (K, n_sites)
         The SPAR decisions ``x̂_k``.
     spar_seconds, ef_seconds : numpy.ndarray, shape (K,)
-        Wall time of each SPAR run (learning only) and each EF solve [s].
+        Wall time of each SPAR run (learning only) and each lower-bound replication (batch EF
+        and Lagrangian bound) [s].
     wall_seconds : float
         The whole procedure [s].
+    lower_provenance : tuple of tuple of BoundProvenance
+        Per replication, every lower bound computed on the batch (EF dual bound, Lagrangian,
+        wait-and-see), the chosen (largest) one first: method, value, subproblem gaps, time.
     """
 
     batch_size: int = 0
@@ -1087,6 +1100,7 @@ class SPARBounds(StatisticalBounds):
     spar_seconds: np.ndarray = field(default_factory=lambda: np.zeros(0))
     ef_seconds: np.ndarray = field(default_factory=lambda: np.zeros(0))
     wall_seconds: float = 0.0
+    lower_provenance: tuple[tuple[BoundProvenance, ...], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -1095,6 +1109,8 @@ class _SparReplication:
     objective: float
     estimated_objective: float
     learn_seconds: float
+    x: np.ndarray
+    batch_subgradients: np.ndarray  # (N, n_x): ∂Q_ω/∂x at x̂ for the batch's draws
 
 
 @dataclass(frozen=True)
@@ -1103,6 +1119,7 @@ class _EfReplication:
     bound: float
     wall_seconds: float
     source: LowerBoundSource
+    provenance: tuple[BoundProvenance, ...] = ()
 
 
 def _problem_state(problem: SPARProblem) -> SPARProblem:
@@ -1126,11 +1143,16 @@ def _spar_replication(
         scenarios=indices,
         baseline_objective=baseline,
     )
+    ev = res.evaluation
+    assert ev is not None  # evaluate=True
+    row = {int(s): k for k, s in enumerate(ev.scenario_indices)}
     return _SparReplication(
         units=np.asarray(res.decision.units),
         objective=res.objective,
         estimated_objective=res.estimated_objective,
         learn_seconds=res.learn_seconds,
+        x=np.asarray(ev.x, dtype=float),
+        batch_subgradients=ev.subgradients[[row[int(s)] for s in indices]],
     )
 
 
@@ -1153,39 +1175,100 @@ def _wait_and_see_bound(problem: SPARProblem, indices: np.ndarray, options: Solv
 
 
 def _ef_replication(
-    problem: SPARProblem, indices: np.ndarray, *, options: SolverOptions
+    problem: SPARProblem,
+    item: np.ndarray | tuple[np.ndarray, np.ndarray | None, np.ndarray | None],
+    *,
+    options: SolverOptions,
+    lagrangian: bool = False,
+    batch_ef: bool = True,
 ) -> _EfReplication:
-    t0 = time.perf_counter()
-    objective, bound = math.nan, math.nan
+    if isinstance(item, tuple):
+        indices, start, subgradients = item
+    else:
+        indices, start, subgradients = item, None, None
     if options.relax_integrality:
-        ef = build_extensive_form(problem, scenarios=indices)  # type: ignore[arg-type]
-        relaxed = ef.model.solve(options)
-        if not math.isfinite(relaxed.dual_bound):  # stopped early: no valid bound
-            raise SolverTimeLimitError(
-                f"LP relaxation of the batch extensive form ({len(indices)} scenarios) "
-                f"ended with status {relaxed.status!r} within {options.time_limit} s: no "
-                "valid lower bound; raise the batch EF time limit"
+        return _relaxation_replication(problem, indices, options)
+    t0 = time.perf_counter()
+    candidates: list[BoundProvenance] = []
+    objective = math.nan
+    if batch_ef:
+        t_ef = time.perf_counter()
+        bound, gap = math.nan, math.inf
+        try:
+            res = solve_extensive_form(  # type: ignore[arg-type]
+                problem, options, scenarios=indices, start=start
             )
-        return _EfReplication(
-            objective=math.nan,
-            bound=float(relaxed.dual_bound),
-            wall_seconds=time.perf_counter() - t0,
-            source=LowerBoundSource.RELAXATION,
+            objective, bound, gap = float(res.objective), float(res.bound), float(res.gap)
+        except SolverTimeLimitError as exc:  # no incumbent: HiGHS's dual bound stays valid
+            bound = float(getattr(exc, "dual_bound", math.nan))
+        if math.isfinite(bound):
+            candidates.append(
+                BoundProvenance(
+                    method=BoundMethod.EXTENSIVE_FORM,
+                    value=bound,
+                    multipliers="spar_start" if start is not None else "none",
+                    n_subproblems=1,
+                    max_subproblem_gap=gap,
+                    incumbent=objective,
+                    seconds=time.perf_counter() - t_ef,
+                )
+            )
+    if lagrangian and subgradients is not None:
+        from gridrecourse.methods.lagrangian import lagrangian_bound, subgradient_multipliers
+
+        weight = np.asarray(problem.probability, dtype=float)[np.asarray(indices, dtype=int)]
+        w = subgradient_multipliers(subgradients, weight)
+        single = SolverOptions(mip_gap=min(options.mip_gap, 1e-6), threads=options.threads)
+        lb = lagrangian_bound(problem, w, scenarios=indices, options=single, origin="subgradients")
+        candidates.append(lb.provenance)
+    if not candidates:
+        t_ws = time.perf_counter()
+        value = _wait_and_see_bound(problem, indices, options)
+        candidates.append(
+            BoundProvenance(
+                method=BoundMethod.WAIT_AND_SEE,
+                value=value,
+                n_subproblems=len(np.unique(indices)),
+                seconds=time.perf_counter() - t_ws,
+            )
         )
-    try:
-        res = solve_extensive_form(problem, options, scenarios=indices)  # type: ignore[arg-type]
-        objective, bound = float(res.objective), float(res.bound)
-    except SolverTimeLimitError:
-        pass  # no incumbent within the limit: fall back below
-    source = LowerBoundSource.EXTENSIVE_FORM
-    if not math.isfinite(bound):
-        bound = _wait_and_see_bound(problem, indices, options)
-        source = LowerBoundSource.WAIT_AND_SEE
+    chosen = best_bound(candidates)
+    source = {
+        BoundMethod.EXTENSIVE_FORM: LowerBoundSource.EXTENSIVE_FORM,
+        BoundMethod.LAGRANGIAN: LowerBoundSource.LAGRANGIAN,
+        BoundMethod.WAIT_AND_SEE: LowerBoundSource.WAIT_AND_SEE,
+    }[chosen.method]
+    others = tuple(c for c in candidates if c is not chosen)
     return _EfReplication(
         objective=objective,
-        bound=bound,
+        bound=chosen.value,
         wall_seconds=time.perf_counter() - t0,
         source=source,
+        provenance=(chosen, *others),
+    )
+
+
+def _relaxation_replication(
+    problem: SPARProblem, indices: np.ndarray, options: SolverOptions
+) -> _EfReplication:
+    """The optimum of the batch EF's LP relaxation (``LowerBoundSource.RELAXATION``)."""
+    t0 = time.perf_counter()
+    ef = build_extensive_form(problem, scenarios=indices)  # type: ignore[arg-type]
+    relaxed = ef.model.solve(options)
+    if not math.isfinite(relaxed.dual_bound):  # stopped early: no valid bound
+        raise SolverTimeLimitError(
+            f"LP relaxation of the batch extensive form ({len(indices)} scenarios) "
+            f"ended with status {relaxed.status!r} within {options.time_limit} s: no "
+            "valid lower bound; raise the batch EF time limit"
+        )
+    bound = float(relaxed.dual_bound) + problem.second_stage.objective_offset
+    seconds = time.perf_counter() - t0
+    return _EfReplication(
+        objective=math.nan,
+        bound=bound,
+        wall_seconds=seconds,
+        source=LowerBoundSource.RELAXATION,
+        provenance=(BoundProvenance(BoundMethod.RELAXATION, bound, seconds=seconds),),
     )
 
 
@@ -1200,6 +1283,9 @@ def spar_statistical_bounds(
     options: SolverOptions | None = None,
     ef_options: SolverOptions | None = None,
     progress: ProgressCallback | None = None,
+    lagrangian: bool = True,
+    ef_start: bool = True,
+    batch_ef: bool = True,
 ) -> SPARBounds:
     """Mak–Morton–Wood upper and lower bounds of the optimum around SPAR (paper C §II-E).
 
@@ -1211,13 +1297,21 @@ def spar_statistical_bounds(
 
     * **UB** (paper C (27)–(31)): SPAR with seed ``seed_k`` sampling from batch ``k`` gives
       ``x̂_k``; its exact expected recourse over ALL scenarios is the sample ``U_k ≥ z*``.
-    * **LB** (paper C (32)–(36)): the extensive form on batch ``k`` (to ``ef_options``); its
-      MIP dual bound is the sample ``L_k`` (valid also when the gap is not closed and, for the
-      P2 losses, with the tangent-plane outer approximation, which only lowers it). If the EF
-      finds no incumbent within ``ef_options.time_limit`` (HiGHS then reports no bound), the
-      sample is the batch's wait-and-see value ``Σ_j w_j min_x Q(x, ω_j)`` (one-scenario
-      EFs), a weaker but still valid lower bound of the batch optimum
-      (:class:`LowerBoundSource`). With ``ef_options.relax_integrality`` the sample is the
+    * **LB** (paper C (32)–(36)): the largest of these valid lower bounds of the batch
+      optimum (each recorded with its provenance in :attr:`SPARBounds.lower_provenance`):
+
+      - the batch extensive form (to ``ef_options``), started from the batch's SPAR decision
+        ``x̂_k`` (``ef_start``; so HiGHS has an incumbent from the start): its MIP dual bound,
+        also when it stops at the time limit;
+      - the Lagrangian bound (``lagrangian``; :mod:`~gridrecourse.methods.lagrangian`, eq. L1)
+        with multipliers ``w_ω = ḡ − g_ω`` from the scenario subgradients at ``x̂_k`` (one
+        MILP per distinct scenario of the batch, each term its MIP dual bound): the bound of
+        choice where the batch MILP is out of reach (``batch_ef = False``).
+
+      Every candidate is ≤ the batch optimum (the EF's dual bound also for the P2 losses,
+      whose tangent planes only lower it), hence so is their maximum. With neither (no
+      incumbent and no Lagrangian), the sample is the batch's wait-and-see value
+      ``Σ_j w_j min_x Q(x, ω_j)``. With ``ef_options.relax_integrality`` the sample is the
       optimum of the batch EF's LP relaxation instead (valid and cheaper, weaker).
 
     Intervals: :func:`~gridrecourse.evaluation.bounds.statistical_bounds` (t-quantile for
@@ -1243,6 +1337,13 @@ def spar_statistical_bounds(
         Extensive-form options (default ``mip_gap = 1e-4``).
     progress : callable, optional
         ``progress(done, total)`` over the ``2K`` replication tasks.
+    lagrangian : bool, default True
+        Add the Lagrangian bound at the SPAR decision's subgradients (LP/QP recourse).
+    ef_start : bool, default True
+        Start each batch EF from the batch's SPAR decision.
+    batch_ef : bool, default True
+        Solve the batch EFs at all (False: Lagrangian bound only, for feeders where the batch
+        MILP is out of reach).
 
     Returns
     -------
@@ -1284,8 +1385,16 @@ def spar_statistical_bounds(
         )
         done[0] = k_reps
         ef_runs: list[_EfReplication] = ex.map(
-            functools.partial(_ef_replication, options=ef_options or SolverOptions(mip_gap=1e-4)),
-            list(draws),
+            functools.partial(
+                _ef_replication,
+                options=ef_options or SolverOptions(mip_gap=1e-4),
+                lagrangian=lagrangian,
+                batch_ef=batch_ef,
+            ),
+            [
+                (d, r.x if ef_start else None, r.batch_subgradients)
+                for d, r in zip(draws, spar_runs, strict=True)
+            ],
             state_factory=state,
             desc=None,
             progress=step,
@@ -1312,4 +1421,5 @@ def spar_statistical_bounds(
         spar_seconds=np.array([r.learn_seconds for r in spar_runs]),
         ef_seconds=np.array([r.wall_seconds for r in ef_runs]),
         wall_seconds=time.perf_counter() - t0,
+        lower_provenance=tuple(r.provenance for r in ef_runs),
     )
