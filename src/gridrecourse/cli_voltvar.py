@@ -111,7 +111,38 @@ def _solve_ph(problem: VoltVarProblem, args: argparse.Namespace, options: Solver
 
 
 #: Methods of ``gridrecourse voltvar`` (``--method``); ``nn`` is added by the neural module.
-METHODS: dict[str, MethodFn] = {"ef": _solve_ef, "ph": _solve_ph}
+def _solve_nn(problem: VoltVarProblem, args: argparse.Namespace, options: SolverOptions):
+    """Neural surrogate MILP (paper B eq 22): shipped network for the feeder, or --network."""
+    from dataclasses import replace
+
+    from gridrecourse.learning.voltvar_net import load_surrogate, shipped_surrogate
+    from gridrecourse.methods.neural_voltvar import solve_neural_voltvar
+
+    network = getattr(args, "network", None)
+    surrogate = load_surrogate(network) if network else shipped_surrogate(problem)
+    sub = replace(options, time_limit=getattr(args, "nn_time_limit", 60.0))
+    nn = solve_neural_voltvar(
+        problem, surrogate, sub, mode=getattr(args, "nn_bounds", "ibp"), evaluate=False
+    )
+    info = surrogate.info
+    return MethodOutcome(
+        nn.x,
+        nn.status,
+        {
+            "surrogate_objective": nn.surrogate_objective,
+            "surrogate_recourse": nn.predicted_recourse,
+            "nn_binaries": nn.n_binaries,
+            "nn_stable_neurons": list(nn.stable_neurons),
+            "nn_bounds": nn.mode.value,
+            "nn_milp_seconds": nn.solve_seconds,
+            "nn_encode_seconds": nn.encode_seconds,
+            "nn_training_samples": info.get("n_samples"),
+            "nn_data_hash": info.get("data_hash"),
+        },
+    )
+
+
+METHODS: dict[str, MethodFn] = {"ef": _solve_ef, "ph": _solve_ph, "nn": _solve_nn}
 
 
 def add_voltvar_parser(subparsers) -> argparse.ArgumentParser:
@@ -177,8 +208,134 @@ def add_voltvar_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("--out", help="run folder (default runs/voltvar-<feeder>-<time>)")
     p.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
+    p.add_argument("--network", help="nn: trained network file (default: the shipped one)")
+    p.add_argument("--nn-bounds", choices=["ibp", "big-m"], default="ibp",
+                   help="nn: ReLU neuron bounds (IBP, or a uniform big-M baseline)")  # fmt: skip
+    p.add_argument("--nn-time-limit", type=float, default=60.0, help="nn: MILP limit (s)")
     p.set_defaults(func=run_voltvar)
+    if "voltvar-train" not in subparsers.choices:
+        add_voltvar_train_parser(subparsers)
     return p
+
+
+def add_voltvar_train_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``voltvar-train`` (data generation and training of the neural surrogate)."""
+    if "voltvar-train" in subparsers.choices:
+        return subparsers.choices["voltvar-train"]
+    p = subparsers.add_parser(
+        "voltvar-train",
+        help="generate data and train the neural Volt-VAR surrogate (paper B; resumable)",
+        description="Data (perturbed kernel solutions, eq 36 repair, recourse MILPs through "
+        "the executor) and training of the scenario encoder + ReLU MLP; reruns resume.",
+    )
+    p.add_argument("feeder", nargs="?", default=DEFAULT_VOLTVAR_FEEDER)
+    p.add_argument("--monitor", choices=[m.value for m in Monitor], default="lm")
+    for flag, kind, default in (
+        ("--hours", int, 24), ("--start-hour", int, 0), ("--pv-buses", str, None),
+        ("--pv-kva", float, 50.0), ("--monitored-buses", str, None), ("--switchable", str, None),
+        ("--max-tap-changes", int, 4), ("--initial-taps", str, "current"),
+        ("--max-switch-operations", int, 8), ("--max-violation-hours", int, 8),
+        ("--max-consecutive-violations", int, 4), ("--imbalance", float, 0.02),
+    ):  # fmt: skip
+        p.add_argument(flag, type=kind, default=default, help=f"as for voltvar ({default})")
+    p.add_argument("--samples", type=int, default=200, help="instances of 10 scenarios (200)")
+    p.add_argument("--scenarios-per-instance", type=int, default=10)
+    p.add_argument("--kernels", type=int, default=4, help="kernel solutions (4)")
+    p.add_argument("--kernel-time-limit", type=float, default=60.0)
+    p.add_argument("--radius", type=float, default=0.2, help="perturbation radius (0.2)")
+    p.add_argument("--chunk-size", type=int, default=8, help="samples per chunk file (8)")
+    p.add_argument("--data-seed", type=int, default=0)
+    p.add_argument("--recourse-time-limit", type=float, default=30.0, help="per MILP (s)")
+    p.add_argument("--executor", choices=["inprocess", "process", "dask"], default="process")
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--epochs", type=int, default=400)
+    p.add_argument("--hidden", default="128,64,32", help="main ReLU MLP widths (128,64,32)")
+    p.add_argument("--no-train", action="store_true", help="generate data only")
+    p.add_argument("--data-dir", help="data directory (default <dir>/data)")
+    p.add_argument(
+        "--dir",
+        help="training folder; a rerun with the same folder resumes (default "
+        "runs/voltvar-train-<feeder>-<monitor>)",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
+    p.set_defaults(func=run_voltvar_train, scenarios=1, seed=0, perturbation=0.1)
+    return p
+
+
+def run_voltvar_train(args: argparse.Namespace) -> dict:
+    """Generate (resume) the data and train (resume) the surrogate; write ``network.pt``."""
+    if args.json:
+        with _solver_output_to_stderr():
+            summary = _train(args)
+    else:
+        summary = _train(args)
+    emit(summary, args.json, lambda: print(f"network: {summary['network']}"))
+    return summary
+
+
+def _train(args: argparse.Namespace) -> dict:
+    from gridrecourse.execution import make_executor
+    from gridrecourse.learning.voltvar_data import DataConfig, generate_data
+    from gridrecourse.learning.voltvar_net import SurrogateConfig, train_surrogate
+
+    t0 = time.perf_counter()
+    problem = build_problem(args)
+    out = Path(args.dir or f"runs/voltvar-train-{Path(args.feeder).stem}-{args.monitor}")
+    out.mkdir(parents=True, exist_ok=True)
+    data_dir = Path(args.data_dir) if args.data_dir else out / "data"
+    dcfg = DataConfig(
+        n_samples=args.samples,
+        scenarios_per_instance=args.scenarios_per_instance,
+        radius=args.radius,
+        n_kernels=args.kernels,
+        chunk_size=args.chunk_size,
+        seed=args.data_seed,
+        scenario_perturbation=args.perturbation,
+        time_limit=args.recourse_time_limit,
+        kernel_time_limit=args.kernel_time_limit,
+    )
+    workers = 1 if args.executor == "inprocess" else args.workers
+    with make_executor(args.executor, n_workers=workers) as ex:
+        data = generate_data(problem, dcfg, data_dir, executor=ex)
+    t_data = time.perf_counter() - t0
+    summary = {
+        "feeder": str(args.feeder),
+        "monitor": args.monitor,
+        "n_samples": len(data.target),
+        "n_infeasible_samples": int(np.sum(~data.feasible)),
+        "data_dir": str(data_dir),
+        "data_hash": data.meta["hash"],
+        "data_seconds_per_sample": float(data.seconds.sum() / max(len(data.target), 1)),
+        "data_wall_seconds": t_data,
+    }
+    if not args.no_train:
+        surrogate, curve = train_surrogate(
+            problem,
+            data,
+            SurrogateConfig(epochs=args.epochs, main=tuple(int(w) for w in args.hidden.split(","))),
+            checkpoint=out / "checkpoint.pt",
+        )
+        surrogate.save(out / "network.pt")
+        pd.DataFrame(
+            {
+                "epoch": np.arange(1, len(curve.train) + 1),
+                "train_mse": curve.train,
+                "val_mse": curve.val,
+                "val_mae": curve.val_mae,
+            }
+        ).to_csv(out / "training_curve.csv", index=False)
+        summary |= {
+            "network": str(out / "network.pt"),
+            "epochs": len(curve.train),
+            "final_train_mse": float(curve.train[-1]) if len(curve.train) else None,
+            "final_val_mse": float(curve.val[-1]) if len(curve.val) else None,
+            "final_val_mae": float(curve.val_mae[-1]) if len(curve.val_mae) else None,
+            "train_seconds": curve.seconds,
+        }
+    else:
+        summary["network"] = None
+    summary["wall_seconds"] = time.perf_counter() - t0
+    return summary
 
 
 @contextmanager

@@ -136,7 +136,8 @@ class ScenarioEncoder(nn.Module):
         widths = (N_CHANNELS, *c.gcn)
         self.gcn = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(widths))
         self.norms = nn.ModuleList(nn.LayerNorm(b) for b in widths[1:])
-        self.conv = nn.Conv1d(widths[-1], c.conv_channels, c.window, padding="same")
+        self.conv = nn.Conv1d(widths[-1], c.conv_channels, c.window)
+        self.padding = ((c.window - 1) // 2, c.window // 2)  # "same" length along the hours
         self.pool = nn.AdaptiveAvgPool1d(c.time_pool)
         dec = (c.conv_channels * c.time_pool, *c.decoder)
         layers: list[nn.Module] = []
@@ -152,6 +153,7 @@ class ScenarioEncoder(nn.Module):
         for lin, norm in zip(self.gcn, self.norms, strict=False):
             h = torch.relu(norm(torch.einsum("nm,btmc->btnc", self.adj, lin(h))))
         h = h.permute(0, 2, 3, 1).reshape(b * n, -1, t)  # per node: channels × hours
+        h = nn.functional.pad(h, self.padding)
         h = self.pool(torch.relu(self.conv(h)))  # (B·N, conv, time_pool)   (eq 28)
         h = h.reshape(b, n, -1).mean(dim=1)  # spatial aggregation: mean (Table III)
         return self.decoder(h)
@@ -418,7 +420,7 @@ def train_surrogate(
             loss = torch.mean((net(phi[batch], feats[batch]) - y_std[batch]) ** 2)
             loss.backward()
             opt.step()
-            total += float(loss) * len(batch)
+            total += loss.item() * len(batch)
         net.eval()
         with torch.no_grad():
             if len(val_idx):

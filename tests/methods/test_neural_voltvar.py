@@ -1,0 +1,168 @@
+"""Neural 2S-VVO (paper B item 3) on the tiny voltvar5 feeder.
+
+References independent of the method: the exact evaluator on the decoded-and-re-encoded
+decision, the enumeration of every first stage of the tiny instance (the surrogate MILP must
+reach the surrogate's minimum over them), the extensive form (no decision beats it), and
+bit-for-bit reruns for the resumable data generation and training.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gridrecourse.errors import InfeasibleModelError
+from gridrecourse.evaluation.out_of_sample import evaluate_first_stage
+from gridrecourse.formulation.relu import BoundMode
+from gridrecourse.methods.extensive_form import solve_extensive_form
+from gridrecourse.problems.volt_var import Monitor, VoltVarConfig, VoltVarProblem
+from gridrecourse.solvers.options import SolverOptions
+
+torch = pytest.importorskip("torch")
+
+from gridrecourse.learning.voltvar_data import (  # noqa: E402
+    DataConfig,
+    VoltVarDataError,
+    feature_map,
+    generate_data,
+)
+from gridrecourse.learning.voltvar_net import (  # noqa: E402
+    SurrogateConfig,
+    SurrogateMismatchError,
+    load_surrogate,
+    shipped_surrogate,
+    train_surrogate,
+)
+from gridrecourse.methods.neural_voltvar import solve_neural_voltvar  # noqa: E402
+
+FEEDER = Path(__file__).resolve().parents[1] / "data" / "voltvar5" / "Master.dss"
+EXACT = SolverOptions(mip_gap=1e-9, threads=1)
+TINY = VoltVarConfig(
+    n_periods=2,
+    start_hour=18,
+    pv_buses=("b4",),
+    pv_kva=500.0,
+    monitor=Monitor.FM,
+    max_tap_changes=2,
+    initial_taps=(0.95,),
+    max_violation_hours=1,
+    max_consecutive_violations=1,
+)
+DATA = DataConfig(n_samples=12, chunk_size=4, n_kernels=2, kernel_time_limit=30.0)
+SMALL = SurrogateConfig(
+    gcn=(8, 8),
+    conv_channels=4,
+    decoder=(16,),
+    embedding=4,
+    main=(16, 8),
+    epochs=40,
+    checkpoint_every=10,
+    val_fraction=0.25,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny() -> VoltVarProblem:
+    return VoltVarProblem.from_feeder(FEEDER, 3, TINY, seed=1)
+
+
+@pytest.fixture(scope="module")
+def data(tiny, tmp_path_factory):
+    return generate_data(tiny, DATA, tmp_path_factory.mktemp("data"), log=lambda s: None)
+
+
+@pytest.fixture(scope="module")
+def surrogate(tiny, data):
+    return train_surrogate(tiny, data, SMALL, log=lambda s: None)[0]
+
+
+def _first_stages(problem: VoltVarProblem):
+    """Every first stage of the tiny instance (5 positions × 2 radial configurations, 2 h)."""
+    for pos in itertools.product(range(5), repeat=2):
+        for conf in itertools.product(((1, 0), (0, 1)), repeat=2):
+            try:
+                yield problem.first_stage_vector(np.array(pos)[None, :], np.array(conf).T)
+            except InfeasibleModelError:
+                continue
+
+
+def test_data_are_resumable_and_settings_checked(tiny, data, tmp_path):
+    part = generate_data(tiny, DATA, tmp_path / "a", log=lambda s: None, stop_after_chunks=1)
+    assert len(part.target) == DATA.chunk_size
+    resumed = generate_data(tiny, DATA, tmp_path / "a", log=lambda s: None)
+    for key in ("x", "features", "scenarios", "recourse", "encoder_input"):
+        np.testing.assert_array_equal(getattr(resumed, key), getattr(data, key))
+    assert resumed.meta["hash"] == data.meta["hash"]
+    with pytest.raises(VoltVarDataError, match="other settings"):
+        generate_data(tiny, DataConfig(n_samples=12, chunk_size=4, radius=0.5), tmp_path / "a")
+    # labels are the exact evaluator's recourse of each stored first stage
+    pool = VoltVarProblem(tiny.math, _pool_scenarios(tiny, 0), TINY)
+    ev = evaluate_first_stage(pool, data.x[1], scenarios=np.arange(10) + 10, options=EXACT,
+                              desc=None)  # fmt: skip
+    np.testing.assert_allclose(ev.objectives, data.recourse[1], rtol=1e-6, atol=1e-6)
+    f, _ = feature_map(tiny)
+    np.testing.assert_allclose(data.features, (f @ data.x.T).T)
+    assert np.all((data.features >= 0) & (data.features <= 1))
+
+
+def _pool_scenarios(problem, chunk):
+    from gridrecourse.learning.voltvar_data import instance_problem
+
+    return instance_problem(problem, DATA, chunk, DATA.chunk_size * 10).scenarios
+
+
+def test_training_resumes_to_the_same_weights(tiny, data, tmp_path):
+    ck = tmp_path / "ck.pt"
+    cfg = SurrogateConfig(**{**SMALL.__dict__, "epochs": 20})
+    train_surrogate(tiny, data, cfg, checkpoint=ck, log=lambda s: None, stop_after_epochs=10)
+    resumed, curve = train_surrogate(tiny, data, cfg, checkpoint=ck, log=lambda s: None)
+    straight, _ = train_surrogate(tiny, data, cfg, log=lambda s: None)
+    assert len(curve.train) == 20
+    for a, b in zip(
+        resumed.net.state_dict().values(), straight.net.state_dict().values(), strict=True
+    ):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_neural_decision_is_feasible_and_evaluated_exactly(tiny, surrogate, tmp_path):
+    surrogate.save(tmp_path / "net.pt")
+    loaded = load_surrogate(tmp_path / "net.pt")
+    res = solve_neural_voltvar(tiny, loaded, SolverOptions(mip_gap=0.0, threads=1),
+                               eval_options=EXACT)  # fmt: skip
+    fs = tiny.first_stage
+    a, lo, hi = fs.matrix()
+    ax = a @ res.x
+    assert np.all(ax >= lo - 1e-7) and np.all(ax <= hi + 1e-7)
+    assert np.all(res.x >= fs.lb - 1e-9) and np.all(res.x <= fs.ub + 1e-9)
+    assert np.allclose(res.x[fs.integer], np.round(res.x[fs.integer]))
+    # exact evaluation = the evaluator on the decoded and re-encoded decision
+    d = tiny.decode(res.x)
+    again = tiny.first_stage_vector(d.tap_positions, d.switch_closed)
+    ref = evaluate_first_stage(tiny, again, options=EXACT, desc=None).expected_objective
+    assert res.objective == pytest.approx(ref, abs=1e-6)
+    ef = solve_extensive_form(tiny, EXACT)
+    assert res.objective >= ef.objective - 1e-6  # no decision beats the EF optimum
+    # the MILP is optimal for the surrogate: its value = min over every first stage
+    e = loaded.embed(tiny)
+    f, _ = feature_map(tiny)
+    xs = np.array(list(_first_stages(tiny)))
+    values = xs @ fs.cost + loaded.predict((f @ xs.T).T, e)
+    assert res.surrogate_objective == pytest.approx(values.min(), abs=1e-5)
+    chosen = float(fs.cost @ res.x + loaded.predict(f @ res.x, e)[0])
+    assert res.surrogate_objective == pytest.approx(chosen, abs=1e-6)
+    big = solve_neural_voltvar(tiny, loaded, SolverOptions(mip_gap=0.0, threads=1),
+                               mode=BoundMode.BIG_M, evaluate=False)  # fmt: skip
+    assert big.surrogate_objective == pytest.approx(res.surrogate_objective, abs=1e-5)
+    assert res.n_binaries <= big.n_binaries == sum(SMALL.main)
+
+
+def test_mismatched_network_is_refused(tiny, surrogate):
+    config = VoltVarConfig(**{**TINY.__dict__, "max_tap_changes": 1})
+    other = VoltVarProblem(tiny.math, tiny.scenarios, config)
+    with pytest.raises(SurrogateMismatchError, match="max_tap_changes"):
+        solve_neural_voltvar(other, surrogate)
+    with pytest.raises(SurrogateMismatchError, match="no trained network ships"):
+        shipped_surrogate(tiny)
