@@ -40,6 +40,7 @@ def _run(capfd, argv: list[str]) -> tuple[int, dict]:
     return code, json.loads(lines[0])
 
 
+@pytest.mark.slow
 def test_ef_and_ph_json_and_run_folder(capfd, tmp_path):
     code, ef = _run(capfd, [*TINY, "--method", "ef", "--out", str(tmp_path / "ef")])
     assert code == 0

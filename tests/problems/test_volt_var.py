@@ -107,12 +107,14 @@ def test_decode_round_trip(tiny):
     assert tiny.first_stage.cost @ x == pytest.approx(2 * 300.0 + 2 * 100.0)
 
 
+@pytest.mark.slow
 def test_enumeration_is_not_trivial(enumerated):
     finite = np.array([v for v in enumerated.values() if np.isfinite(v)])
     assert len(finite) >= 10 and len(finite) < len(enumerated)  # some recourse is infeasible
     assert finite.min() > 0 and finite.max() > finite.min()
 
 
+@pytest.mark.slow
 def test_extensive_form_equals_enumeration(tiny, enumerated):
     best = min(enumerated.values())
     ef = solve_extensive_form(tiny, EXACT)
@@ -124,6 +126,7 @@ def test_extensive_form_equals_enumeration(tiny, enumerated):
     assert enumerated[key] == pytest.approx(best, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_progressive_hedging_equals_enumeration(tiny, enumerated):
     best = min(enumerated.values())
     config = PHConfig(
@@ -193,6 +196,7 @@ def test_scenarios_must_fit():
         VoltVarConfig(n_periods=4, start_hour=22)
 
 
+@pytest.mark.slow
 def test_mip_starts(tiny, enumerated):
     best = min(enumerated.values())
     neutral = tiny.neutral_start()
