@@ -1087,6 +1087,8 @@ class SPARBounds(StatisticalBounds):
     lower_provenance : tuple of tuple of BoundProvenance
         Per replication, every lower bound computed on the batch (EF dual bound, Lagrangian,
         wait-and-see), the chosen (largest) one first: method, value, subproblem gaps, time.
+    draws : numpy.ndarray of int, shape (K, N)
+        The scenario indices of every batch (to re-derive each batch optimum).
     """
 
     batch_size: int = 0
@@ -1101,6 +1103,7 @@ class SPARBounds(StatisticalBounds):
     ef_seconds: np.ndarray = field(default_factory=lambda: np.zeros(0))
     wall_seconds: float = 0.0
     lower_provenance: tuple[tuple[BoundProvenance, ...], ...] = ()
+    draws: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=int))
 
 
 @dataclass(frozen=True)
@@ -1422,4 +1425,5 @@ def spar_statistical_bounds(
         ef_seconds=np.array([r.wall_seconds for r in ef_runs]),
         wall_seconds=time.perf_counter() - t0,
         lower_provenance=tuple(r.provenance for r in ef_runs),
+        draws=draws,
     )
