@@ -15,7 +15,11 @@ CASES = {
     "4Bus-DY-Bal": "4Bus-DY-Bal/4Bus-DY-Bal.DSS",
     "4Bus-YD-Bal": "4Bus-YD-Bal/4Bus-YD-Bal.DSS",
     "4Bus-GrdYD-Bal": "4Bus-GrdYD-Bal/4Bus-GrdYD-Bal.DSS",
+    "4Bus-OYOD-Bal": "4Bus-OYOD-Bal/4Bus-OYOD-Bal.DSS",
 }
+#: Open-wye/open-delta with unbalanced delta loads (pair voltages down to 0.81 p.u.): measured
+#: 0.0125 loss-corrected, above the 0.010 target (see README); guarded at its measured level.
+OYOD_UNBAL_MEASURED_PU = 0.0130
 
 
 @pytest.mark.shared
@@ -52,3 +56,30 @@ def test_pair_frame_impedance_of_a_balanced_line_is_its_positive_sequence():
     np.testing.assert_allclose(zp[0, 1], (zm - zs) / 3)
     a = np.exp(-2j * np.pi / 3)
     assert zp[0, 0] + zp[0, 1] * a**2 + zp[0, 2] * a == pytest.approx(zs - zm)
+
+
+@pytest.mark.shared
+def test_open_delta_unbalanced_is_measured(feeder_dir):
+    path = feeder_dir / "ieee4bus" / "4Bus-OYOD-UnBal" / "4bus-OYOD-UnBal.dss"
+    result = validate_feeder(str(path)).result
+    assert result.n_compared_nodes == result.n_nodes
+    assert result.max_abs_voltage_error_pu_loss_corrected <= OYOD_UNBAL_MEASURED_PU
+
+
+@pytest.mark.shared
+def test_open_delta_bank_two_pair_nodes_and_corrected_base(feeder_dir):
+    """OpenDSS gives the floating open-delta secondary the 12.47 kV base; the importer sets the
+    4.16 kV base of its transformer ratings (counted), the model has the two winding pairs, and
+    a 3-phase delta load's third pair is carried by both windings (shares −e^{∓j120°}/3)."""
+    path = feeder_dir / "ieee4bus" / "4Bus-OYOD-Bal" / "4Bus-OYOD-Bal.DSS"
+    feeder = resolve_feeder_spec(str(path))
+    bases = {b.name: b.kv_base_ln for b in feeder.buses}
+    assert bases["n3"] == pytest.approx(4.16 / np.sqrt(3)) and bases["n4"] == bases["n3"]
+    assert "voltage base of 2 bus(es)" in feeder.reductions[0].description
+    math = build_math_feeder(feeder)
+    lv = [n for n, p in zip(math.node_names, math.pair_fed, strict=True) if p]
+    assert lv == ["n3.1", "n3.2", "n4.1", "n4.2"]
+    shares = math.load_map.toarray()[-2:, 0]
+    rot = np.exp(2j * np.pi / 3)  # pair 3-1 sits at +120°: V'_1/V'_3 = e^{-j120°}
+    np.testing.assert_allclose(shares, [(1 - rot.conjugate()) / 3, (1 - rot) / 3])
+    assert shares.sum() == pytest.approx(1.0)

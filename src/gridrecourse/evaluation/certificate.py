@@ -550,8 +550,22 @@ def _model_error(math: MathFeeder, v_model: np.ndarray, take: np.ndarray) -> np.
     volts = np.asarray(dss.Circuit.AllBusVolts(), dtype=float)
     _, phase_node, base = _node_table_cached()
     phasor = (volts[0::2] + 1j * volts[1::2]) / base
-    v_ac, ph_ac = mags[phase_node][take], phasor[phase_node][take]
+    scale = _scale_cached(math)
+    v_ac, ph_ac = mags[phase_node][take] * scale, phasor[phase_node][take] * scale
     return _compare(SimpleNamespace(v_pu=v_model), v_ac, ph_ac, math)
+
+
+_SCALE_CACHE: list[tuple[MathFeeder, str, np.ndarray]] = []
+
+
+def _scale_cached(math: MathFeeder) -> np.ndarray:
+    """:func:`~gridrecourse.evaluation.validation.ac_base_scale`, once per model and circuit."""
+    from gridrecourse.evaluation.validation import ac_base_scale
+
+    circuit = f"{dss.Circuit.Name()}:{dss.Circuit.NumNodes()}"
+    if not _SCALE_CACHE or _SCALE_CACHE[0][0] is not math or _SCALE_CACHE[0][1] != circuit:
+        _SCALE_CACHE[:] = [(math, circuit, ac_base_scale(math))]
+    return _SCALE_CACHE[0][2]
 
 
 _NODE_CACHE: dict[str, tuple[list[str], np.ndarray, np.ndarray]] = {}

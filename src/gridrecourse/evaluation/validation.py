@@ -152,6 +152,9 @@ def _to_pair_powers(s: np.ndarray, snapshot: ACSnapshot, math: MathFeeder) -> np
     pinv_at = np.linalg.pinv(a.T)
     for b in np.unique(math.node_bus[delta]):
         nodes = np.flatnonzero((math.node_bus == b) & _pair_mask(math))
+        if len(nodes) == 2:
+            _open_delta_powers(s, out, snapshot, math, nodes, a, pinv_at)
+            continue
         if sorted(math.node_phase[nodes].tolist()) != [1, 2, 3]:
             continue
         nodes = nodes[np.argsort(math.node_phase[nodes])]
@@ -189,6 +192,64 @@ def _ll_equivalent(v: np.ndarray, math: MathFeeder, ac: bool) -> tuple[np.ndarra
         ph = v * np.exp(1j * ang)
         out = np.abs(ph[nodes_a] - ph[partners_a]) / np.sqrt(3.0)
     return nodes_a, out
+
+
+def ac_base_scale(math: MathFeeder) -> np.ndarray:
+    """Factor taking OpenDSS's per-unit node voltages to the model's base, per model node.
+
+    1 except where the importer corrected a voltage base OpenDSS chose wrongly (floating
+    secondaries): there it is ``OpenDSS base / model base``. Reads the engine's bus bases.
+    """
+    scale = np.ones(math.n_nodes)
+    cache: dict[int, float] = {}
+    for n, b in enumerate(math.node_bus):
+        if b not in cache:
+            dss.Circuit.SetActiveBus(math.bus_names[b])
+            base = float(dss.Bus.kVBase())
+            model = float(math.kv_base_ln[n])
+            cache[b] = base / model if base > 0 and model > 0 else 1.0
+        scale[n] = cache[b]
+    return scale
+
+
+def _open_delta_powers(
+    s: np.ndarray,
+    out: np.ndarray,
+    snapshot: ACSnapshot,
+    math: MathFeeder,
+    nodes: np.ndarray,
+    a: np.ndarray,
+    pinv_at: np.ndarray,
+) -> None:
+    """Winding powers of an open-delta bus (pairs a, b present, pair m missing), in place.
+
+    The conductor powers of all three AC nodes give the pair powers ``S'``; the missing pair's
+    current flows through both windings, so node a gets ``S'_a − S'_m V'_a/V'_m`` and node b
+    ``S'_b − S'_m V'_b/V'_m`` (the total is unchanged).
+    """
+    phases = sorted(int(p) for p in math.node_phase[nodes])
+    first = phases[0] if phases[1] == phases[0] % 3 + 1 else phases[1]
+    pa, pb = first, first % 3 + 1
+    pm = pb % 3 + 1
+    if sorted((pa, pb)) != phases:
+        return
+    bus = math.bus_names[math.node_bus[nodes[0]]].lower()
+    idx = snapshot.index()
+    keys = [f"{bus}.{p}" for p in (1, 2, 3)]
+    if not all(k in idx for k in keys):
+        return
+    rows = [idx[k] for k in keys]
+    v = snapshot.v_phasor_pu[rows]
+    conductor = (snapshot.injection_kw + 1j * snapshot.injection_kvar)[rows]
+    if np.any(np.abs(v) == 0):
+        return
+    node_of = {int(math.node_phase[n]): n for n in nodes}
+    conductor[pa - 1], conductor[pb - 1] = s[node_of[pa]], s[node_of[pb]]
+    vp = a @ v
+    sp_ = vp * np.conj(pinv_at @ np.conj(conductor / v))
+    im = pm - 1
+    out[node_of[pa]] = sp_[pa - 1] - sp_[im] * vp[pa - 1] / vp[im]
+    out[node_of[pb]] = sp_[pb - 1] - sp_[im] * vp[pb - 1] / vp[im]
 
 
 def _compare(sol: PowerFlowSolution, v_ac: np.ndarray, v_ac_phasor, math) -> np.ndarray:
@@ -242,10 +303,8 @@ def _partner_phasors(math: MathFeeder, v_ac_phasor: np.ndarray, nodes: np.ndarra
         phasor = volts[0::2] + 1j * volts[1::2]
         for k, name in missing:
             i = position.get(name)
-            if i is not None:
-                bus = name.rsplit(".", 1)[0]
-                dss.Circuit.SetActiveBus(bus)
-                base = dss.Bus.kVBase() * 1000.0
+            if i is not None:  # in p.u. of the model's base of that bus
+                base = float(math.kv_base_ln[nodes[k]]) * 1000.0
                 out[k] = phasor[i] / base if base > 0 else np.nan
     return out
 
@@ -301,7 +360,8 @@ def validate_feeder(spec: FeederSpec) -> ValidationRun:
     s = _map_injections(snapshot, feeder, model_feeder, math)
     idx = snapshot.index()
     take = np.array([idx[n.lower()] for n in math.node_names])
-    v_ac, v_ac_phasor = snapshot.v_pu[take], snapshot.v_phasor_pu[take]
+    scale = ac_base_scale(math)
+    v_ac, v_ac_phasor = snapshot.v_pu[take] * scale, snapshot.v_phasor_pu[take] * scale
     v_root = v_ac[math.is_root]
     t1 = time.perf_counter()
     lossless = physics.solve(s.real, s.imag, v_root)

@@ -689,6 +689,7 @@ def read_compiled_circuit(master: Path, converged: bool) -> tuple[Feeder, OpenDS
         frequency_hz=float(dss.Solution.Frequency()),
     )
     feeder = merge_parallel_branches(_phases_fed_by_branches(feeder))
+    feeder = _bases_from_transformer_ratings(feeder)
     feeder = cut_parallel_banks(feeder, _transformer_powers_kva())
     if dangling:
         feeder = _with_reduction(
@@ -721,6 +722,51 @@ def _transformer_powers_kva() -> dict[str, float]:
         )
         idx = dss.Transformers.Next()
     return out
+
+
+#: A bus base this far from the rated winding voltage feeding its network is a wrong base.
+BASE_MISMATCH = 0.25
+
+
+def _bases_from_transformer_ratings(feeder: Feeder) -> Feeder:
+    """Correct voltage bases that contradict the transformer ratings feeding the network.
+
+    OpenDSS's ``CalcVoltageBases`` picks, per bus, the closest of the script's voltage bases
+    to the solved voltage; on a floating (ungrounded, open-delta) secondary the node-to-ground
+    voltages can pick the wrong one. Every network between transformers (buses joined by
+    lines and switches) whose windings all agree on one rated line-to-neutral voltage gets
+    that base when OpenDSS's differs from it by more than :data:`BASE_MISMATCH`. Counted in
+    ``feeder.reductions``.
+    """
+    from gridrecourse.network.reduce import _components_without_transformers
+
+    labels, index = _components_without_transformers(feeder)
+    rated: dict[int, list[float]] = {}
+    for xf in feeder.transformers:
+        for k, w in enumerate(xf.windings):
+            if xf.is_center_tapped and k:
+                continue
+            three_wire = xf.n_phases > 1 or w.connection is Connection.DELTA
+            kv_ln = w.kv / np.sqrt(3.0) if three_wire or len(w.phases) > 1 else w.kv
+            rated.setdefault(int(labels[index[w.bus]]), []).append(kv_ln)
+    fixed: dict[str, float] = {}
+    for label, values in rated.items():
+        ref = float(np.median(values))
+        if not np.allclose(values, ref, rtol=0.05):
+            continue
+        members = [b for b in feeder.buses if labels[index[b.name]] == label]
+        if any(abs(b.kv_base_ln / ref - 1.0) > BASE_MISMATCH for b in members if b.kv_base_ln):
+            fixed.update({b.name: ref for b in members})
+    if not fixed:
+        return feeder
+    buses = tuple(replace(b, kv_base_ln=fixed.get(b.name, b.kv_base_ln)) for b in feeder.buses)
+    out = replace(feeder, buses=buses)
+    return _with_reduction(
+        out,
+        f"voltage base of {len(fixed)} bus(es) set from the transformer ratings feeding them "
+        f"(OpenDSS's base differed by more than {BASE_MISMATCH:.0%}): {sorted(fixed)[:10]}",
+        before=feeder,
+    )
 
 
 def _with_reduction(

@@ -64,6 +64,7 @@ from gridrecourse.network.components import (
     Connection,
     Feeder,
     Transformer,
+    Winding,
 )
 from gridrecourse.network.topology import (
     BranchEdge,
@@ -438,8 +439,15 @@ def _transformer_element(
         bus2=bus_index[w2.bus],
         phases1=p1,
         phases2=p2,
-        z_ohm=np.eye(len(p2)) * z_pct / 100.0 * z_base,
-        z_ohm_reverse=np.eye(len(p2)) * z_pct / 100.0 * z_base * (w1.kv / w2.kv) ** 2,
+        # a single-phase winding between two phases feeds a pair node (V_LL/√3, current
+        # √3 I_w): its leakage seen by that node is a third of the winding's
+        z_ohm=np.eye(len(p2)) * z_pct / 100.0 * z_base / _pair_factor(xf, w2),
+        z_ohm_reverse=np.eye(len(p2))
+        * z_pct
+        / 100.0
+        * z_base
+        * (w1.kv / w2.kv) ** 2
+        / _pair_factor(xf, w1),
         ratio=np.full(len(p2), ratio),
         rating_kva_per_phase=w1.kva / n,
         length_km=0.0,
@@ -521,6 +529,34 @@ def _pair_frame_impedance(z: np.ndarray, phases: tuple[int, ...]) -> np.ndarray:
     return a @ z @ a.T
 
 
+def _open_delta_impedance(z: np.ndarray, phases: tuple[int, ...], missing: int) -> np.ndarray:
+    """Pair-frame impedance of a 3-wire line behind an open-delta bank (pair ``missing`` absent).
+
+    The two present nodes a, b carry the bank's winding currents ``J_a = I'_a − I'_m``,
+    ``J_b = I'_b − I'_m`` (the third pair's voltage is ``−(V'_a + V'_b)``); with the zero-sum
+    ``I' = B J`` the drops of the present pairs are ``(A Z Aᵀ)[a, b] B J``. Row and column of the
+    missing pair are zero.
+    """
+    zp = _pair_frame_impedance(z, phases)
+    pos = {p: i for i, p in enumerate(phases)}
+    a = missing % 3 + 1
+    b = a % 3 + 1
+    ia, ib, im = pos[a], pos[b], pos[missing]
+    mb = np.zeros((3, 2))
+    mb[ia] = [2.0 / 3.0, -1.0 / 3.0]
+    mb[ib] = [-1.0 / 3.0, 2.0 / 3.0]
+    mb[im] = [-1.0 / 3.0, -1.0 / 3.0]
+    out = np.zeros_like(zp)
+    block = zp[[ia, ib], :] @ mb
+    out[np.ix_([ia, ib], [ia, ib])] = block
+    return out
+
+
+def _pair_factor(xf: Transformer, winding: Winding) -> float:
+    """3 for a single-phase delta (phase-to-phase) winding, else 1."""
+    return 3.0 if xf.n_phases == 1 and winding.connection is Connection.DELTA else 1.0
+
+
 def _pair_node(px: int, py: int) -> int | None:
     """The node standing for pair (px, py) in pair semantics (``x`` for ``(x, x+1)``)."""
     if py == px % 3 + 1:
@@ -559,6 +595,16 @@ def _shunt_map(
                 if delta_fed is not None and key in node_lookup and delta_fed[node_lookup[key]]:
                     entries.append((target, 1.0 / len(pairs)))
                     continue
+                if delta_fed is not None and target is not None:
+                    # open delta: pair `target` has no node; its power flows through both
+                    # windings (node a gets −S V'_a/V'_m at balanced angles)
+                    others = [target % 3 + 1, (target % 3 + 1) % 3 + 1]
+                    keys = [(b, q) for q in others]
+                    if all(k in node_lookup and delta_fed[node_lookup[k]] for k in keys):
+                        for q in others:
+                            rot = np.exp(1j * (_NOMINAL_ANGLE[q] - _NOMINAL_ANGLE[target]))
+                            entries.append((q, -rot / len(pairs)))
+                        continue
                 sx, sy = _delta_shares(px, py)
                 entries += [(px, sx / len(pairs)), (py, sy / len(pairs))]
         else:
@@ -742,12 +788,18 @@ def build_math_feeder(
                     node_delta.append(node_delta[parent_node])
                     node_pair.append(node_pair[parent_node])
                 root_v.append(np.nan)
+            present = [n for n in new_nodes if n >= 0]
             if (
                 el.kind != BranchKind.TRANSFORMER
                 and sorted(p_chi) == [1, 2, 3]
-                and all(n >= 0 and node_pair[n] for n in new_nodes)
+                and len(present) >= 2
+                and all(node_pair[n] for n in present)
             ):
-                z_ohm = _pair_frame_impedance(z_ohm, tuple(p_chi))
+                z_ohm = (
+                    _pair_frame_impedance(z_ohm, tuple(p_chi))
+                    if len(present) == 3
+                    else _open_delta_impedance(z_ohm, tuple(p_chi), int(p_chi[new_nodes.index(-1)]))
+                )
             for ci, ni in enumerate(new_nodes):
                 for cj, nj in enumerate(new_nodes):
                     if ni >= 0 and nj >= 0 and z_ohm[ci, cj] != 0:
