@@ -130,3 +130,10 @@ def test_json_round_trip_validates_exactly_like_its_source(feeder_dir, tmp_path)
         assert getattr(again, key) == getattr(source, key)
     assert json.loads(path.read_text())["name"] == "ieee13nodeckt"
     assert np.isfinite(again.max_abs_voltage_error_pu)
+
+
+def test_zero_line_length_names_the_line(tmp_path):
+    """OpenDSS cannot build a zero-length line's admittance; the error names the line (real
+    connectors are switches or short lines, which import)."""
+    with pytest.raises(FeederInputError, match=r'Line "l2"'):
+        feeder_from_opendss(_write(tmp_path, length=0))

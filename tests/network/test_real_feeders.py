@@ -93,3 +93,33 @@ def test_epri_utility_circuits_import_without_edits(feeder_dir, master, target):
     assert run.result.ac_converged
     assert np.nanmax(err) <= target
     assert run.result.reductions  # every simplification is recorded
+
+
+LOOP = """New Line.la bus1=b1 bus2=b2 linecode=lc length=1 units=km
+New Line.lb bus1=b2 bus2=b4 linecode=lc length=1 units=km
+New Line.lc bus1=b1 bus2=b4 linecode=lc length=1 units=km {switch}
+New Transformer.t phases=3 windings=2 buses=[b4 b3] conns=[wye wye] kVs=[12.47 4.16]
+~ kVAs=[2000 2000] %rs=[0.5 0.5] xhl=3
+"""
+
+
+def test_loop_error_names_the_loop_and_the_switches_that_open_it(tmp_path):
+    from gridrecourse.errors import MeshedNetworkError
+    from gridrecourse.network.math_model import build_math_feeder
+
+    feeder = feeder_from_opendss(_circuit(tmp_path, LOOP.format(switch="switch=yes")))
+    with pytest.raises(MeshedNetworkError) as info:
+        build_math_feeder(feeder)
+    message = str(info.value)
+    assert "Line.la" in message and "Line.lb" in message and "'b4'" in message
+    assert "opening any one of the switches on it makes it radial: ['Switch.lc']" in message
+    build_math_feeder(feeder, switch_states={"lc": False})  # and it does
+
+
+def test_loop_without_switch_says_it_cannot_be_switched_radial(tmp_path):
+    from gridrecourse.errors import MeshedNetworkError
+    from gridrecourse.network.math_model import build_math_feeder
+
+    feeder = feeder_from_opendss(_circuit(tmp_path, LOOP.format(switch="")))
+    with pytest.raises(MeshedNetworkError, match="no switch is on this loop"):
+        build_math_feeder(feeder)

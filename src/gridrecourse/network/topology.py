@@ -59,10 +59,22 @@ def _loop_error(
     cycle = nx.find_cycle(graph)
     names = [key for _, _, key in cycle]
     buses = [bus_names[u] for u, _, _ in cycle]
+    switches = sorted(
+        {part for key in names for part in key.split("+") if part.startswith("Switch.")}
+    )
+    if switches:
+        advice = (
+            f"opening any one of the switches on it makes it radial: {switches}; pass switch "
+            "states (e.g. OperatingPoint(switches={...}))"
+        )
+    else:
+        advice = (
+            "no switch is on this loop: it cannot be made radial by switching; open a line "
+            "in the source model (or make it a normally-open switch)"
+        )
     return MeshedNetworkError(
         f"the network is meshed, but a radial network is required: closed branches "
-        f"{names} form a loop through buses {buses}; open one of them (a switch) or pass "
-        f"switch states that make the network radial",
+        f"{names} form a loop through buses {buses}; {advice}",
         loop_branches=names,
     )
 
