@@ -194,3 +194,21 @@ def test_expand_json_carries_the_certificate_with_new_storage(feeder_dir, tmp_pa
     assert summary["ac_n_periods"] == 24 and summary["ac_converged"]
     assert summary["ac_max_model_error_pu"] < 0.02
     assert (out / "ac_periods.csv").is_file() and (out / "ac_certificate.png").is_file()
+
+
+@pytest.mark.shared
+def test_delta_secondary_voltages_are_line_to_line_in_the_model_base(feeder_dir):
+    """Behind the open-delta bank the certificate reports |V_12|/√3 on the 4.16 kV base, not
+    OpenDSS's floating node-to-ground value on the 12.47 kV base it picked."""
+    path = feeder_dir / "ieee4bus" / "4Bus-OYOD-Bal" / "4Bus-OYOD-Bal.DSS"
+    feeder = resolve_feeder_spec(str(path))
+    math = prepare_math_feeder(feeder)
+    run = certify(feeder, DecisionSchedule(1, model=math))
+    v = dict(zip(run.nodes["node"], run.nodes["v_t00"], strict=True))
+    pairs = np.asarray(dss.Circuit.AllBusVolts()).reshape(-1, 2)
+    volts = dict(zip(dss.Circuit.AllNodeNames(), pairs, strict=True))
+    v1, v2 = (complex(*volts[f"n4.{k}"]) for k in (1, 2))
+    assert v["n4.1"] == pytest.approx(abs(v1 - v2) / np.sqrt(3) / (4160 / np.sqrt(3)), abs=1e-9)
+    assert 0.7 < v["n4.1"] < 1.0 and run.certificate.ac_min_voltage_pu == pytest.approx(
+        min(v[n.lower()] for n in math.node_names)
+    )

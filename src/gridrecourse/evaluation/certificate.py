@@ -22,7 +22,8 @@ compile of its master (``benchmarks/bench_certificate.py``).
 Definitions (the keys every command puts in its JSON):
 
 ``ac_min_voltage_pu``, ``ac_max_voltage_pu``
-    Extreme AC node voltage over the modeled nodes and all periods.
+    Extreme AC node voltage over the modeled nodes and all periods (in the model's meaning:
+    its voltage base, ``|V_LL|/√3`` for nodes behind delta windings).
 ``ac_voltage_violations``
     Node-periods of the modeled nodes outside ``[v_lower, v_upper]`` (by more than 1e-6 p.u.).
 ``ac_thermal_violations``
@@ -419,8 +420,12 @@ def certify(
         loading_max[t] = float(finite.max()) if len(finite) else 0.0
         n_thermal[t] = int(np.sum(finite > 100.0))
         substation_kw[t] = -float(dss.Circuit.TotalPower()[0])
-        if math is not None and schedule.model_v_pu is not None and np.all(take >= 0):
-            err_nodes[take, t] = _model_error(math, schedule.model_v_pu[:, t], take)
+        if math is not None and np.all(take >= 0):
+            # modeled nodes in the model's meaning: its base, |V_LL|/√3 behind delta windings
+            v_frame = _ac_in_model_frame(math, take)
+            v_all[take, t] = v_frame
+            if schedule.model_v_pu is not None:
+                err_nodes[take, t] = _model_error(math, schedule.model_v_pu[:, t], take)
     v_checked = v_all[modeled]
     outside = (v_checked < v_lower - VOLTAGE_TOLERANCE_PU) | (
         v_checked > v_upper + VOLTAGE_TOLERANCE_PU
@@ -540,6 +545,18 @@ def _push_period(
         else:
             _command(f"Open Line.{name} term=1")
             _command(f"Open Line.{name} term=2")
+
+
+def _ac_in_model_frame(math: MathFeeder, take: np.ndarray) -> np.ndarray:
+    """AC magnitudes of the model's nodes as the model means them (base, delta pairs)."""
+    from gridrecourse.evaluation.validation import ac_model_frame
+
+    mags = np.asarray(dss.Circuit.AllBusMagPu(), dtype=float)
+    volts = np.asarray(dss.Circuit.AllBusVolts(), dtype=float)
+    _, phase_node, base = _node_table_cached()
+    phasor = (volts[0::2] + 1j * volts[1::2]) / base
+    scale = _scale_cached(math)
+    return ac_model_frame(mags[phase_node][take] * scale, phasor[phase_node][take] * scale, math)
 
 
 def _model_error(math: MathFeeder, v_model: np.ndarray, take: np.ndarray) -> np.ndarray:

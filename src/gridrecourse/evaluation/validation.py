@@ -280,6 +280,23 @@ def _compare(sol: PowerFlowSolution, v_ac: np.ndarray, v_ac_phasor, math) -> np.
     return err
 
 
+def ac_model_frame(v_ac: np.ndarray, v_ac_phasor: np.ndarray, math: MathFeeder) -> np.ndarray:
+    """AC voltage magnitude of every model node in the model's own meaning (p.u.).
+
+    Node-to-ground magnitude, except ``|V_x − V_{x+1}|/√3`` for delta-fed nodes (pair-fed or
+    with the next phase on the bus); a lone delta-fed node keeps its node-to-ground value.
+    """
+    out = np.asarray(v_ac, dtype=float).copy()
+    nodes, ll_ac = _ll_equivalent(v_ac_phasor, math, ac=True)
+    out[nodes] = ll_ac
+    pair_nodes = np.flatnonzero(_pair_mask(math))
+    if len(pair_nodes):
+        partner = _partner_phasors(math, v_ac_phasor, pair_nodes)
+        ll = np.abs(v_ac_phasor[pair_nodes] - partner) / np.sqrt(3.0)
+        out[pair_nodes] = np.where(np.isfinite(partner), ll, out[pair_nodes])
+    return out
+
+
 def _partner_phasors(math: MathFeeder, v_ac_phasor: np.ndarray, nodes: np.ndarray) -> np.ndarray:
     """AC phasor of node x+1 of each of ``nodes``' buses (NaN where it has none).
 
