@@ -688,6 +688,12 @@ def read_compiled_circuit(master: Path, converged: bool) -> tuple[Feeder, OpenDS
         source_kind="opendss",
         frequency_hz=float(dss.Solution.Frequency()),
     )
+    neutral_only = int(dss.Circuit.NumBuses()) - len(buses)
+    if neutral_only > 0:
+        feeder = _with_reduction(
+            feeder,
+            f"left out {neutral_only} bus(es) with no phase node (neutral or ground points only)",
+        )
     feeder = merge_parallel_branches(_phases_fed_by_branches(feeder))
     feeder = _bases_from_transformer_ratings(feeder)
     feeder = cut_parallel_banks(feeder, _transformer_powers_kva())
