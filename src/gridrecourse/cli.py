@@ -74,6 +74,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "add_operate_parser",
         "day-ahead operation under uncertainty (IGDT, CL-DIGDT)",
     ),
+    "export": (
+        "gridrecourse.cli_export",
+        "add_export_parser",
+        "write a two-stage instance as MPS files for mpi-sppy (one per scenario)",
+    ),
 }
 #: Ranges of opf's numeric options.
 OPF_BOUNDS = {
