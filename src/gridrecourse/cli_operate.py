@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from gridrecourse.cli_common import Progress, emit
-from gridrecourse.errors import GridRecourseError
+from gridrecourse.errors import GridRecourseError, SolverError
 from gridrecourse.evaluation.operation import (
     ScheduleEvaluation,
     ac_certificate,
@@ -362,16 +362,20 @@ def _sigma_sweep(args, inst: OperationInstance, dt) -> pd.DataFrame:
     for text in args.sigma_sweep.split(","):
         sigma = float(text)
         budget = (1 + sigma) * dt.cost
-        ig = solve_igdt(inst, dt, budget)
-        cl = solve_cl_digdt(
-            inst,
-            dt,
-            budget,
-            gamma=args.gamma,
-            prior_strength=args.prior_strength,
-            epsilon=max(args.epsilon, 1e-3),
-        )
-        rows.append({"sigma": sigma, "delta": ig.delta, "alpha": cl.alpha})
+        row = {"sigma": sigma, "delta": float("nan"), "alpha": float("nan"), "error": ""}
+        try:
+            row["delta"] = solve_igdt(inst, dt, budget).delta
+            row["alpha"] = solve_cl_digdt(
+                inst,
+                dt,
+                budget,
+                gamma=args.gamma,
+                prior_strength=args.prior_strength,
+                epsilon=max(args.epsilon, 1e-3),
+            ).alpha
+        except SolverError as exc:  # one failed point does not sink the sweep; it is reported
+            row["error"] = str(exc)
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
