@@ -31,6 +31,7 @@ RANK = {
     "learning": 6,
     "methods": 7,
     "report": 8,
+    "api": 8,
     "cli_common": 9,
     "cli_expand": 10,
     "cli_siting": 10,

@@ -210,6 +210,8 @@ class RunFolder:
                 "it, --overwrite to replace it, or choose another folder"
             )
         probe = path if path.exists() else next(p for p in path.parents if p.exists())
+        if not probe.is_dir():
+            raise RunFolderError(f"{option} {path}: {probe} is a file, not a folder")
         if not os.access(probe, os.W_OK | os.X_OK):
             raise RunFolderError(f"{option} {path}: {probe} is not writable")
 
