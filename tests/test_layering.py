@@ -37,6 +37,7 @@ RANK = {
     "cli_siting": 10,
     "cli_voltvar": 10,
     "cli_operate": 10,
+    "cli_export": 10.5,  # builds problems with the other commands' builders
     "cli": 11,
 }
 

@@ -123,6 +123,7 @@ from gridrecourse.evaluation.out_of_sample import (
 )
 from gridrecourse.execution import Executor, InProcessExecutor, ProgressCallback
 from gridrecourse.methods.extensive_form import build_extensive_form, solve_extensive_form
+from gridrecourse.methods.lagrangian import lagrangian_bound, subgradient_multipliers
 from gridrecourse.methods.spar_first_stage import (
     FirstStageModel,
     FirstStageSolution,
@@ -1217,8 +1218,6 @@ def _ef_replication(
                 )
             )
     if lagrangian and subgradients is not None:
-        from gridrecourse.methods.lagrangian import lagrangian_bound, subgradient_multipliers
-
         weight = np.asarray(problem.probability, dtype=float)[np.asarray(indices, dtype=int)]
         w = subgradient_multipliers(subgradients, weight)
         single = SolverOptions(mip_gap=min(options.mip_gap, 1e-6), threads=options.threads)
