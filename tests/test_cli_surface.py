@@ -32,12 +32,12 @@ SITING = [
     "--polish-rounds",
     "1",
 ]
-#: A small expand run (E2E, 2 warm-up + 3 end-to-end epochs).
+#: A small expand run (E2E, 2 warm-up + 2 end-to-end epochs).
 EXPAND = [
     "expand",
     "case33bw",
     "--epochs",
-    "5",
+    "4",
     "--warmup-epochs",
     "2",
     "--hidden-size",

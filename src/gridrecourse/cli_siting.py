@@ -339,6 +339,14 @@ def run_siting(args: argparse.Namespace) -> dict:
         folder.write_table("history", history)
     slopes = extra.pop("slopes", None)
     _plots(folder.path, history, slopes, decision, method)
+    from gridrecourse.report.plots import feeder_map_plot
+
+    feeder_map_plot(
+        feeder,
+        dict(zip(table["bus"], table["kw"], strict=True)),
+        folder.path / "decision_map.png",
+        f"{feeder.name}: sited PV ({method.value})",
+    )
     summary: dict[str, Any] = {
         "method": method.value,
         "status": status,
@@ -561,6 +569,7 @@ def _report(folder, args, method: SitingMethod, summary: dict, table, history) -
         "Buses with 0 units are not sited (all candidates in `decision.csv`).\n",
     ]
     for png, title in (
+        ("decision_map.png", "The decision on the feeder"),
         ("objective_vs_iteration.png", "Progress"),
         ("learned_value_functions.png", "Learned value functions"),
     ):

@@ -103,3 +103,60 @@ def opf_plot(
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
     return _save(fig, path)
+
+
+def feeder_map_plot(feeder, sited_kw: dict[str, float], path: Path, title: str) -> Path | None:
+    """The feeder drawn from its bus coordinates with the sited PV (marker area ∝ kW).
+
+    Lines, switches (open ones dashed) and transformers join their buses; roots are squares.
+    Returns None (and draws nothing) when fewer than half of the buses have coordinates.
+    """
+    xy = {b.name: (b.x, b.y) for b in feeder.buses if b.x is not None and b.y is not None}
+    if len(xy) < max(2, len(feeder.buses) // 2):
+        return None
+    fig, ax = plt.subplots(figsize=(8, 6))
+    segments = [(ln.bus1, ln.bus2, "-") for ln in feeder.lines]
+    segments += [(s.bus1, s.bus2, "-" if s.closed else "--") for s in feeder.switches]
+    for t in feeder.transformers:
+        buses = [w.bus for w in t.windings]
+        segments += [(buses[0], b, "-") for b in buses[1:]]
+    for a, b, style in segments:
+        if a in xy and b in xy and a != b:
+            (x1, y1), (x2, y2) = xy[a], xy[b]
+            ax.plot([x1, x2], [y1, y2], style, color="0.6", lw=0.8, zorder=1)
+    xs, ys = zip(*xy.values(), strict=True)
+    ax.scatter(xs, ys, s=6, color="0.35", zorder=2, label="bus")
+    roots = [xy[r.bus] for r in feeder.roots if r.bus in xy]
+    if roots:
+        rx, ry = zip(*roots, strict=True)
+        ax.scatter(rx, ry, s=80, marker="s", color="black", zorder=3, label="substation")
+    placed = {b: kw for b, kw in sited_kw.items() if kw > 0 and b in xy}
+    if placed:
+        top = max(placed.values())
+        px, py = zip(*(xy[b] for b in placed), strict=True)
+        sizes = [40 + 400 * kw / top for kw in placed.values()]
+        ax.scatter(
+            px,
+            py,
+            s=sizes,
+            color="orange",
+            edgecolor="darkred",
+            zorder=4,
+            alpha=0.85,
+            label="sited PV (area ∝ kW)",
+        )
+        for b, kw in placed.items():
+            ax.annotate(
+                f"{b}: {kw:.0f} kW",
+                xy[b],
+                fontsize=7,
+                xytext=(4, 4),
+                textcoords="offset points",
+                zorder=5,
+            )
+    ax.set_title(title)
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.legend(loc="best", fontsize=8)
+    return _save(fig, path)
