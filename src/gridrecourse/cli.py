@@ -597,7 +597,8 @@ def build_parser(commands: Sequence[str] | None = None) -> argparse.ArgumentPars
     parser = argparse.ArgumentParser(
         prog="gridrecourse",
         description="Decisions under uncertainty on three-phase distribution feeders. "
-        "Start with: gridrecourse siting case33bw --scenarios 48 --bounds",
+        "Start with: gridrecourse siting case33bw --scenarios 48 --max-iterations 60 --bounds "
+        "--replications 3",
     )
     parser.add_argument("--version", action="version", version=f"gridrecourse {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -315,7 +315,7 @@ def run_siting(args: argparse.Namespace) -> dict:
             )
             folder.save_checkpoint("evaluation", evaluation)
         else:
-            progress("exact evaluation: done with the solve (or reused)")
+            progress("exact evaluation on all scenarios: done by the method (SPAR) or reused")
     wall = time.perf_counter() - t0
 
     units = dict(zip(decision.site_names, (int(u) for u in decision.units), strict=True))
