@@ -390,3 +390,43 @@ def test_env_keeps_working_directory_clean(tmp_path):
     summary = json.loads(done.stdout)
     assert Path(summary["run_folder"]).parts[0] == "runs"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
+
+
+# ------------------------------------------------------------------ bring-your-own data
+def _series_csv(path: Path, values, column: str) -> Path:
+    stamps = pd.date_range("2024-01-01", periods=len(values), freq="1h")
+    pd.DataFrame({"timestamp": stamps, column: values}).to_csv(path, index=False)
+    return path
+
+
+def test_opf_uses_price_and_load_data(tmp_path, capsys):
+    import numpy as np
+
+    hours = np.arange(48)
+    price = _series_csv(tmp_path / "price.csv", np.where(hours % 24 < 12, -5.0, 80.0), "eur")
+    load = _series_csv(tmp_path / "load.csv", 50 + 50 * (hours % 24) / 23, "kw")
+    out = tmp_path / "o"
+    argv = ["opf", "case33bw", "--day", "1", "--price-data", str(price), "--load-data", str(load)]
+    assert main([*argv, "--json", "--out", str(out)]) == 0
+    json.loads(capsys.readouterr().out)
+    hourly = pd.read_csv(out / "hourly.csv")
+    assert hourly["price_per_mwh"].tolist() == [-5.0] * 12 + [80.0] * 12
+    assert hourly["load_multiplier"].iloc[-1] == pytest.approx(1.0)
+    assert hourly["load_multiplier"].iloc[0] == pytest.approx(0.5)
+    # a day beyond the data is named
+    assert main([*argv[:2], "--day", "5", "--price-data", str(price), "--json"]) == 1
+    assert "--price-data" in json.loads(capsys.readouterr().out)["message"]
+
+
+def test_siting_load_data_changes_the_scenarios(tmp_path, capsys):
+    import numpy as np
+
+    flat = _series_csv(tmp_path / "flat.csv", np.full(24 * 3, 2.0), "kw")
+    out = tmp_path / "s"
+    base = ["siting", "case33bw", "--scenarios", "24", "--method", "ef"]
+    argv = [*base, "--load-data", str(flat), "--no-certificate", "--json"]
+    assert main([*argv, "--out", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["n_scenarios"] == 24 and summary["objective"] > 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["load_data"] == str(flat)

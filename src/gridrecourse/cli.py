@@ -219,7 +219,7 @@ def cmd_opf(args: argparse.Namespace) -> dict:
     switching = _switching_options(args)
     taps = _tap_options(args)
     math = prepare_math_feeder(feeder, _switching_operating_point(switching))
-    day = bundled_day(args.day)
+    day = _day_profiles(args, bundled_day(args.day))
     config = OPFConfig(
         load_profile=day.load,
         pv_profile=day.pv,
@@ -322,6 +322,63 @@ def cmd_opf(args: argparse.Namespace) -> dict:
 
     emit(summary, args.json, human)
     return summary
+
+
+def _day_profiles(args: argparse.Namespace, bundled):
+    """Day ``--day`` of ``--load-data/--pv-data/--price-data`` where given, else the bundled day.
+
+    Hourly CSV/Parquet files with a ``timestamp`` column and one value column (read and
+    validated by :func:`gridrecourse.data.series.load_series`): the load is scaled to its
+    peak, PV is kW per kW (scaled to its peak when above 1), prices are EUR/MWh as given.
+    """
+    from dataclasses import replace
+
+    from gridrecourse.data.series import load_series
+
+    changes = {}
+    for dest, field, allow_negative in (
+        ("load_data", "load", False),
+        ("pv_data", "pv", False),
+        ("price_data", "price_per_mwh", True),
+    ):
+        path = getattr(args, dest, None)
+        if path is None:
+            continue
+        flag = "--" + dest.replace("_", "-")
+        try:
+            frame = load_series(path, allow_negative=list_columns(path) if allow_negative else ())
+        except OSError as exc:
+            raise GridRecourseError(f"{flag} {path}: {exc}") from exc
+        if frame.shape[1] != 1:
+            raise GridRecourseError(
+                f"{flag} {path}: expected one value column, got {list(frame.columns)}"
+            )
+        values = frame.iloc[:, 0].to_numpy(dtype=float)
+        hours = slice(args.day * 24, (args.day + 1) * 24)
+        if len(values) < hours.stop:
+            raise GridRecourseError(
+                f"{flag} {path}: {len(values)} hourly values, --day {args.day} needs {hours.stop}"
+            )
+        day = values[hours]
+        peak = float(values.max())
+        if field == "load" or (field == "pv" and peak > 1.0):
+            if peak <= 0:
+                raise GridRecourseError(f"{flag} {path}: every value is 0")
+            day = day / peak
+        changes[field] = day
+    return replace(bundled, **changes) if changes else bundled
+
+
+def list_columns(path: str) -> list[str]:
+    """The value columns of a CSV/Parquet file (every column but ``timestamp``)."""
+    import pandas as pd
+
+    frame = (
+        pd.read_parquet(path)
+        if str(path).endswith((".parquet", ".pq"))
+        else pd.read_csv(path, nrows=1)
+    )
+    return [c for c in frame.columns if c != "timestamp"]
 
 
 def _ac_certificate(feeder, opf, result, folder: RunFolder) -> dict:
@@ -518,6 +575,10 @@ def add_opf_parser(sub) -> argparse.ArgumentParser:
     )
     p.add_argument("--no-thermal", action="store_true", help="drop thermal limits")
     p.add_argument("--time-limit", type=float, default=None, help="solver time limit (s, > 0)")
+    data = p.add_argument_group("bring-your-own data (hourly CSV/Parquet, 'timestamp' column)")
+    data.add_argument("--load-data", help="load series (scaled to its peak); day --day is used")
+    data.add_argument("--pv-data", help="PV series (kW per kW, or scaled to its peak)")
+    data.add_argument("--price-data", help="price series (EUR/MWh, may be negative)")
     p.add_argument(
         "--reconfigure",
         action="store_true",
