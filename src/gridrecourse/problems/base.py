@@ -1021,6 +1021,12 @@ class SecondStageModel:
         self._col_lb_now, self._col_ub_now = self.spec.col_lb, self.spec.col_ub
         self._w: sp.csc_matrix | None = None
         self._feasibility_lp: LinearModel | None = None
+        # cached per-solve constants (the exact evaluation's floor is the LP solves)
+        self._technology_t = sp.csr_matrix(self.spec.technology.T)
+        self._row_slices = {c.name: self.spec.row_slice(c.name) for c in self.spec.constraints}
+        self._col_slices = {v.name: self.spec.col_slice(v.name) for v in self.spec.variables}
+        #: row bounds last written to ``self.model`` per block: unchanged blocks are skipped
+        self._applied: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.build_seconds = time.perf_counter() - t0
 
     def _bounds(self, x: np.ndarray, scenario: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -1052,14 +1058,26 @@ class SecondStageModel:
         self._cost_now, self._col_lb_now, self._col_ub_now = cost, lb, ub
 
     def _apply(self, model: LinearModel, blocks: StackedBlocks, lb, ub) -> None:
+        """Write the scenario's row bounds, costs and column bounds into ``model``.
+
+        On the live recourse model, a constraint block whose bounds equal those last written is
+        skipped (most blocks do not change between scenarios; nothing else writes them).
+        """
+        applied = self._applied if model is self.model else None
         for c in self.spec.constraints:
-            rs = self.spec.row_slice(c.name)
-            model.set_row_bounds(blocks.constraints[c.name], lb[rs], ub[rs])
+            rs = self._row_slices[c.name]
+            lo, hi = lb[rs], ub[rs]
+            if applied is not None:
+                last = applied.get(c.name)
+                if last is not None and np.array_equal(last[0], lo) and np.array_equal(last[1], hi):
+                    continue
+                applied[c.name] = (lo.copy(), hi.copy())
+            model.set_row_bounds(blocks.constraints[c.name], lo, hi)
         for name in self.spec.scenario_costs:
-            cs = self.spec.col_slice(name)
+            cs = self._col_slices[name]
             model.set_cost(blocks.variables[name], self._cost_now[cs])
         for name in self.spec.scenario_bounds:
-            cs = self.spec.col_slice(name)
+            cs = self._col_slices[name]
             model.set_col_bounds(blocks.variables[name], self._col_lb_now[cs], self._col_ub_now[cs])
 
     def solve(
@@ -1114,7 +1132,7 @@ class SecondStageModel:
             dual_bound = float(sol.dual_bound) + offset
         else:
             duals = sol.row_dual[self._link_rows].copy()
-            subgradient = -(self.spec.technology.T @ (scale * duals))
+            subgradient = -(self._technology_t @ (scale * duals))
             dual_bound = float(sol.objective) + offset
         return SecondStageResult(
             scenario=int(scenario),
