@@ -195,6 +195,9 @@ class CLIteration:
         recourse there is feasible, not minimized).
     seconds : float
         Solve time of this refinement.
+    unresolved : tuple of float
+        Grid points where HiGHS ended with neither optimal nor infeasible (warm and cold):
+        treated as not guaranteed (enumeration only).
     """
 
     alpha: float
@@ -203,6 +206,7 @@ class CLIteration:
     schedule: FirstStageSchedule
     corner_cost: dict[str, float]
     seconds: float
+    unresolved: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -621,6 +625,7 @@ def solve_cl_digdt(
     milp = Selection(selection) is Selection.MILP
     built = build(False) if milp else _cheapest_plan_model(inst, dt, budget, False)
     infeasible: set[float] = set()
+    unresolved: list[float] = []
 
     def solve_at(built: tuple, alphas: np.ndarray, valid: np.ndarray, values: list) -> Solution:
         om, u, switch_rows = built
@@ -652,6 +657,12 @@ def solve_cl_digdt(
                 return built, int(index), solve_retrying(om.model, options)
             except InfeasibleModelError:
                 infeasible.add(a)
+            except SolverError:
+                # HiGHS neither solved nor proved infeasibility (warm and cold): the point is
+                # not proven robust, so it is not claimed (conservative); counted per refinement
+                infeasible.add(a)
+                unresolved.append(a)
+                om.model.reset()
         raise InfeasibleModelError("no grid point of α is feasible (not even the lower bound)")
 
     while True:
@@ -689,8 +700,10 @@ def solve_cl_digdt(
                 schedule=om.schedule(sol),
                 corner_cost=_corner_costs(inst, om, sol),
                 seconds=time.perf_counter() - t_it,
+                unresolved=tuple(unresolved),
             )
         )
+        unresolved.clear()
         if progress is not None:
             progress(
                 f"CL-DIGDT refinement {len(iterations)}: α = {inc:.6g} in [{inc:.6g}, {nxt:.6g}]"
