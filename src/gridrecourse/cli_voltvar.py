@@ -242,6 +242,9 @@ def add_voltvar_train_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--scenarios-per-instance", type=int, default=10)
     p.add_argument("--kernels", type=int, default=4, help="kernel solutions (4)")
     p.add_argument("--kernel-time-limit", type=float, default=60.0)
+    p.add_argument(
+        "--initial-kernel", action="store_true", help="also perturb the do-nothing first stage"
+    )
     p.add_argument("--radius", type=float, default=0.2, help="perturbation radius (0.2)")
     p.add_argument("--chunk-size", type=int, default=8, help="samples per chunk file (8)")
     p.add_argument("--data-seed", type=int, default=0)
@@ -288,6 +291,7 @@ def _train(args: argparse.Namespace) -> dict:
         scenarios_per_instance=args.scenarios_per_instance,
         radius=args.radius,
         n_kernels=args.kernels,
+        initial_kernel=args.initial_kernel,
         chunk_size=args.chunk_size,
         seed=args.data_seed,
         scenario_perturbation=args.perturbation,

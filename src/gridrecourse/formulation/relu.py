@@ -174,6 +174,12 @@ class ReluBlocks:
     bounds : LayerBounds
         Bounds used (IBP or the uniform ``±M``).
     n_binaries : int
+    unstable : tuple of ndarray
+        Neuron indices of each hidden layer that carry a binary (the columns of ``active``).
+    net : ReluNetwork
+        The embedded network (with ``input_offset`` not folded in).
+    offset : ndarray
+        ``a_0``.
     """
 
     output: VariableBlock
@@ -181,6 +187,29 @@ class ReluBlocks:
     active: tuple[VariableBlock | None, ...]
     bounds: LayerBounds
     n_binaries: int
+    unstable: tuple[np.ndarray, ...] = ()
+    net: ReluNetwork | None = None
+    offset: np.ndarray | None = None
+
+    def start_values(self, inputs: np.ndarray) -> dict[VariableBlock, np.ndarray]:
+        """Values of every embedding column at a network input (a MIP start).
+
+        Parameters
+        ----------
+        inputs : ndarray, shape (n_0,)
+            ``Σ_k A_k x_k`` at the start point (without ``a_0``).
+        """
+        net = self.net
+        h = np.asarray(inputs, dtype=float).ravel() + self.offset
+        values: dict[VariableBlock, np.ndarray] = {}
+        for k, (w, b) in enumerate(zip(net.weights[:-1], net.biases[:-1], strict=True)):
+            z = w @ h + b
+            h = np.maximum(z, 0.0)
+            values[self.hidden[k]] = h
+            if self.active[k] is not None:
+                values[self.active[k]] = (z[self.unstable[k]] > 0).astype(float)
+        values[self.output] = net.weights[-1] @ h + net.biases[-1]
+        return values
 
 
 def _first_layer_terms(
@@ -253,6 +282,7 @@ def add_relu_network(
     prev_const = net.biases[0] + net.weights[0] @ a0
     hidden: list[VariableBlock] = []
     active: list[VariableBlock | None] = []
+    unstable_idx: list[np.ndarray] = []
     n_bin = 0
     n_layers = len(net.weights)
     for k in range(n_layers - 1):
@@ -265,6 +295,7 @@ def add_relu_network(
             off = np.zeros(n, dtype=bool)
             on = np.zeros(n, dtype=bool)
         unstable = ~(off | on)
+        unstable_idx.append(np.flatnonzero(unstable))
         h = model.add_variables(f"{name}-h{k + 1}", n, lb=0.0, ub=np.maximum(hi, 0.0))
         hidden.append(h)
         eye = sp.identity(n, format="csr")
@@ -309,4 +340,4 @@ def add_relu_network(
         lb=prev_const,
         ub=prev_const,
     )
-    return ReluBlocks(y, tuple(hidden), tuple(active), bounds, n_bin)
+    return ReluBlocks(y, tuple(hidden), tuple(active), bounds, n_bin, tuple(unstable_idx), net, a0)

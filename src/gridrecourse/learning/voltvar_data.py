@@ -79,6 +79,10 @@ class DataConfig:
         Perturbation radius ρ (0.2, paper B Table II): share of the discrete entries redrawn.
     n_kernels : int
         Kernel solutions (deterministic VVO on one scenario each).
+    initial_kernel : bool
+        Also perturb the "do-nothing" first stage (initial taps held, clipped to the allowed
+        range; switches in their normal states), the cheapest region, where the recourse
+        becomes infeasible: the network must learn that boundary (our addition).
     chunk_size : int
         Samples per chunk file (the unit of resumption).
     seed : int
@@ -96,6 +100,7 @@ class DataConfig:
     scenarios_per_instance: int = 10
     radius: float = 0.2
     n_kernels: int = 8
+    initial_kernel: bool = False
     chunk_size: int = 8
     seed: int = 0
     scenario_perturbation: float = 0.1
@@ -321,6 +326,36 @@ def neutral_first_stage(problem: VoltVarProblem) -> np.ndarray:
     return repair_first_stage(problem, taps, states)
 
 
+def initial_first_stage(problem: VoltVarProblem) -> np.ndarray:
+    """Initial taps held all day (clipped to the allowed range), normal switch states."""
+    grid, T = problem.grid, problem.n_periods
+    k0 = getattr(problem, "_initial_position", None)  # the problem's initial positions
+    k0 = (grid.count - 1) / 2.0 if k0 is None else np.clip(k0, 0, grid.count - 1)
+    sw = problem.math.switches
+    which = [list(sw.names).index(n) for n in problem.switchable] if sw is not None else []
+    states = (
+        np.repeat(sw.normal_closed[which].astype(float)[:, None], T, axis=1)
+        if sw is not None
+        else np.zeros((0, T))
+    )
+    return repair_first_stage(problem, np.repeat(np.asarray(k0, float)[:, None], T, 1), states)
+
+
+def merge_data(*parts: VoltVarData) -> VoltVarData:
+    """Samples of several data directories of the same problem (in order)."""
+    fps = {json.dumps(p.meta["problem"], sort_keys=True) for p in parts}
+    if len(fps) != 1:
+        raise VoltVarDataError("data of different feeders or settings cannot be merged")
+    cat = lambda k: np.concatenate([getattr(p, k) for p in parts])  # noqa: E731
+    h = hashlib.sha256("".join(p.meta["hash"] for p in parts).encode()).hexdigest()[:16]
+    meta = {**parts[0].meta, "hash": h, "parts": [p.meta for p in parts]}
+    return VoltVarData(
+        x=cat("x"), features=cat("features"), scenarios=cat("scenarios"),
+        recourse=cat("recourse"), target=cat("target"), encoder_input=cat("encoder_input"),
+        seconds=cat("seconds"), meta=meta,
+    )  # fmt: skip
+
+
 def deterministic_vvo(problem: VoltVarProblem, scenario: int, config: DataConfig) -> np.ndarray:
     """Kernel solution: the 2S-VVO on one scenario (first stage + one recourse copy, a MILP).
 
@@ -447,7 +482,9 @@ def _kernels(
         t0 = time.perf_counter()
         out.append(deterministic_vvo(kp, k, config))
         say(f"kernel {k + 1}/{config.n_kernels} in {time.perf_counter() - t0:.1f} s")
-    x = np.vstack(out)
+    if config.initial_kernel:
+        out.append(initial_first_stage(problem))
+    x = np.unique(np.vstack(out), axis=0)  # a time-limited kernel may repeat the start
     _atomic_savez(path, x=x)
     return x
 

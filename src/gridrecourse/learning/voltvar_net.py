@@ -114,7 +114,7 @@ class SurrogateConfig:
     epochs: int = 400
     val_fraction: float = 0.2
     checkpoint_every: int = 20
-    infeasible_penalty: float = 5000.0
+    infeasible_penalty: float = 10000.0
     seed: int = 0
 
     def architecture(self) -> dict:

@@ -18,6 +18,7 @@ the decision is then evaluated exactly — one recourse MILP per scenario
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +26,11 @@ import numpy as np
 from gridrecourse.evaluation.out_of_sample import evaluate_first_stage
 from gridrecourse.execution import Executor
 from gridrecourse.formulation.relu import BoundMode, add_relu_network
-from gridrecourse.learning.voltvar_data import feature_map
+from gridrecourse.learning.voltvar_data import (
+    feature_map,
+    initial_first_stage,
+    neutral_first_stage,
+)
 from gridrecourse.learning.voltvar_net import VoltVarSurrogate
 from gridrecourse.problems.volt_var import VoltVarProblem
 from gridrecourse.solvers.options import SolverOptions
@@ -85,6 +90,7 @@ def solve_neural_voltvar(
     evaluate: bool = True,
     executor: Executor | None = None,
     eval_options: SolverOptions | None = None,
+    start: Sequence[np.ndarray] | None = None,
 ) -> NeuralVoltVarResult:
     """Solve the surrogate MILP (eq 22) and evaluate its decision exactly.
 
@@ -102,6 +108,10 @@ def solve_neural_voltvar(
         Solve the recourse of every scenario at the decision (exact objective).
     executor : Executor, optional
         Where the exact evaluation runs.
+    start : sequence of ndarray, optional
+        Candidate first stages (complete, feasible); the one the surrogate prices lowest is
+        given to HiGHS as a MIP start with the network's activations. Default: the neutral
+        taps and the initial taps held (both with the normal switch states); ``()`` for none.
 
     Returns
     -------
@@ -135,6 +145,17 @@ def solve_neural_voltvar(
         big_m=big_m,
         output_cost=surrogate.target_std,
     )
+    if start is None:
+        start = [neutral_first_stage(problem), initial_first_stage(problem)]
+    if len(start):
+        # MIP start: the candidate first stage with the lowest surrogate value, with the
+        # network's activations at it (HiGHS alone may find no incumbent within the limit)
+        cand = np.vstack([np.asarray(s, dtype=float) for s in start])
+        value = cand @ fs.cost + surrogate.target_std * net.forward((f @ cand.T).T)[:, 0]
+        x0 = cand[int(np.argmin(value))]
+        values = {blocks[v.name]: x0[fs.slice(v.name)] for v in fs.variables}
+        values |= emb.start_values(f @ x0)
+        model.set_start(values)
     sol = model.solve(options or SolverOptions(mip_gap=1e-4, time_limit=60.0))
     x = np.concatenate([sol.value(blocks[v.name]) for v in fs.variables])
     x[fs.integer] = np.round(x[fs.integer])
