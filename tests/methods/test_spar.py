@@ -403,7 +403,9 @@ def test_statistical_bounds_bracket_the_extensive_form_optimum():
     prob = random_24_problem()
     z_star = solve_extensive_form(prob, EXACT).objective
     cfg = SPARConfig(seed=5, max_iterations=60)
-    bounds = spar_statistical_bounds(prob, cfg, batch_size=6, n_replications=4, ef_options=EXACT)
+    bounds = spar_statistical_bounds(
+        prob, cfg, batch_size=6, n_replications=4, ef_options=EXACT, lagrangian=False
+    )
     assert isinstance(bounds, SPARBounds)
     assert bounds.lower.low <= z_star <= bounds.upper.high
     assert np.all(bounds.upper_samples >= z_star - 1e-9)  # exact evaluations of feasible x̂
@@ -415,6 +417,12 @@ def test_statistical_bounds_bracket_the_extensive_form_optimum():
     ev = evaluate_first_stage(prob, prob.first_stage_vector(bounds.units[k]), desc=None)
     assert bounds.upper_samples[k] == pytest.approx(ev.expected_objective, rel=1e-9)
     assert bounds.lower_sources == (LowerBoundSource.EXTENSIVE_FORM,) * 4
+    # with the Lagrangian bound (default) every sample is the best candidate, still a bound
+    strong = spar_statistical_bounds(prob, cfg, batch_size=6, n_replications=4, ef_options=EXACT)
+    assert np.all(strong.lower_samples >= bounds.lower_samples - 1e-12)
+    assert np.all(strong.lower_samples <= strong.lower_incumbents + 1e-9)
+    for chosen, *others in strong.lower_provenance:
+        assert chosen.value == max(c.value for c in (chosen, *others))
     # LP-relaxation lower bounds: same batches, each sample at most the batch EF's bound
     relaxed_options = replace(EXACT, relax_integrality=True)
     relaxed = spar_statistical_bounds(
@@ -430,7 +438,9 @@ def test_lower_bound_falls_back_to_wait_and_see_without_an_incumbent(monkeypatch
     Σ_j w_j min_x Q(x, ω_j), which never exceeds the batch EF optimum."""
     prob = random_24_problem()
     cfg = SPARConfig(seed=5, max_iterations=30)
-    exact = spar_statistical_bounds(prob, cfg, batch_size=6, n_replications=3, ef_options=EXACT)
+    exact = spar_statistical_bounds(
+        prob, cfg, batch_size=6, n_replications=3, ef_options=EXACT, lagrangian=False
+    )
     real_ef = spar_module.solve_extensive_form
 
     def timing_out(problem, options=None, *, scenarios=None, **kwargs):
@@ -439,7 +449,9 @@ def test_lower_bound_falls_back_to_wait_and_see_without_an_incumbent(monkeypatch
         return real_ef(problem, options, scenarios=scenarios, **kwargs)
 
     monkeypatch.setattr(spar_module, "solve_extensive_form", timing_out)
-    fallback = spar_statistical_bounds(prob, cfg, batch_size=6, n_replications=3, ef_options=EXACT)
+    fallback = spar_statistical_bounds(
+        prob, cfg, batch_size=6, n_replications=3, ef_options=EXACT, lagrangian=False
+    )
     assert fallback.lower_sources == (LowerBoundSource.WAIT_AND_SEE,) * 3
     assert np.all(np.isnan(fallback.lower_incumbents))
     assert np.all(fallback.lower_samples <= exact.lower_samples + 1e-9)
