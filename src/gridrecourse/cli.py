@@ -69,6 +69,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "add_voltvar_parser",
         "volt-var control: taps and switches under uncertainty (EF, PH)",
     ),
+    "voltvar-train": (
+        "gridrecourse.cli_voltvar",
+        "add_voltvar_parser",
+        "volt-var neural surrogate: generate data and train (paper B)",
+    ),
     "operate": (
         "gridrecourse.cli_operate",
         "add_operate_parser",
@@ -664,10 +669,12 @@ def build_parser(commands: Sequence[str] | None = None) -> argparse.ArgumentPars
     parser.add_argument("--version", action="version", version=f"gridrecourse {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     full = set(COMMANDS) if commands is None else set(commands)
+    adders = {COMMANDS[name][:2] for name in full if name in COMMANDS}
     for name, (module, adder, text) in COMMANDS.items():
-        if name in full:
+        if (module, adder) in adders:  # one module may register several commands
+            adders.discard((module, adder))
             getattr(importlib.import_module(module), adder)(sub)
-        else:
+        elif name not in sub.choices:
             sub.add_parser(name, help=text, add_help=False)
     return parser
 
