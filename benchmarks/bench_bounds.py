@@ -8,7 +8,7 @@ the largest of the batch EF's MIP dual bound (started from the batch's SPAR deci
 MILP per distinct scenario, dual bounds). Every LB sample carries its provenance (method,
 value, subproblem gaps, time) in the output.
 
-Resumable: each batch size is written to ``--out-dir/bounds_<feeder>_N<N>.json`` as soon as it
+Resumable: each batch size is written to ``--out-dir/bounds_<feeder>_S<S>_N<N>.json`` once it
 finishes and skipped when that file exists; ``--summary`` collects all into one file.
 
 Usage::
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with make_executor(ExecutorKind(args.executor), n_workers=args.workers) as executor:
         for batch in batches:
-            path = out / f"bounds_{args.feeder}_N{batch}.json"
+            path = out / f"bounds_{args.feeder}_S{args.scenarios}_N{batch}.json"
             if path.exists():
                 log(f"N = {batch}: {path} exists, skipped (resume)")
                 rows.append(json.loads(path.read_text())["row"])
