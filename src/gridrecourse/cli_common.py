@@ -255,6 +255,7 @@ def check_method_options(
     method: str,
     method_flag: str = "--method",
     error: type[GridRecourseError] = OptionError,
+    flag: Callable[[str], str] | None = None,
 ) -> None:
     """Options given on the command line that do not apply to ``method`` are an error.
 
@@ -266,15 +267,14 @@ def check_method_options(
     Raises
     ------
     OptionError
-        (or ``error``) Naming the option, the chosen method and the methods it applies to.
+        (or ``error``) Naming the option (spelled by ``flag(dest)`` when given), the chosen
+        method and the methods it applies to.
     """
     given = getattr(args, "given_options", frozenset()) or frozenset()
     bad = [d for d in sorted(given) if d in option_methods and method not in option_methods[d]]
     if bad:
-        parts = [
-            f"{option_flag(args, d)} applies to {method_flag} {'|'.join(option_methods[d])}"
-            for d in bad
-        ]
+        spell = flag or (lambda d: option_flag(args, d))
+        parts = [f"{spell(d)} applies to {method_flag} {'|'.join(option_methods[d])}" for d in bad]
         raise error(f"{method_flag} {method}: " + "; ".join(parts) + ", not to this method")
 
 

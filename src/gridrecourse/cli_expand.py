@@ -383,7 +383,7 @@ def check_method_options(args: argparse.Namespace) -> None:
     ExpandInputError
         Names each offending option and the methods it applies to.
     """
-    _check_method_options(args, OPTION_METHODS, args.method, error=ExpandInputError)
+    _check_method_options(args, OPTION_METHODS, args.method, error=ExpandInputError, flag=_flag)
     if args.method not in SCENARIO_METHODS:
         return
     checks = [
