@@ -54,7 +54,9 @@ def _embedded(net: ReluNetwork, mode: BoundMode, lo: np.ndarray, hi: np.ndarray)
     return model, x, blocks
 
 
-@pytest.mark.parametrize("mode", list(BoundMode))
+@pytest.mark.parametrize(
+    "mode", [BoundMode.IBP, pytest.param(BoundMode.BIG_M, marks=pytest.mark.slow)]
+)
 def test_milp_equals_torch_forward_at_1000_points(mode):
     mlp = _torch_mlp(1)
     net = _relu_network(mlp)
