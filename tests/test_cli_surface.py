@@ -294,8 +294,13 @@ def test_folder_with_other_files_is_refused(tmp_path, capsys):
 # ------------------------------------------------------------------------ interrupts
 def _interrupt_when(argv: list[str], ready, timeout: float = 300.0, sig=signal.SIGINT):
     """Start the CLI, send ``sig`` once ``ready()`` holds; the finished process."""
+    # a test runner started in the background inherits SIGINT ignored: restore the default
     proc = subprocess.Popen(
-        [*EXE, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [*EXE, *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     t0 = time.monotonic()
     while not ready():

@@ -184,7 +184,12 @@ class RunFolder:
         """``runs/<command>-<feeder>-<UTC timestamp>``."""
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(str(feeder)).stem)
-        return root / f"{command}-{safe}-{stamp}"
+        path = root / f"{command}-{safe}-{stamp}"
+        n = 1
+        while path.exists():  # two runs in the same second get their own folders
+            n += 1
+            path = root / f"{command}-{safe}-{stamp}-{n}"
+        return path
 
     @staticmethod
     def holds_run(path: Path) -> bool:
