@@ -27,7 +27,8 @@ import sys
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -518,3 +519,21 @@ def execute(args: argparse.Namespace) -> int:
             print(json.dumps(payload), file=real_stdout, flush=True)
         print(message, file=sys.stderr, flush=True)
     return code
+
+
+@contextmanager
+def solver_output_to_stderr() -> Iterator[None]:
+    """Send everything written to file descriptor 1 (e.g. HiGHS's banner) to stderr.
+
+    Solver libraries write to the process's stdout below Python; with ``--json`` stdout must
+    hold exactly one JSON object, so long solves run inside this context.
+    """
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)

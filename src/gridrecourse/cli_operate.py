@@ -10,17 +10,14 @@ served). DT always runs (it gives Λ0 and the budget ``(1 + σ) Λ0``); ``--comp
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from gridrecourse.cli_common import Progress, emit
+from gridrecourse.cli_common import Progress, emit, solver_output_to_stderr
 from gridrecourse.errors import GridRecourseError, SolverError
 from gridrecourse.evaluation.operation import (
     ScheduleEvaluation,
@@ -113,18 +110,6 @@ def add_operate_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-@contextmanager
-def _solver_output_to_stderr() -> Iterator[None]:
-    """Send everything written to file descriptor 1 (HiGHS's banner) to stderr."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    try:
-        yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
 
 
 def _check(args: argparse.Namespace) -> tuple[NetLoadCorner, ...]:
@@ -157,7 +142,7 @@ def run_operate(args: argparse.Namespace) -> dict:
     )
     progress = Progress(6, quiet=args.json)
     t0 = time.perf_counter()
-    with _solver_output_to_stderr():
+    with solver_output_to_stderr():
         from gridrecourse.network.prepare import prepare_feeder
 
         progress(f"feeder {args.feeder} and the bundled year")

@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from gridrecourse.cli_common import Progress, emit
+from gridrecourse.cli_common import Progress, emit, solver_output_to_stderr
 from gridrecourse.errors import GridRecourseError
 from gridrecourse.problems.volt_var import (
     PRIMARY_BLOCKS,
@@ -268,7 +266,7 @@ def add_voltvar_train_parser(subparsers) -> argparse.ArgumentParser:
 def run_voltvar_train(args: argparse.Namespace) -> dict:
     """Generate (resume) the data and train (resume) the surrogate; write ``network.pt``."""
     if args.json:
-        with _solver_output_to_stderr():
+        with solver_output_to_stderr():
             summary = _train(args)
     else:
         summary = _train(args)
@@ -342,18 +340,6 @@ def _train(args: argparse.Namespace) -> dict:
     return summary
 
 
-@contextmanager
-def _solver_output_to_stderr() -> Iterator[None]:
-    """Send everything written to file descriptor 1 (HiGHS's banner) to stderr."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    try:
-        yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
 
 
 def _feeder_path(name: str) -> str:
@@ -517,7 +503,7 @@ def ac_certificate(
 def run_voltvar(args: argparse.Namespace) -> dict:
     """Solve the 2S-VVO with the chosen method, evaluate exactly and write the run folder."""
     if args.json:
-        with _solver_output_to_stderr():
+        with solver_output_to_stderr():
             summary, human = _run(args)
     else:
         summary, human = _run(args)
