@@ -400,6 +400,19 @@ def check_method_options(args: argparse.Namespace) -> None:
             raise ExpandInputError(message)
 
 
+
+def _data_config(args: argparse.Namespace) -> FeederDataConfig:  # noqa: F821 (lazy import)
+    """The dataset settings every expand method shares (same days for ETO/E2E and EF/PH/SPAR)."""
+    from gridrecourse.learning.feeder_data import FeederDataConfig, SplitKind
+
+    return FeederDataConfig(
+        history=args.history,
+        horizon=args.horizon,
+        stride=args.stride,
+        split=SplitKind(args.split),
+        pv_kw_per_kw_load=args.pv_penetration,
+    )
+
 def _load_problem(feeder_spec: str, horizon: int):
     from gridrecourse.network.loading import resolve_feeder_spec
     from gridrecourse.network.prepare import prepare_math_feeder
@@ -551,9 +564,7 @@ def run_expand(args: argparse.Namespace) -> dict:
 def _run_expand(args: argparse.Namespace) -> dict:
     from gridrecourse.learning.feeder_data import (
         DATA_PROVENANCE,
-        FeederDataConfig,
         Split,
-        SplitKind,
         build_feeder_dataset,
     )
     from gridrecourse.methods.end_to_end import (
@@ -574,13 +585,7 @@ def _run_expand(args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     say(f"loading {args.feeder} and building the storage-expansion LP (τ = {args.horizon} h)")
     feeder, problem = _load_problem(args.feeder, args.horizon)
-    data_config = FeederDataConfig(
-        history=args.history,
-        horizon=args.horizon,
-        stride=args.stride,
-        split=SplitKind(args.split),
-        pv_kw_per_kw_load=args.pv_penetration,
-    )
+    data_config = _data_config(args)
     say(f"mapping the bundled homes onto {problem.n_sites} load buses; {DATA_PROVENANCE}")
     dataset = build_feeder_dataset(problem.load_sites, problem.nominal_load_kw, data_config)
     check_calibration_size(len(dataset.calibration), args.alpha)
@@ -1012,9 +1017,7 @@ def _run_scenario_method(args: argparse.Namespace) -> dict:
     """
     from gridrecourse.learning.feeder_data import (
         DATA_PROVENANCE,
-        FeederDataConfig,
         Split,
-        SplitKind,
         build_feeder_dataset,
     )
     from gridrecourse.problems.storage_scenarios import (
@@ -1029,13 +1032,7 @@ def _run_scenario_method(args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     say(f"loading {args.feeder} (τ = {args.horizon} h)")
     feeder, expansion = _load_problem(args.feeder, args.horizon)
-    data_config = FeederDataConfig(
-        history=args.history,
-        horizon=args.horizon,
-        stride=args.stride,
-        split=SplitKind(args.split),
-        pv_kw_per_kw_load=args.pv_penetration,
-    )
+    data_config = _data_config(args)
     dataset = build_feeder_dataset(expansion.load_sites, expansion.nominal_load_kw, data_config)
     n_train = len(dataset.train)
     # default: DEFAULT_SCENARIOS days (all when fewer); an explicit count above n_train is an error
