@@ -27,6 +27,7 @@ from gridrecourse.evaluation.operation import (
 from gridrecourse.methods.igdt import (
     OperationInstance,
     OperationMethod,
+    operation_problem,
     solve_cl_digdt,
     solve_dt,
     solve_igdt,
@@ -110,8 +111,6 @@ def add_operate_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-
-
 def _check(args: argparse.Namespace) -> tuple[NetLoadCorner, ...]:
     if not args.sigma > -1:
         raise OperateInputError(f"--sigma must be > -1, got {args.sigma}")
@@ -181,18 +180,12 @@ def run_operate(args: argparse.Namespace) -> dict:
             schedules["cl-digdt"], seconds["cl-digdt"] = cl.schedule, cl.seconds
         solve_wall = time.perf_counter() - t0
         progress(f"post-evaluation on {len(data.test_days)} held-out days")
-        test_load, test_pv = data.load[data.test_days], data.pv[data.test_days]
+        # the held-out days as scenarios of the two-stage problem; each schedule is evaluated
+        # exactly (shared evaluator) with the days' losses at its own planned injections
+        problem = operation_problem(inst, dt)
 
         def evaluate(schedule) -> ScheduleEvaluation:
-            return evaluate_schedule(
-                inst.math,
-                case,
-                schedule,
-                data.price_per_mwh,
-                test_load,
-                test_pv,
-                physics=inst.physics,
-            )
+            return evaluate_schedule(problem, schedule)
 
         evals = {name: evaluate(s) for name, s in schedules.items()}
         iter_evals = [evaluate(it.schedule) for it in cl.iterations] if cl else []

@@ -64,12 +64,12 @@ def test_worst_case_of_the_delta_box_is_the_high_net_load_corner(instance, igdt)
     """case33bw: with the IGDT plan fixed, the exact recourse at the highest net load (loads
     up, PV down) costs more than at the opposite corner and at every sampled vertex and
     interior point of the δ-box; all of them are served."""
-    inst, _dt, budget = instance
+    inst, dt, budget = instance
     d = inst.data
     dl = igdt.delta
     box_l = ((1 - dl) * d.forecast_load, (1 + dl) * d.forecast_load)
     box_p = ((1 - dl) * d.forecast_pv, (1 + dl) * d.forecast_pv)
-    scan = worst_case_scan(inst, igdt.schedule, box_l, box_p, n_vertices=16, n_interior=8)
+    scan = worst_case_scan(inst, igdt.schedule, box_l, box_p, n_vertices=16, n_interior=8, dt=dt)
     high, low = scan.corner_cost["high"], scan.corner_cost["low"]
     assert np.isfinite(high) and np.isfinite(low)
     assert high > low

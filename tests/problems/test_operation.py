@@ -7,7 +7,7 @@ import pytest
 
 from gridrecourse.errors import FeederInputError
 from gridrecourse.evaluation.operation import evaluate_schedule, expected_project_budget
-from gridrecourse.methods.igdt import OperationInstance, solve_dt
+from gridrecourse.methods.igdt import OperationInstance, operation_problem, solve_dt
 from gridrecourse.network.prepare import prepare_feeder
 from gridrecourse.problems.operation import (
     PAPER_D_DGS,
@@ -105,9 +105,7 @@ def test_evaluation_at_the_forecast_and_at_an_impossible_day(case33):
     d = inst.data
     load = np.stack([d.forecast_load, 3.0 * d.forecast_load.clip(min=0.8)])
     pv = np.stack([d.forecast_pv, d.forecast_pv])
-    ev = evaluate_schedule(
-        inst.math, inst.case, dt.schedule, d.price_per_mwh, load, pv, physics=inst.physics
-    )
+    ev = evaluate_schedule(operation_problem(inst, dt, load=load, pv=pv), dt.schedule)
     assert ev.feasible.tolist() == [True, False]
     # the plan is optimal at the forecast: recourse costs nothing beyond the loss-reference shift
     assert abs(ev.recourse_cost[0]) < 1e-3 * dt.cost

@@ -1,9 +1,15 @@
 """Post-evaluation of a day-ahead schedule (paper D §V-D, eq 33) and its AC certificate.
 
-:func:`evaluate_schedule` fixes a first stage ``x`` and solves the recourse LP of
-:mod:`gridrecourse.problems.operation` for each scenario (a held-out day): the model is built
-once and re-solved with new ``xi`` bounds and loss terms (warm start). Losses of each scenario are
-evaluated at its own net load with the schedule's planned injections (eq 8f).
+:func:`evaluate_schedule` fixes a first stage ``x`` and solves the recourse of every scenario
+(a held-out day) of an :class:`~gridrecourse.problems.operation_two_stage.OperationProblem`
+through the shared exact evaluator
+(:func:`~gridrecourse.evaluation.out_of_sample.evaluate_first_stage`: the recourse model is built
+once per worker, each day only changes row bounds and re-solves warm, in parallel through an
+executor). By default the days' loss terms (eq 8f) are taken at each day's net load with the
+schedule's own planned injections (the problem's
+:meth:`~gridrecourse.problems.operation_two_stage.OperationProblem.with_loss_reference`);
+``own_losses=False`` keeps the problem's common reference, so that several schedules (and the
+extensive form's) are compared on one recourse function.
 
 :func:`expected_project_budget` is eq 33 over the scenarios every compared schedule can serve::
 
@@ -21,13 +27,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gridrecourse.errors import InfeasibleModelError, SolverError
-from gridrecourse.physics.lindistflow import LossTerms
-from gridrecourse.problems.operation import (
-    FirstStageSchedule,
-    OperationCase,
-    build_operation_model,
-)
+from gridrecourse.evaluation.out_of_sample import OutOfSampleResult, evaluate_first_stage
+from gridrecourse.execution import Executor
+from gridrecourse.problems.operation import FirstStageSchedule, OperationCase
+from gridrecourse.problems.operation_two_stage import OperationProblem
 from gridrecourse.solvers.options import SolverOptions
 
 __all__ = [
@@ -51,9 +54,12 @@ class ScheduleEvaluation:
         dᵀy per scenario ($; NaN where infeasible).
     feasible : ndarray of bool, shape (N,)
     solve_seconds : float
+        HiGHS time summed over the scenarios (s).
     n_solver_failures : int
         Scenarios where HiGHS neither solved nor proved infeasibility, warm and cold (counted
         as not served).
+    result : OutOfSampleResult, optional
+        The exact evaluation behind these figures (duals, subgradients, wall time).
     """
 
     first_stage_cost: float
@@ -61,11 +67,17 @@ class ScheduleEvaluation:
     feasible: np.ndarray
     solve_seconds: float
     n_solver_failures: int = 0
+    result: OutOfSampleResult | None = None
 
     @property
     def reliability(self) -> float:
         """Share of scenarios with a feasible recourse."""
         return float(np.mean(self.feasible)) if len(self.feasible) else float("nan")
+
+    @property
+    def expected_total_cost(self) -> float:
+        """``cᵀx + Σ π_ω dᵀy_ω`` (inf when some scenario is not served)."""
+        return self.result.expected_objective if self.result is not None else float("nan")
 
     def within_budget(self, budget: float) -> np.ndarray:
         """Scenarios feasible with ``cᵀx + dᵀy ≤ budget``."""
@@ -74,82 +86,50 @@ class ScheduleEvaluation:
 
 
 def evaluate_schedule(
-    math,
-    case: OperationCase,
+    problem: OperationProblem,
     schedule: FirstStageSchedule,
-    price_per_mwh: np.ndarray,
-    load: np.ndarray,
-    pv: np.ndarray,
     *,
-    physics=None,
+    own_losses: bool = True,
+    scenarios: np.ndarray | None = None,
+    executor: Executor | None = None,
     options: SolverOptions | None = None,
-    lossy: bool = True,
+    desc: str | None = None,
 ) -> ScheduleEvaluation:
-    """Solve the recourse of a fixed first stage on every scenario.
+    """Solve the recourse of a fixed first stage on every scenario of ``problem``.
 
     Parameters
     ----------
-    math : MathFeeder
-    case : OperationCase
+    problem : OperationProblem
+        Its scenarios are the evaluation days.
     schedule : FirstStageSchedule
-    price_per_mwh : ndarray, shape (T,)
-    load : ndarray, shape (N, T, K_L)
-        Load multipliers of each scenario.
-    pv : ndarray, shape (N, T, K_PV)
-        PV per unit of rating of each scenario.
-    lossy : bool
-        Loss terms at each scenario's net load (eq 8f); False: lossless.
+        Must be a feasible plan at the problem's forecast
+        (:meth:`OperationProblem.first_stage_vector`).
+    own_losses : bool
+        Loss terms of each day at the schedule's planned injections (default; eq 8f); False:
+        at the problem's ``loss_reference``.
+    scenarios : ndarray of int, optional
+        Subset of the problem's scenarios (default all).
+    executor : Executor, optional
+        Where the days are solved (default in-process; not closed here).
+    options : SolverOptions, optional
+    desc : str, optional
+        Progress label on stderr (None: silent).
     """
-    load = np.asarray(load, dtype=float)
-    pv = np.asarray(pv, dtype=float)
-    n, T = load.shape[0], load.shape[1]
-    om = build_operation_model(
-        math,
-        case,
-        price_per_mwh,
-        n_load_sources=load.shape[2],
-        n_pv_sources=pv.shape[2],
-        n_copies=1,
-        with_plan=False,
-        fixed_schedule=schedule,
-        physics=physics,
-        peak_multiplier=float(load.max()) if load.size else 1.0,
+    pb = problem.with_loss_reference(schedule) if own_losses else problem
+    x = pb.first_stage_vector(schedule)
+    res = evaluate_first_stage(
+        pb, x, scenarios=scenarios, executor=executor, options=options, desc=desc
     )
-    om.model.set_cost(om.recourse_cost, 1.0)
-    losses = None
-    if lossy and n:
-        p_ref, q_ref = om.reference_net_load(
-            load,
-            pv,
-            schedule.dg_kw,
-            schedule.dg_kvar,
-            schedule.discharge_kw - schedule.charge_kw,
-        )
-        losses = om.losses_at(p_ref, q_ref)
-    cost = np.full(n, np.nan)
-    seconds = 0.0
-    failures = 0
-    for k in range(n):  # one warm re-solve per scenario (the model is built once)
-        om.set_uncertain(load[k][None], pv[k][None])
-        if losses is not None:
-            cols = slice(k * T, (k + 1) * T)
-            om.set_losses(LossTerms(losses.flow[:, cols], losses.drop[:, cols]))
-        try:
-            sol = om.model.solve(options)
-        except InfeasibleModelError:
-            om.model.reset()  # an infeasible basis is a poor warm start
-            continue
-        except SolverError:  # e.g. status "Unknown" after a warm start: once more, cold
-            om.model.reset()
-            try:
-                sol = om.model.solve(options)
-            except SolverError:
-                om.model.reset()
-                failures += 1
-                continue
-        seconds += sol.solve_seconds
-        cost[k] = float(sol.x[om.recourse_cost.slice][0])
-    return ScheduleEvaluation(schedule.cost, cost, np.isfinite(cost), seconds, failures)
+    feasible = np.asarray(res.feasible, dtype=bool)
+    return ScheduleEvaluation(
+        first_stage_cost=float(pb.first_stage.cost @ x),
+        recourse_cost=np.where(feasible, res.objectives, np.nan),
+        feasible=feasible,
+        solve_seconds=float(np.sum(res.solve_seconds)),
+        # the operation recourse marks a scenario that failed warm and cold by a NaN bound
+        n_solver_failures=int(np.sum(~feasible & np.isnan(res.dual_bounds))),
+        result=res,
+    )
 
 
 def expected_project_budget(evaluations: dict[str, ScheduleEvaluation]) -> dict[str, float]:

@@ -54,6 +54,7 @@ from gridrecourse.problems.operation import (
     OperationModel,
     build_operation_model,
 )
+from gridrecourse.problems.operation_two_stage import OperationProblem
 from gridrecourse.solvers.highs import Solution
 from gridrecourse.solvers.options import SolverOptions
 from gridrecourse.uncertainty.ambiguity import ConfidenceSet, IDMBand, idm_band
@@ -68,6 +69,7 @@ __all__ = [
     "OperationMethod",
     "WorstCaseScan",
     "igdt_feasible",
+    "operation_problem",
     "solve_cl_digdt",
     "solve_dt",
     "solve_igdt",
@@ -349,6 +351,47 @@ def solve_dt(inst: OperationInstance, options: SolverOptions | None = None) -> D
         plan_v_pu=v,
         plan_substation_kw=sub,
         seconds=time.perf_counter() - t0,
+    )
+
+
+def operation_problem(
+    inst: OperationInstance,
+    dt: DTResult,
+    *,
+    days: np.ndarray | None = None,
+    load: np.ndarray | None = None,
+    pv: np.ndarray | None = None,
+    loss_reference: FirstStageSchedule | None = None,
+) -> OperationProblem:
+    """The two-stage operation problem of an instance (equal-probability days).
+
+    The plan is made at the instance's forecast with the DT plan's loss terms (as in the
+    robust models); the scenarios' loss terms are at ``loss_reference`` (default the DT
+    schedule).
+
+    Parameters
+    ----------
+    days : ndarray of int, optional
+        Days of the data as scenarios (default the held-out days); ignored when ``load`` and
+        ``pv`` are given.
+    load, pv : ndarray, shape (S, T, K), optional
+        Scenario multipliers given directly (e.g. points of a box).
+    """
+    d = inst.data
+    if load is None or pv is None:
+        days = d.test_days if days is None else np.asarray(days, dtype=int)
+        load, pv = d.load[days], d.pv[days]
+    return OperationProblem(
+        inst.math,
+        inst.case,
+        d.price_per_mwh,
+        load,
+        pv,
+        forecast_load=d.forecast_load,
+        forecast_pv=d.forecast_pv,
+        plan_losses=dt.losses,
+        loss_reference=dt.schedule if loss_reference is None else loss_reference,
+        physics=inst.physics,
     )
 
 
@@ -757,6 +800,7 @@ def worst_case_scan(
     n_interior: int = 10,
     seed: int = 0,
     options: SolverOptions | None = None,
+    dt: DTResult | None = None,
 ) -> WorstCaseScan:
     """Evaluate a schedule at the two corners and at random points of a load × PV box.
 
@@ -764,6 +808,8 @@ def worst_case_scan(
     ----------
     load_box, pv_box : (ndarray, ndarray), each shape (T, K)
         Lower and upper ends per (hour, source).
+    dt : DTResult, optional
+        The DT plan whose loss terms the schedule was planned with (default: solved here).
     """
     rng = np.random.default_rng(seed)
     (l_lo, l_hi), (p_lo, p_hi) = load_box, pv_box
@@ -779,16 +825,8 @@ def worst_case_scan(
     int_p = p_lo + w_p * (p_hi - p_lo)
     load = np.concatenate([high[0][None], low[0][None], vert_l, int_l])
     pv = np.concatenate([high[1][None], low[1][None], vert_p, int_p])
-    ev = evaluate_schedule(
-        inst.math,
-        inst.case,
-        schedule,
-        inst.data.price_per_mwh,
-        load,
-        pv,
-        physics=inst.physics,
-        options=options,
-    )
+    problem = operation_problem(inst, dt or solve_dt(inst), load=load, pv=pv)
+    ev = evaluate_schedule(problem, schedule, options=options)
     total = np.where(ev.feasible, ev.first_stage_cost + ev.recourse_cost, np.inf)
     return WorstCaseScan(
         corner_cost={"high": float(total[0]), "low": float(total[1])},
