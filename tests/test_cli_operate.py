@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from gridrecourse.cli import main
@@ -83,6 +84,7 @@ def test_operate_dt_prints_one_clean_json_object(tmp_path):
         (["--epsilon", "0"], "AmbiguityInputError", "epsilon"),
         (["--prior-strength", "-1"], "AmbiguityInputError", "prior"),
         (["--corners", "middle"], "OperateInputError", "corners"),
+        (["--ef-days", "-1"], "OperateInputError", "ef-days"),
         (["--method", "dt", "--train-days", "1"], "AmbiguityInputError", "at least 2"),
         (
             ["--method", "igdt", "--budget", "1", "--test-days", "1", "--no-ac"],
@@ -104,3 +106,21 @@ def test_operate_feeder_without_documented_sites(tmp_path, capsys):
     assert code == 1
     payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert payload["error"] == "FeederInputError" and "no documented" in payload["message"]
+
+
+@pytest.mark.slow
+def test_operate_ef_row_is_evaluated_like_the_other_plans(tmp_path, capsys):
+    """``--ef-days 2``: the stochastic program's plan gets a row of the methods table,
+    evaluated on the same held-out days (its EPB is its first-stage cost plus the mean
+    recourse over the days every plan serves)."""
+    out = tmp_path / "run"
+    argv = ["operate", "case33bw", "--method", "dt", "--ef-days", "2", "--test-days", "3"]
+    code = main([*argv, "--no-ac", "--json", "--out", str(out)])
+    assert code == 0
+    result = json.loads((out / "result.json").read_text())
+    rows = {r["method"]: r for r in result["methods"]}
+    assert set(rows) == {"dt", "ef"}
+    ef = rows["ef"]
+    assert ef["epb"] == pytest.approx(ef["first_stage_cost"] + ef["mean_second_stage_cost"])
+    assert len(result["ef_days"]) == 2 and np.isfinite(result["ef_objective"])
+    assert result["argv"][:2] == ["gridrecourse", "operate"]

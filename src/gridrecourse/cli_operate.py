@@ -4,7 +4,10 @@ Plans DGs, storage and purchases for the next day with the deterministic model (
 confidence-level IGDT with imprecise-Dirichlet ambiguity sets (CL-DIGDT), then fixes each plan
 and solves the real-time recourse on held-out days of the bundled real year: expected project
 budget (EPB, eq 33, over the days every evaluated plan can serve) and reliability (share of days
-served). DT always runs (it gives Λ0 and the budget ``(1 + σ) Λ0``); ``--compare`` runs all three.
+served). DT always runs (it gives Λ0 and the budget ``(1 + σ) Λ0``); ``--compare`` runs all three;
+``--ef-days N`` adds the stochastic program (extensive form over N training days). The
+held-out days are the scenarios of the two-stage operation problem, and every plan is evaluated
+by the shared exact evaluator.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from gridrecourse.methods.igdt import (
     solve_dt,
     solve_igdt,
     solve_retrying,
+    solve_stochastic_plan,
 )
 from gridrecourse.problems.operation import (
     NetLoadCorner,
@@ -104,6 +108,13 @@ def add_operate_parser(subparsers) -> argparse.ArgumentParser:
         default=None,
         help="comma-separated σ values: δ (IGDT) and α (CL-DIGDT, to 1e-3) vs σ (paper Fig. 8)",
     )
+    p.add_argument(
+        "--ef-days",
+        type=int,
+        default=0,
+        help="also plan with the stochastic program (extensive form) over this many training "
+        "days spread over the year and evaluate it like the others (default 0: off)",
+    )
     p.add_argument("--no-ac", action="store_true", help="skip the OpenDSS AC certificate")
     p.add_argument("--out", help="run folder (default runs/operate-<feeder>-<time>)")
     p.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
@@ -122,6 +133,8 @@ def _check(args: argparse.Namespace) -> tuple[NetLoadCorner, ...]:
         raise AmbiguityInputError(f"--prior-strength must be > 0, got {args.prior_strength}")
     if args.test_days < 1:
         raise OperateInputError("--test-days must be >= 1")
+    if args.ef_days < 0:
+        raise OperateInputError(f"--ef-days must be >= 0, got {args.ef_days}")
     try:
         return tuple(NetLoadCorner(c.strip()) for c in args.corners.split(",") if c.strip())
     except ValueError:
@@ -139,7 +152,7 @@ def run_operate(args: argparse.Namespace) -> dict:
         if args.compare
         else sorted({OperationMethod.DT, method}, key=list(OperationMethod).index)
     )
-    progress = Progress(6, quiet=args.json)
+    progress = Progress(6 + int(args.ef_days > 0), quiet=args.json)
     t0 = time.perf_counter()
     with solver_output_to_stderr():
         from gridrecourse.network.prepare import prepare_feeder
@@ -178,6 +191,15 @@ def run_operate(args: argparse.Namespace) -> dict:
                 progress=None if args.json else (lambda msg: print(msg, file=sys.stderr)),
             )
             schedules["cl-digdt"], seconds["cl-digdt"] = cl.schedule, cl.seconds
+        ef = None
+        if args.ef_days:
+            if args.ef_days > len(data.train_days):
+                raise OperateInputError(
+                    f"--ef-days must be <= the {len(data.train_days)} training days"
+                )
+            progress(f"EF (stochastic program over {args.ef_days} training days)")
+            ef = solve_stochastic_plan(inst, dt, args.ef_days)
+            schedules["ef"], seconds["ef"] = ef.schedule, ef.seconds
         solve_wall = time.perf_counter() - t0
         progress(f"post-evaluation on {len(data.test_days)} held-out days")
         # the held-out days as scenarios of the two-stage problem; each schedule is evaluated
@@ -268,6 +290,14 @@ def run_operate(args: argparse.Namespace) -> dict:
         "ac_certificates": certificates,
         "cl_digdt_alpha": cl.alpha if cl is not None else None,
         "igdt_delta": ig.delta if ig is not None else None,
+        "sigma_sweep": sweep.to_dict(orient="records") if sweep is not None else None,
+        "ef_objective": ef.objective if ef is not None else None,
+        "ef_days": ef.days.tolist() if ef is not None else None,
+        "evaluation": (
+            "held-out days as scenarios of the two-stage OperationProblem, exact recourse by "
+            "evaluate_first_stage; each day's loss terms at the schedule's planned injections"
+        ),
+        "argv": ["gridrecourse", *(getattr(args, "argv", None) or [])],
         "run_folder": str(folder.path),
     }
     folder.add_report(_report(args, result, table, iterations))

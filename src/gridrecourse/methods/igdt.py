@@ -22,6 +22,12 @@
   built once; each refinement changes only row bounds, the binaries' bounds and their costs.
   ``U(0)`` is the forecast point (the analogue of IGDT's ``δ = 0``).
 
+* **Stochastic program** (a baseline the paper does not run): the extensive form of the
+  two-stage operation problem (:class:`~gridrecourse.problems.operation_two_stage.OperationProblem`)
+  over training days as equally likely scenarios (:func:`solve_stochastic_plan`); the same
+  problem, with the held-out days as scenarios, is where every schedule is post-evaluated
+  (:func:`operation_problem`, :func:`gridrecourse.evaluation.operation.evaluate_schedule`).
+
 **Where the worst case lies.** For a fixed first stage the recourse cost ``Q(x, ξ)`` is the
 optimal value of an LP whose right-hand side is affine in ``ξ``, hence convex in ``ξ`` (and its
 feasible region convex): its maximum over a box lies at a vertex, and the box is served iff all
@@ -67,12 +73,14 @@ __all__ = [
     "IGDTResult",
     "OperationInstance",
     "OperationMethod",
+    "StochasticPlanResult",
     "WorstCaseScan",
     "igdt_feasible",
     "operation_problem",
     "solve_cl_digdt",
     "solve_dt",
     "solve_igdt",
+    "solve_stochastic_plan",
     "worst_case_scan",
 ]
 
@@ -392,6 +400,62 @@ def operation_problem(
         plan_losses=dt.losses,
         loss_reference=dt.schedule if loss_reference is None else loss_reference,
         physics=inst.physics,
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class StochasticPlanResult:
+    """The extensive form of the two-stage operation problem over sampled days.
+
+    Attributes
+    ----------
+    schedule : FirstStageSchedule
+    objective : float
+        ``Λ1 + mean Λ2`` over the sampled days (the EF's objective, $).
+    days : ndarray of int
+        The data's days used as equally likely scenarios.
+    gap : float
+        Relative MIP gap reached.
+    seconds : float
+    """
+
+    schedule: FirstStageSchedule
+    objective: float
+    days: np.ndarray
+    gap: float
+    seconds: float
+
+
+def solve_stochastic_plan(
+    inst: OperationInstance,
+    dt: DTResult,
+    n_days: int,
+    options: SolverOptions | None = None,
+) -> StochasticPlanResult:
+    """The stochastic program (extensive form) over ``n_days`` training days spread evenly
+    over the year, the paper's alternative to the robust methods (same two-stage problem as
+    the post-evaluation; storage modes as binaries; loss terms at the DT plan).
+
+    Raises
+    ------
+    ValueError
+        ``n_days`` outside 1..(training days).
+    """
+    from gridrecourse.methods.extensive_form import solve_extensive_form
+
+    t0 = time.perf_counter()
+    train = inst.data.train_days
+    if not 1 <= int(n_days) <= len(train):
+        raise ValueError(f"n_days must be in 1..{len(train)} (training days), got {n_days}")
+    days = train[np.unique(np.rint(np.linspace(0, len(train) - 1, int(n_days))).astype(int))]
+    problem = operation_problem(inst, dt, days=days)
+    ef = solve_extensive_form(problem, replace(options or SolverOptions(), mip_gap=1e-6))
+    return StochasticPlanResult(
+        schedule=problem.decode(ef.x),
+        objective=float(ef.objective),
+        days=days,
+        gap=float(ef.gap),
+        seconds=time.perf_counter() - t0,
     )
 
 
