@@ -386,7 +386,16 @@ def _read_transformers() -> tuple[list[Transformer], list[str]]:
             dss.Transformers.Wdg(w)
             is_delta = bool(dss.Transformers.IsDelta())
             bus, nodes = _parse_bus(spec, n_phases)
-            n_terminal_phases = 2 if (is_delta and n_phases == 1) else n_phases
+            # a single-phase winding connected between two phases (delta, or wye on bus.x.y as
+            # in line-to-line regulators): both nodes are its terminals
+            line_to_line = (
+                n_phases == 1
+                and len(nodes) > 1
+                and 1 <= nodes[0] <= 3
+                and 1 <= nodes[1] <= 3
+                and nodes[0] != nodes[1]
+            )
+            n_terminal_phases = 2 if (is_delta or line_to_line) and n_phases == 1 else n_phases
             phases = _phase_nodes(nodes, n_terminal_phases)
             windings.append(
                 Winding(

@@ -280,6 +280,8 @@ class _Element:
     rating_kva_per_phase: float
     length_km: float
     delta_at: tuple[bool, bool] = (False, False)  # winding at bus1 / bus2 is delta
+    # a single-phase winding between two phases (x, y) at bus1 / bus2 (None otherwise)
+    line_to_line: tuple[tuple[int, int] | None, tuple[int, int] | None] = (None, None)
 
 
 @dataclass(frozen=True, eq=False)
@@ -323,6 +325,14 @@ class MathFeeder:
         winding x–x+1); lines there use the pair-frame impedance ``A Z Aᵀ`` and phase-to-phase
         loads on (x, x+1) sit on node x. Other delta-fed nodes (delta–delta) keep the virtual
         wye phases of their primary. ``None`` for models built before this field existed.
+    send_partner : ndarray of int, shape (N,) or None
+        For a node fed through a winding between two phases x, y of a parent bus that is not
+        pair-fed (a delta primary of a Δ–Y bank, a single-phase winding between two phases such
+        as a line-to-line regulator): the node of phase y on the parent bus, whose node is x;
+        the winding sees ``V_x − V_y``. −1 elsewhere. The linear model keeps the balanced
+        approximation ``|V_x − V_y|/√3 ≈ |V_x|`` and draws the node's power from x; the
+        second-order correction at the operating point uses the pair
+        (:class:`gridrecourse.physics.lindistflow.PhaseAngles`).
     regulators : RegulatorData
         Regulator-controlled transformers with their tap ranges (always filled).
     switches : SwitchData or None
@@ -369,6 +379,7 @@ class MathFeeder:
     regulators: RegulatorData = field(default_factory=RegulatorData.empty)
     switches: SwitchData | None = None
     pair_fed: np.ndarray | None = None
+    send_partner: np.ndarray | None = None
 
     @property
     def n_nodes(self) -> int:
@@ -452,7 +463,15 @@ def _transformer_element(
         rating_kva_per_phase=w1.kva / n,
         length_km=0.0,
         delta_at=(w1.connection is Connection.DELTA, w2.connection is Connection.DELTA),
+        line_to_line=(_line_to_line(xf, w1), _line_to_line(xf, w2)),
     )
+
+
+def _line_to_line(xf: Transformer, winding: Winding) -> tuple[int, int] | None:
+    """Phases (x, y) of a single-phase winding connected between two phases, else ``None``."""
+    if xf.n_phases == 1 and len(winding.phases) == 2 and winding.phases[0] != winding.phases[1]:
+        return int(winding.phases[0]), int(winding.phases[1])
+    return None
 
 
 def _branch_elements(
@@ -553,8 +572,57 @@ def _open_delta_impedance(z: np.ndarray, phases: tuple[int, ...], missing: int) 
 
 
 def _pair_factor(xf: Transformer, winding: Winding) -> float:
-    """3 for a single-phase delta (phase-to-phase) winding, else 1."""
-    return 3.0 if xf.n_phases == 1 and winding.connection is Connection.DELTA else 1.0
+    """3 for a single-phase winding between two phases (delta, or wye on two nodes), else 1."""
+    line_to_line = _line_to_line(xf, winding) is not None
+    return (
+        3.0
+        if xf.n_phases == 1 and (winding.connection is Connection.DELTA or line_to_line)
+        else 1.0
+    )
+
+
+def _winding_terminals(
+    p_par: tuple[int, ...],
+    p_chi: tuple[int, ...],
+    ll_par: tuple[int, int] | None,
+    ll_chi: tuple[int, int] | None,
+    at_parent: bool,
+    at_child: bool,
+    par_bus: int,
+    lookup: dict[tuple[int, int], int],
+    node_pair: list[bool],
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """Parent phases, child phases and parent partner phases (0: none) of a transformer.
+
+    * A single-phase winding between phases (x, y) on the child side feeds the pair node of
+      (x, y) (``x`` for ``(x, x+1)``, ``y`` for ``(x, x−1)``).
+    * On the parent side it draws from node x with partner y (the winding sees ``V_x − V_y``),
+      or from the pair node of (x, y) when the parent bus is itself pair-fed.
+    * A 3-phase delta primary feeding a wye secondary: the winding feeding secondary phase k
+      sees ``V_k − V_{k−1}`` of the winding's phases (OpenDSS's delta, secondary lagging 30°;
+      the other orientation triples the error on 4Bus-DY-Bal), so its partner is phase k−1.
+      A pair-fed parent bus gets no partner, and delta–delta banks keep their virtual wye
+      phases (no partner).
+    """
+    partners = [0] * len(p_par)
+
+    def pair_fed(phase: int) -> bool:
+        node = lookup.get((par_bus, phase))
+        return node is not None and node_pair[node]
+
+    if ll_chi is not None:
+        p_chi = (_pair_node(*ll_chi) or ll_chi[0],)
+    if ll_par is not None:
+        if pair_fed(ll_par[0]) or pair_fed(ll_par[1]):
+            p_par = (_pair_node(*ll_par) or ll_par[0],)
+            partners = [0]
+        else:
+            p_par = (ll_par[0],)
+            partners = [ll_par[1]]
+    elif at_parent and not at_child and len(p_par) == 3:
+        if not any(pair_fed(p) for p in p_par):
+            partners = [p_par[(c + 2) % 3] for c in range(3)]
+    return tuple(p_par), tuple(p_chi), tuple(partners)
 
 
 def _pair_node(px: int, py: int) -> int | None:
@@ -711,6 +779,7 @@ def build_math_feeder(
     node_length: list[float] = []
     node_delta: list[bool] = []
     node_pair: list[bool] = []
+    node_partner: list[int] = []
     root_v: list[float] = []
     lookup: dict[tuple[int, int], int] = {}
     for r in feeder.roots:
@@ -731,6 +800,7 @@ def build_math_feeder(
             node_length.append(0.0)
             node_delta.append(False)
             node_pair.append(False)
+            node_partner.append(-1)
             root_v.append(vpu)
 
     coupling_rows: list[int] = []
@@ -756,6 +826,17 @@ def build_math_feeder(
             ratio = el.ratio if forward else 1.0 / el.ratio
             z_ohm = el.z_ohm if forward else el.z_ohm_reverse
             z_base = kv_ln_bus[child] ** 2 * 1000.0 / s_base_kva
+            partners: tuple[int, ...] = (0,) * len(p_par)
+            ll_chi = ll_par = None
+            at_child = at_parent = False
+            if el.kind == BranchKind.TRANSFORMER:
+                at_child = el.delta_at[1] if forward else el.delta_at[0]
+                at_parent = el.delta_at[0] if forward else el.delta_at[1]
+                ll_par = el.line_to_line[0] if forward else el.line_to_line[1]
+                ll_chi = el.line_to_line[1] if forward else el.line_to_line[0]
+                p_par, p_chi, partners = _winding_terminals(
+                    p_par, p_chi, ll_par, ll_chi, at_parent, at_child, par_bus, lookup, node_pair
+                )
             new_nodes = []
             for c, (pp, pc) in enumerate(zip(p_par, p_chi, strict=False)):
                 parent_node = lookup.get((par_bus, pp))
@@ -779,14 +860,14 @@ def build_math_feeder(
                 node_branch.append(k)
                 node_length.append(el.length_km)
                 if el.kind == BranchKind.TRANSFORMER:
-                    at_child = el.delta_at[1] if forward else el.delta_at[0]
-                    at_parent = el.delta_at[0] if forward else el.delta_at[1]
-                    node_delta.append(at_child)
-                    # wye → delta: the child's node x is the pair (x, x+1)
-                    node_pair.append(at_child and not at_parent)
+                    node_delta.append(at_child or ll_chi is not None)
+                    # wye → delta, or a single-phase winding between two phases: the child's
+                    # node x is the pair (x, x+1)
+                    node_pair.append((at_child and not at_parent) or ll_chi is not None)
                 else:
                     node_delta.append(node_delta[parent_node])
                     node_pair.append(node_pair[parent_node])
+                node_partner.append(lookup.get((par_bus, partners[c]), -1) if partners[c] else -1)
                 root_v.append(np.nan)
             present = [n for n in new_nodes if n >= 0]
             if (
@@ -910,6 +991,7 @@ def build_math_feeder(
         cap_b_pu=np.real(cap_b) if np.ndim(cap_b) else np.zeros(n_nodes),
         delta_fed=np.asarray(node_delta, dtype=bool),
         pair_fed=np.asarray(node_pair, dtype=bool),
+        send_partner=np.asarray(node_partner, dtype=int),
         deenergized_buses=tuple(bus_names[i] for i in np.flatnonzero(~tree.energized)),
         notes=tuple(notes),
         regulators=regulators,

@@ -13,6 +13,21 @@ fixed. The three blocks form one sparse square system ``A x = b(p, q, v_root)`` 
 factorized once and re-solved for any number of injection columns (times × scenarios); the same
 ``A`` is the equality block of every optimization model built on it.
 
+Second-order correction (fixed-point passes, :meth:`LinDist3Flow.loss_terms`): the flows get
+the series losses ``(Z I) I*`` and the drop rows a term ``Δv`` on their right-hand side, from
+the currents of the previous pass. Two ways to get those currents (:class:`PhaseAngles`):
+
+* ``NOMINAL`` (the optimization models' loss correction): ``I = conj(S / V)`` with ``V`` at the
+  pass's magnitude and the balanced angles 0, ∓120° that γ assumes; ``Δv = |Z I|²``.
+* ``OPERATING_POINT`` (validation): the node phasors are swept down the tree from the roots,
+  ``V_n = ρ_n V_parent(n) − (Z I)_n``, so their angles are those of the operating point (an
+  unbalanced open-delta secondary sits 8–11° off the balanced angles). ``Δv`` then also carries
+  the difference between the linear drop ``(M_P P + M_Q Q)_n`` (balanced γ) and the drop at the
+  swept phasors, ``2 Re(ρ_n V_parent(n) conj((Z I)_n)) − |Z I|²``: the rows and ``A`` are
+  unchanged, and at the fixed point the solution satisfies the branch equations exactly at the
+  given injections. The terms are evaluated at one operating point, so they are only valid near
+  it: this is the validation/certificate behaviour, not the optimization models' default.
+
 References
 ----------
 L. Gan and S. H. Low, "Convex relaxations and linear approximation for optimal power flow in
@@ -23,6 +38,7 @@ for voltage regulation and balancing in unbalanced distribution systems," IEEE P
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 import numpy as np
 import scipy.sparse as sp
@@ -30,6 +46,18 @@ from scipy.sparse.linalg import splu
 
 from gridrecourse.errors import InvalidSeriesError
 from gridrecourse.network.math_model import _NOMINAL_ANGLE, GAMMA, MathFeeder
+
+#: Inner sweeps (currents ↔ phasors at fixed flows) per pass of the operating-point correction.
+_SWEEPS_PER_PASS = 3
+
+
+class PhaseAngles(str, Enum):
+    """Phase angles behind the second-order correction (module docstring)."""
+
+    #: balanced angles 0, −120°, +120° (the γ of METHODS §1.1); the optimization models' default
+    NOMINAL = "nominal"
+    #: angles of the operating point, swept from the roots through the series drops
+    OPERATING_POINT = "operating_point"
 
 
 @dataclass(frozen=True, eq=False)
@@ -41,11 +69,18 @@ class LossTerms:
     flow : ndarray of complex, shape (E, K)
         Series losses ``(Z I) I*`` of each branch-phase, added to its sending-end flow (p.u.).
     drop : ndarray, shape (E, K)
-        ``|Z I|²`` added to the voltage drop of each branch-phase (p.u.²).
+        Added to the right-hand side of the voltage-drop row of each branch-phase (p.u.²):
+        ``|Z I|²`` with nominal angles; with the operating point's angles also the linear drop
+        minus the drop at the swept phasors (:class:`PhaseAngles`).
+    v_angle_rad : ndarray, shape (N, K), optional
+        Phase angle (rad) of every node's voltage in the model's frame at the operating point
+        (transformer phase shifts are folded into the model, so only angles within a bus are
+        comparable with OpenDSS's); ``None`` for nominal angles.
     """
 
     flow: np.ndarray
     drop: np.ndarray
+    v_angle_rad: np.ndarray | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,6 +97,10 @@ class PowerFlowSolution:
         Total power entering the feeder at the roots (p.u. of the per-phase base).
     losses_p_pu : ndarray, shape (K,)
         Series losses included in the flows (0 for the lossless model).
+    v_angle_rad : ndarray, shape (N, K), optional
+        Phase angle (rad) of every node in the model's frame: the balanced angles for
+        :attr:`PhaseAngles.NOMINAL`, the swept operating point's for
+        :attr:`PhaseAngles.OPERATING_POINT`.
     """
 
     v_pu: np.ndarray
@@ -70,6 +109,7 @@ class PowerFlowSolution:
     substation_p_pu: np.ndarray
     substation_q_pu: np.ndarray
     losses_p_pu: np.ndarray
+    v_angle_rad: np.ndarray | None = None
 
 
 class LinDist3Flow:
@@ -142,9 +182,34 @@ class LinDist3Flow:
             format="csc",
         )
         self._lu = None
-        self._phase_angle = np.array([_NOMINAL_ANGLE[int(p)] for p in phase])
+        self._sweep_lu = None
+        self._nominal_angle = np.array([_NOMINAL_ANGLE[int(p)] for p in math.node_phase])
+        self._phase_angle = self._nominal_angle[self.nonroot]
         self._rho = math.ratio[self.nonroot]
         self._parent = math.parent[self.nonroot]
+        # The phasor sweep ``V_n − s_n = −(Z I)_n`` over non-root nodes with the sending phasor
+        # s_n = ρ_n V_parent(n), or ρ_n c_n (V_x − V_y) for a winding between two parent phases
+        # x, y (MathFeeder.send_partner; c_n makes it V_x's angle at balanced voltages).
+        partner = getattr(math, "send_partner", None)
+        partner = np.full(n, -1) if partner is None else np.asarray(partner, dtype=int)
+        self._pos = pos
+        self._pair_rows = np.flatnonzero(partner[self.nonroot] >= 0)
+        self._pair_partner = partner[self.nonroot][self._pair_rows]
+        theta = self._nominal_angle
+        self._pair_c = np.exp(1j * theta[self.nonroot][self._pair_rows]) / (
+            np.exp(1j * theta[par[self._pair_rows]]) - np.exp(1j * theta[self._pair_partner])
+        )
+        gain = self._rho.astype(complex)
+        gain[self._pair_rows] *= self._pair_c
+        rows = np.concatenate([child_idx, self._pair_rows])
+        cols = np.concatenate([par, self._pair_partner])
+        vals = np.concatenate([gain, -gain[self._pair_rows]])
+        #: (E, N) complex: the sending phasors s = send_map @ V (all nodes, roots included).
+        self._send_map = sp.csr_matrix((vals, (rows, cols)), shape=(e, n))
+        self._sweep = (
+            sp.identity(e, dtype=complex, format="csc") - self._send_map[:, self.nonroot]
+        ).tocsc()
+        self._sweep_root = self._send_map[:, self.root].tocsr()
 
     @property
     def lu(self):
@@ -152,6 +217,13 @@ class LinDist3Flow:
         if self._lu is None:
             self._lu = splu(self.system)
         return self._lu
+
+    @property
+    def sweep_lu(self):
+        """Sparse LU of the phasor sweep ``V_n − s_n`` (computed on first use)."""
+        if self._sweep_lu is None:
+            self._sweep_lu = splu(self._sweep)
+        return self._sweep_lu
 
     def rhs(
         self,
@@ -173,6 +245,7 @@ class LinDist3Flow:
         v_root_pu: np.ndarray | None = None,
         *,
         second_order_iterations: int = 0,
+        angles: PhaseAngles = PhaseAngles.NOMINAL,
     ) -> PowerFlowSolution:
         """Solve LinDist3Flow for given net loads.
 
@@ -183,9 +256,11 @@ class LinDist3Flow:
         v_root_pu : ndarray, shape (n_root,) or (n_root, K), optional
             Root voltage magnitudes (default: the feeder's roots).
         second_order_iterations : int
-            Fixed-point passes adding the series losses ``(Z I) I*`` to the flows and
-            ``|Z I|²`` to the voltage drop, from the previous pass's currents (the documented
-            loss correction; 0 gives plain lossless LinDist3Flow).
+            Fixed-point passes of the second-order correction (:meth:`loss_terms`), from the
+            previous pass's currents (0 gives plain lossless LinDist3Flow).
+        angles : PhaseAngles
+            Phase angles of the correction's currents (module docstring); only used with
+            ``second_order_iterations > 0``.
 
         Returns
         -------
@@ -205,19 +280,18 @@ class LinDist3Flow:
         if squeeze:
             p, q = p[:, None], q[:, None]
         k = p.shape[1]
-        if v_root_pu is None:
-            v_root_pu = self.math.root_v_pu[self.root]
-        v_root = np.asarray(v_root_pu, dtype=float)
-        if v_root.ndim == 1:
-            v_root = np.repeat(v_root[:, None], k, axis=1)
+        v_root = self._root_voltages(v_root_pu, k)
         v_root_sq = v_root**2
         e = self.n_branch_phases
         p_nr, q_nr = p[self.nonroot], q[self.nonroot]
         loss = np.zeros((e, k), dtype=complex)
         dv = np.zeros((e, k))
+        angle = np.repeat(self._nominal_angle[:, None], k, axis=1)
         if second_order_iterations > 0:
-            terms = self.loss_terms(p, q, v_root, iterations=second_order_iterations)
+            terms = self.loss_terms(p, q, v_root, iterations=second_order_iterations, angles=angles)
             loss, dv = terms.flow, terms.drop
+            if terms.v_angle_rad is not None:
+                angle = terms.v_angle_rad
         x = self.lu.solve(self.rhs(p_nr + loss.real, q_nr + loss.imag, v_root_sq, dv))
         pf, qf, vsq = x[:e], x[e : 2 * e], x[2 * e :]
         n = self.math.n_nodes
@@ -237,10 +311,20 @@ class LinDist3Flow:
             substation_p_pu=sub_p,
             substation_q_pu=sub_q,
             losses_p_pu=loss.real.sum(axis=0),
+            v_angle_rad=angle,
         )
         if squeeze:
-            return PowerFlowSolution(*(a[..., 0] for a in vars(sol).values()))
+            return PowerFlowSolution(**{key: a[..., 0] for key, a in vars(sol).items()})
         return sol
+
+    def _root_voltages(self, v_root_pu: np.ndarray | None, k: int) -> np.ndarray:
+        """Root voltage magnitudes as (n_root, K) (default: the feeder's roots)."""
+        if v_root_pu is None:
+            v_root_pu = self.math.root_v_pu[self.root]
+        v_root = np.asarray(v_root_pu, dtype=float)
+        if v_root.ndim == 1:
+            v_root = np.repeat(v_root[:, None], k, axis=1)
+        return v_root
 
     def loss_terms(
         self,
@@ -249,8 +333,9 @@ class LinDist3Flow:
         v_root_pu: np.ndarray | None = None,
         *,
         iterations: int = 3,
+        angles: PhaseAngles = PhaseAngles.NOMINAL,
     ) -> LossTerms:
-        """Loss-correction terms at an operating point (``iterations`` fixed-point passes).
+        """Second-order correction terms at an operating point (``iterations`` passes).
 
         The terms :meth:`solve` adds with ``second_order_iterations=iterations``; an
         optimization model built on LinDist3Flow adds them to its right-hand sides to become
@@ -260,30 +345,38 @@ class LinDist3Flow:
         ----------
         p_pu, q_pu : ndarray, shape (N, K)
             Net load per node (p.u.).
-        v_root_pu : ndarray, shape (n_root,), optional
+        v_root_pu : ndarray, shape (n_root,) or (n_root, K), optional
+            Root voltage magnitudes (p.u.; default: the feeder's roots).
         iterations : int
             Fixed-point passes (>= 1).
+        angles : PhaseAngles
+            ``NOMINAL`` (default): currents at the balanced angles, ``Δv = |Z I|²``.
+            ``OPERATING_POINT``: currents at the phasors swept from the roots, ``Δv`` also
+            corrects the balanced-γ drop (module docstring); valid near this operating point.
         """
+        angles = PhaseAngles(angles)
         p = np.asarray(p_pu, dtype=float).reshape(self.math.n_nodes, -1)
         q = np.asarray(q_pu, dtype=float).reshape(self.math.n_nodes, -1)
         k = p.shape[1]
-        if v_root_pu is None:
-            v_root_pu = self.math.root_v_pu[self.root]
-        v_root = np.asarray(v_root_pu, dtype=float)
-        if v_root.ndim == 1:
-            v_root = np.repeat(v_root[:, None], k, axis=1)
+        v_root = self._root_voltages(v_root_pu, k)
         v_root_sq = v_root**2
         loss = np.zeros((self.n_branch_phases, k), dtype=complex)
         dv = np.zeros((self.n_branch_phases, k))
+        phasor = None
         for _ in range(max(int(iterations), 1)):
             x = self.lu.solve(
                 self.rhs(p[self.nonroot] + loss.real, q[self.nonroot] + loss.imag, v_root_sq, dv)
             )
-            loss, dv = self._second_order(x, v_root_sq)
-        return LossTerms(loss, dv)
+            if angles is PhaseAngles.NOMINAL:
+                loss, dv = self._second_order(x, v_root_sq)
+            else:
+                loss, dv, phasor = self._second_order_swept(x, v_root, phasor)
+        if phasor is None:
+            return LossTerms(loss, dv)
+        return LossTerms(loss, dv, np.angle(phasor))
 
     def _second_order(self, x: np.ndarray, v_root_sq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Series losses and |Z I|² from a solution (fixed-point correction terms)."""
+        """Series losses and |Z I|² from a solution at nominal angles (fixed-point terms)."""
         e = self.n_branch_phases
         pf, qf, vsq = x[:e], x[e : 2 * e], x[2 * e :]
         v_all = np.empty((self.math.n_nodes, x.shape[1]))
@@ -294,6 +387,63 @@ class LinDist3Flow:
         current = np.conj((pf + 1j * qf) / phasor)
         drop = self.z @ current
         return drop * np.conj(current), np.abs(drop) ** 2
+
+    def _second_order_swept(
+        self, x: np.ndarray, v_root: np.ndarray, phasor: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Correction terms at the phasors swept from the roots (``OPERATING_POINT``).
+
+        Parameters
+        ----------
+        x : ndarray, shape (3E, K)
+            The pass's solution ``[P, Q, v]``.
+        v_root : ndarray, shape (n_root, K)
+            Root voltage magnitudes (p.u.); root angles are the balanced ones.
+        phasor : ndarray of complex, shape (N, K), optional
+            Node phasors of the previous pass (``None``: the pass's magnitudes at balanced
+            angles).
+
+        Returns
+        -------
+        flow, drop : ndarray, shape (E, K)
+            Series losses ``(Z I) I*`` and the drop-row term
+            ``(M_P P + M_Q Q)_n − 2 Re(ρ_n V_parent(n) conj((Z I)_n)) + |(Z I)_n|²``.
+        phasor : ndarray of complex, shape (N, K)
+            The swept node phasors.
+        """
+        e = self.n_branch_phases
+        pf, qf, vsq = x[:e], x[e : 2 * e], x[2 * e :]
+        flow = pf + 1j * qf
+        if phasor is None:
+            mag = np.empty((self.math.n_nodes, x.shape[1]))
+            mag[self.root] = v_root
+            mag[self.nonroot] = np.sqrt(np.maximum(vsq, 1e-6))
+            phasor = mag * np.exp(1j * self._nominal_angle)[:, None]
+        else:
+            phasor = phasor.copy()
+        root_term = self._sweep_root @ (
+            v_root * np.exp(1j * self._nominal_angle[self.root])[:, None]
+        )
+        for _ in range(_SWEEPS_PER_PASS):
+            current = np.conj(flow / (self._send_map @ phasor))
+            phasor[self.nonroot] = self.sweep_lu.solve(root_term - self.z @ current)
+        send = self._send_map @ phasor
+        current = np.conj(flow / send)
+        zi = self.z @ current
+        linear = self.m_p @ pf + self.m_q @ qf
+        parent_sq = np.abs(phasor[self._parent] * self._rho[:, None]) ** 2
+        drop = linear + np.abs(send - zi) ** 2 - parent_sq
+        loss = zi * np.conj(current)
+        rows, partner = self._pair_rows, self._pair_partner
+        if len(rows):
+            # the winding draws S V_x/(V_x − V_y) from x and −S V_y/(V_x − V_y) from y
+            vx, vy = phasor[self._parent[rows]], phasor[partner]
+            moved = flow[rows] * (-vy / (vx - vy))
+            for nodes, sign in ((self._parent[rows], -1.0), (partner, 1.0)):
+                at = self._pos[nodes]
+                keep = at >= 0
+                np.add.at(loss, at[keep], sign * moved[keep])
+        return loss, drop, phasor
 
 
 def net_injections(
