@@ -248,6 +248,8 @@ def run_operate(args: argparse.Namespace) -> dict:
                     "epb": r["epb"],
                     "reliability": r["reliability"],
                     "seconds": it.seconds,
+                    # grid points HiGHS could not resolve (warm and cold): not claimed
+                    "unresolved": ";".join(f"{a:g}" for a in it.unresolved),
                 }
             )
     chosen = table.set_index("method").loc[method.value]
@@ -370,17 +372,29 @@ def _sigma_sweep(args, inst: OperationInstance, dt) -> pd.DataFrame:
     for text in args.sigma_sweep.split(","):
         sigma = float(text)
         budget = (1 + sigma) * dt.cost
-        row = {"sigma": sigma, "delta": float("nan"), "alpha": float("nan"), "error": ""}
+        epsilon = max(args.epsilon, 1e-3)
+        row = {
+            "sigma": sigma,
+            "delta": float("nan"),
+            "alpha": float("nan"),
+            "epsilon": epsilon,
+            "unresolved": "",
+            "error": "",
+        }
         try:
             row["delta"] = solve_igdt(inst, dt, budget).delta
-            row["alpha"] = solve_cl_digdt(
+            cl = solve_cl_digdt(
                 inst,
                 dt,
                 budget,
                 gamma=args.gamma,
                 prior_strength=args.prior_strength,
-                epsilon=max(args.epsilon, 1e-3),
-            ).alpha
+                epsilon=epsilon,
+            )
+            row["alpha"] = cl.alpha
+            # grid points HiGHS could not resolve (warm and cold) are not claimed: α may be
+            # conservative when one lies above it
+            row["unresolved"] = ";".join(f"{a:g}" for it in cl.iterations for a in it.unresolved)
         except SolverError as exc:  # one failed point does not sink the sweep; it is reported
             row["error"] = str(exc)
         rows.append(row)
