@@ -105,6 +105,11 @@ class Progress:
                 flush=True,
             )
 
+    def note(self, message: str) -> None:
+        """An indented line under the current phase (e.g. what a ``--resume`` reused)."""
+        if not self.quiet:
+            print(f"      {message}", file=sys.stderr, flush=True)
+
     def tick(self, done: int, total: int | None, what: str = "") -> None:
         """Advance of the current phase: ``done`` of ``total`` units, with rate and ETA."""
         now = time.perf_counter()
@@ -318,7 +323,8 @@ def add_run_options(parser: argparse.ArgumentParser, command: str, json_flag: bo
     parser.add_argument(
         "--resume",
         metavar="DIR",
-        help="continue the run in DIR (same options): finished phases are reused",
+        help="continue the run in DIR (same options): finished phases, iterations and "
+        "replications are reused",
     )
     parser.add_argument(
         "--overwrite", action="store_true", help="delete the run already in --out and start anew"

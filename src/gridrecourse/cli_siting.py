@@ -6,9 +6,10 @@ Every method's first stage is evaluated exactly on all scenarios, so their objec
 and is certified in OpenDSS's AC power flow.
 
 The run folder is created before any work (:func:`gridrecourse.cli_common.open_run`); the
-method's solve, the exact evaluation and the bounds are checkpointed phases, so ``--resume DIR``
-after an interrupt reuses the finished ones (and reruns an unfinished phase from its seed: the
-result equals an uninterrupted run's).
+method's solve, the exact evaluation and the bounds are checkpointed phases, and inside them
+SPAR's and PH's iterations (every :data:`CHECKPOINT_EVERY`) and every finished bounds
+replication, so ``--resume DIR`` after an interrupt continues where the run stopped, says what
+it reused, and gives exactly the result of an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ from gridrecourse.cli_common import (
 )
 
 DEFAULT_SITING_FEEDER = "ieee123"
+#: SPAR/PH iterations between checkpoints in the run folder (fixed, not timed: the models are
+#: rebuilt at every checkpoint, see :mod:`gridrecourse.methods.checkpointing`).
+CHECKPOINT_EVERY = 10
 #: ``--taps`` choices (= :class:`gridrecourse.problems.siting.TapSetting` values, tested).
 TAP_CHOICES = ("neutral", "opendss")
 #: Default ``--taps`` (= ``PVSitingProblem.from_feeder``'s default, tested).
@@ -281,7 +285,7 @@ def run_siting(args: argparse.Namespace) -> dict:
         solved = folder.load_checkpoint("solve")
         if solved is None:
             progress(f"solving with {method.value}")
-            solved = _solve(args, method, problem, executor, options, progress)
+            solved = _solve(args, method, problem, executor, options, progress, folder)
             folder.save_checkpoint("solve", solved)
         else:
             progress(f"{method.value}: reused the finished solve from the checkpoint")
@@ -296,7 +300,7 @@ def run_siting(args: argparse.Namespace) -> dict:
             bounds = folder.load_checkpoint("bounds")
             if bounds is None:
                 progress(f"statistical bounds: {args.replications} x {args.batch_size} scenarios")
-                bounds = _bounds(args, problem, executor, progress)
+                bounds = _bounds(args, problem, executor, progress, folder)
                 folder.save_checkpoint("bounds", bounds)
             else:
                 progress("statistical bounds: reused from the checkpoint")
@@ -399,8 +403,14 @@ def run_siting(args: argparse.Namespace) -> dict:
     return summary
 
 
-def _solve(args, method: SitingMethod, problem, executor, options, progress: Progress) -> dict:
-    """Run the method; a picklable dict (decision, status, history, extra[, evaluation])."""
+def _solve(
+    args, method: SitingMethod, problem, executor, options, progress: Progress, folder
+) -> dict:
+    """Run the method; a picklable dict (decision, status, history, extra[, evaluation]).
+
+    SPAR and PH checkpoint their iterations in ``folder`` (every
+    :data:`CHECKPOINT_EVERY` iterations); a ``--resume`` continues from the last one.
+    """
     from dataclasses import replace
 
     import numpy as np
@@ -429,27 +439,46 @@ def _solve(args, method: SitingMethod, problem, executor, options, progress: Pro
         if args.max_iterations is not None:
             ph_config = replace(ph_config, max_iterations=args.max_iterations)
         cap = ph_config.max_iterations
+
+        def ph_reused(state) -> str:
+            done = " (iterations finished)" if state.finished else ""
+            return f"resumed PH at iteration {state.next_iteration} of {cap}{done}"
+
         ph = solve_progressive_hedging(
             problem,
             ph_config,
             executor=executor,
             options=options,
             progress=lambda k, metric: progress.tick(k, cap, f"PH (metric {metric:.3g})"),
+            checkpoint=folder.checkpoint("ph-iterations", ph_reused, progress.note),
+            checkpoint_every=CHECKPOINT_EVERY,
         )
         decision = ph.decision
         status = ph.status.value if isinstance(ph.status, Enum) else str(ph.status)
         history = pd.DataFrame([vars(h) for h in ph.history])
-        extra = {"iterations": ph.iterations, "converged": ph.converged}
+        extra = {
+            "iterations": ph.iterations,
+            "converged": ph.converged,
+            "resumed_at_iteration": ph.resumed_at,
+        }
     else:
         from gridrecourse.methods.spar import solve_spar
 
         spar_config = _spar_config(args)
+        cap = spar_config.max_iterations
+
+        def spar_reused(state) -> str:
+            done = " (learning finished)" if state.finished else ""
+            return f"resumed SPAR at iteration {state.iteration} of {cap}{done}"
+
         spar = solve_spar(
             problem,
             spar_config,
             executor=executor,
             options=options,
             progress=progress.callback("SPAR iterations"),
+            checkpoint=folder.checkpoint("spar-iterations", spar_reused, progress.note),
+            checkpoint_every=CHECKPOINT_EVERY,
         )
         decision, status = spar.decision, spar.stop_reason.value
         evaluation = spar.evaluation  # n̂ already evaluated exactly on all scenarios
@@ -464,6 +493,7 @@ def _solve(args, method: SitingMethod, problem, executor, options, progress: Pro
             if spar.polish_objectives
             else spar.objective,
             "polish_decisions_evaluated": len(spar.polish_objectives),
+            "resumed_at_iteration": spar.resumed_at,
             "slopes": np.asarray(spar.slopes),
         }
     return {
@@ -502,9 +532,15 @@ def _spar_history(records) -> Any:
     return pd.DataFrame(rows)
 
 
-def _bounds(args, problem, executor, progress: Progress) -> dict:
-    """Mak–Morton–Wood bounds around SPAR (95 % intervals, objective units)."""
+def _bounds(args, problem, executor, progress: Progress, folder) -> dict:
+    """Mak–Morton–Wood bounds around SPAR (95 % intervals, objective units); every finished
+    replication is checkpointed in ``folder``."""
     from gridrecourse.methods.spar import spar_statistical_bounds
+
+    total = 2 * args.replications
+
+    def reused(state) -> str:
+        return f"bounds: reused {state.n_finished} of {total} finished replication tasks"
 
     bounds = spar_statistical_bounds(
         problem,
@@ -513,8 +549,10 @@ def _bounds(args, problem, executor, progress: Progress) -> dict:
         n_replications=args.replications,
         executor=executor,
         progress=progress.callback("replication tasks"),
+        checkpoint=folder.checkpoint("bounds-replications", reused, progress.note),
     )
     return {
+        "bounds_reused_replications": bounds.reused_replications,
         "lb_ci": [bounds.lower.low, bounds.lower.high],
         "ub_ci": [bounds.upper.low, bounds.upper.high],
         "bounds_gap": bounds.gap,

@@ -130,6 +130,7 @@ from gridrecourse.errors import GridRecourseError, InfeasibleModelError, SolverT
 from gridrecourse.evaluation.bounds import BoundMethod, BoundProvenance
 from gridrecourse.evaluation.out_of_sample import OutOfSampleResult, evaluate_first_stage
 from gridrecourse.execution import Executor, InProcessExecutor
+from gridrecourse.methods.checkpointing import Checkpoint
 from gridrecourse.methods.extensive_form import DEFAULT_TANGENT_POINTS, build_extensive_form
 from gridrecourse.problems.base import FirstStageSpec, TwoStageProblem, tangent_rows
 from gridrecourse.problems.capabilities import (
@@ -152,6 +153,7 @@ __all__ = [
     "PHError",
     "PHIteration",
     "PHResult",
+    "PHState",
     "PHStatus",
     "ProgressHook",
     "ProximalTerm",
@@ -376,6 +378,8 @@ class PHResult(Generic[D]):
     bound_provenance : BoundProvenance, optional
         Where :attr:`lower_bound` comes from (wait-and-see or the Lagrangian bound of an
         iteration, with the subproblems' largest MIP gap).
+    resumed_at : int
+        The iteration the run resumed at from a checkpoint (0: not resumed).
     """
 
     decision: D
@@ -394,6 +398,46 @@ class PHResult(Generic[D]):
     n_scenarios: int
     subproblem_seconds: float
     bound_provenance: BoundProvenance | None = None
+    resumed_at: int = 0
+
+
+@dataclass(frozen=True, eq=False)
+class PHState:
+    """Checkpoint of progressive hedging before iteration ``next_iteration``
+    (``solve_progressive_hedging(checkpoint=...)``; :mod:`gridrecourse.methods.checkpointing`).
+
+    Attributes
+    ----------
+    config : PHConfig
+        The run's settings (a resume with other settings is refused).
+    scenarios : numpy.ndarray of int
+        The scenario indices of the run.
+    next_iteration : int
+        The first iteration still to run.
+    finished : bool
+        The loop has ended (``status`` is final); only the repair and evaluation remain.
+    status : PHStatus
+    w : numpy.ndarray, shape (S, n_x)
+        Multipliers.
+    x_bar : numpy.ndarray, shape (n_x,)
+        Consensus of the last iteration.
+    history : tuple of PHIteration
+    lower_bound : float
+    provenance : BoundProvenance or None
+    subproblem_seconds : float
+    """
+
+    config: PHConfig
+    scenarios: np.ndarray
+    next_iteration: int
+    finished: bool
+    status: PHStatus
+    w: np.ndarray
+    x_bar: np.ndarray
+    history: tuple[PHIteration, ...]
+    lower_bound: float
+    provenance: BoundProvenance | None
+    subproblem_seconds: float
 
 
 # ------------------------------------------------------------------------------------------
@@ -783,7 +827,9 @@ def _build_bank(
     continuous_points: int,
     active: np.ndarray | None = None,
     start: np.ndarray | None = None,
+    generation: int = 0,
 ) -> _SubproblemBank:
+    """Per-worker subproblem bank; a new ``generation`` (a checkpoint) gives new models."""
     return _SubproblemBank(problem, tangent_points, continuous_points, active, start)
 
 
@@ -903,6 +949,8 @@ def solve_progressive_hedging(
     on_iteration: Callable[[PHIteration], bool | None] | None = None,
     scenarios: Sequence[int] | np.ndarray | None = None,
     start: np.ndarray | None = None,
+    checkpoint: Checkpoint | None = None,
+    checkpoint_every: int = 10,
 ) -> PHResult[D]:
     """Run progressive hedging, round and repair the consensus, and evaluate it exactly.
 
@@ -928,6 +976,13 @@ def solve_progressive_hedging(
         A first stage given to every subproblem as a partial MIP start when it is built
         (HiGHS completes the recourse; later iterations start from HiGHS's own state). For
         MILP subproblems whose incumbent HiGHS does not find on its own.
+    checkpoint : Checkpoint, optional
+        Where a :class:`PHState` is saved before iterations ``k·checkpoint_every`` and when
+        the loop ends; a state found there is resumed (``PHResult.resumed_at``). At every
+        save the workers' subproblem models are rebuilt, so a resumed run equals an
+        uninterrupted one (:mod:`gridrecourse.methods.checkpointing`).
+    checkpoint_every : int, default 10
+        Iterations between checkpoints (>= 1).
 
     Returns
     -------
@@ -936,7 +991,8 @@ def solve_progressive_hedging(
     Raises
     ------
     PHError
-        Invalid scenario selection or a first stage the proximal term cannot represent.
+        Invalid scenario selection or a first stage the proximal term cannot represent; a
+        checkpoint of other settings; ``checkpoint_every < 1``.
     gridrecourse.problems.capabilities.UnsupportedProblemError
         Integer recourse (PH's subproblems and convergence assume continuous recourse).
     gridrecourse.execution.TaskFailedError
@@ -973,6 +1029,8 @@ def solve_progressive_hedging(
         x0,
     )
     solve = functools.partial(_solve_task, options=options)
+    if int(checkpoint_every) != checkpoint_every or checkpoint_every < 1:
+        raise PHError(f"checkpoint_every must be an integer >= 1, got {checkpoint_every!r}")
     w = np.zeros((len(idx), n_x))
     x_bar = np.zeros(n_x)
     history: list[PHIteration] = []
@@ -980,8 +1038,40 @@ def solve_progressive_hedging(
     lower_bound = float("nan")
     provenance: BoundProvenance | None = None
     subproblem_seconds = 0.0
+    first_k, finished = 0, False
+    saved = _resumable_state(checkpoint, config, idx, n_x)
+    if saved is not None:
+        w, x_bar = saved.w.copy(), saved.x_bar.copy()
+        history, status = list(saved.history), saved.status
+        lower_bound, provenance = saved.lower_bound, saved.provenance
+        subproblem_seconds = saved.subproblem_seconds
+        first_k, finished = saved.next_iteration, saved.finished
+        factory = functools.partial(factory, generation=first_k)
+
+    def save_state(next_iteration: int, done: bool) -> None:
+        assert checkpoint is not None
+        checkpoint.save(
+            PHState(
+                config=config,
+                scenarios=idx,
+                next_iteration=next_iteration,
+                finished=done,
+                status=status,
+                w=w,
+                x_bar=x_bar,
+                history=tuple(history),
+                lower_bound=lower_bound,
+                provenance=provenance,
+                subproblem_seconds=subproblem_seconds,
+            )
+        )
+
     try:
-        for k in range(int(config.max_iterations) + 1):
+        for k in range(first_k, -1 if finished else int(config.max_iterations) + 1):
+            if checkpoint is not None and k > first_k and k % checkpoint_every == 0:
+                save_state(k, done=False)
+                # new subproblem models on every worker, as a resumed run builds them
+                factory = functools.partial(factory, generation=k)
             t_iter = time.perf_counter()
             rho = config.rho_at(k)
             tasks = [_Task(int(s), w[i], x_bar, rho) for i, s in enumerate(idx)]
@@ -1022,6 +1112,7 @@ def solve_progressive_hedging(
                     active=active,
                     origin="ph",
                     iteration=k,
+                    generation=factory.keywords.get("generation", 0),
                 )
                 lagrangian = lb.value
                 if not lower_bound >= lagrangian:  # NaN-safe: keep the best valid bound
@@ -1047,6 +1138,8 @@ def solve_progressive_hedging(
             if stop:
                 status = PHStatus.STOPPED
                 break
+        if checkpoint is not None and not finished:
+            save_state(history[-1].iteration + 1, done=True)
         x, repaired = repair_first_stage(
             problem.first_stage,
             x_bar,
@@ -1075,7 +1168,24 @@ def solve_progressive_hedging(
         n_scenarios=len(idx),
         subproblem_seconds=subproblem_seconds,
         bound_provenance=provenance,
+        resumed_at=first_k,
     )
+
+
+def _resumable_state(
+    checkpoint: Checkpoint | None, config: PHConfig, scenarios: np.ndarray, n_x: int
+) -> PHState | None:
+    """The checkpoint's :class:`PHState`, checked against this run (None: start anew)."""
+    state = None if checkpoint is None else checkpoint.load()
+    if state is None:
+        return None
+    if not isinstance(state, PHState):
+        raise PHError(f"checkpoint holds a {type(state).__name__}, not a PHState")
+    if state.config != config:
+        raise PHError(f"checkpoint written with other settings ({state.config}); now {config}")
+    if not np.array_equal(state.scenarios, scenarios) or state.x_bar.shape != (n_x,):
+        raise PHError("checkpoint written for other scenarios or another first stage")
+    return state
 
 
 # ------------------------------------------------------------------------------------------
@@ -1191,6 +1301,7 @@ def lagrangian_bound(
     active: np.ndarray | None = None,
     origin: str = "none",
     iteration: int = 0,
+    generation: int = 0,
 ) -> LagrangianBound:
     """Solve the scenario subproblems of (L1) and add their dual bounds.
 
@@ -1216,6 +1327,8 @@ def lagrangian_bound(
         Recorded in the provenance (``"ph"``, ``"subgradients"``, ``"none"``).
     iteration : int
         Recorded in the provenance (PH iteration of the multipliers).
+    generation : int
+        PH's model generation (its last checkpoint): a new one builds new models.
 
     Returns
     -------
@@ -1243,6 +1356,8 @@ def lagrangian_bound(
     factory = functools.partial(
         _build_bank, problem, int(tangent_points), int(continuous_points), active
     )
+    if generation:
+        factory = functools.partial(factory, generation=int(generation))
     x_zero = np.zeros(n_x)
     tasks = [_Task(int(s), w[i], x_zero, 0.0) for i, s in enumerate(unique)]
     try:

@@ -97,6 +97,7 @@ Paper C §II-C–E (Algorithm 1, eqs. (10)–(36)), §III-D (Algorithm 3), §IV 
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 import time
@@ -122,6 +123,7 @@ from gridrecourse.evaluation.out_of_sample import (
     recourse_state_factory,
 )
 from gridrecourse.execution import Executor, InProcessExecutor, ProgressCallback
+from gridrecourse.methods.checkpointing import Checkpoint
 from gridrecourse.methods.extensive_form import build_extensive_form, solve_extensive_form
 from gridrecourse.methods.lagrangian import lagrangian_bound, subgradient_multipliers
 from gridrecourse.methods.spar_first_stage import (
@@ -153,12 +155,14 @@ __all__ = [
     "Intercept",
     "LowerBoundSource",
     "SPARBounds",
+    "SPARBoundsState",
     "SPARConfig",
     "SPARConfigError",
     "SPARInfeasibleError",
     "SPARIteration",
     "SPARProblem",
     "SPARResult",
+    "SPARState",
     "StepCounter",
     "StopReason",
     "StopStatistic",
@@ -489,6 +493,8 @@ class SPARResult:
     polish_objectives : tuple of float
         Exact objectives of the decisions visited by the polish rounds, the learned one first
         (empty without polishing); over the ``scenarios`` batch when one was given.
+    resumed_at : int
+        Iterations taken from a checkpoint (0: none; see :class:`SPARState`).
     """
 
     decision: Any
@@ -509,6 +515,7 @@ class SPARResult:
     learn_seconds: float
     evaluation_seconds: float
     polish_objectives: tuple[float, ...] = ()
+    resumed_at: int = 0
 
     @property
     def converged(self) -> bool:
@@ -545,6 +552,58 @@ class SPARResult:
         if not self.history:
             return math.nan
         return float(np.mean([h.first_stage_seconds for h in self.history]))
+
+
+@dataclass(frozen=True, eq=False)
+class SPARState:
+    """Checkpoint of the SPAR loop after ``iteration`` iterations (``solve_spar(checkpoint=)``).
+
+    Everything the rest of the run depends on, so that a run resumed from it continues with
+    exactly the trajectory of an uninterrupted run (:mod:`gridrecourse.methods.checkpointing`).
+
+    Attributes
+    ----------
+    config : SPARConfig
+        The run's settings (a resume with other settings is refused).
+    pool : numpy.ndarray of int
+        The scenario indices sampled from.
+    iteration : int
+        Iterations done.
+    finished : bool
+        The loop has ended (``stop_reason`` is final); only the final solve, the exact
+        evaluation and the polish remain.
+    stop_reason : StopReason
+    slopes : numpy.ndarray, shape (n_sites, L)
+    visits : numpy.ndarray of int, shape (n_sites, L)
+    n_updates : int
+        Slope updates so far (``GLOBAL`` step counter).
+    rng_state : dict
+        ``bit_generator.state`` of the sampling/exploration generator.
+    stop : MovingAverageStop
+        The stopping rule with its window.
+    statistics : tuple of float
+        The stop statistic of every feasible post-exploration iteration.
+    history : tuple of SPARIteration
+    cuts : tuple of FeasibilityCut
+        Feasibility cuts so far (restricted to the units).
+    learn_seconds : float
+        Wall time of the iterations so far [s].
+    """
+
+    config: SPARConfig
+    pool: np.ndarray
+    iteration: int
+    finished: bool
+    stop_reason: StopReason
+    slopes: np.ndarray
+    visits: np.ndarray
+    n_updates: int
+    rng_state: dict
+    stop: MovingAverageStop
+    statistics: tuple[float, ...]
+    history: tuple[SPARIteration, ...]
+    cuts: tuple[FeasibilityCut, ...]
+    learn_seconds: float
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -617,9 +676,20 @@ def _set_slopes(model: FirstStageModel, slopes: np.ndarray) -> None:
 
 
 class _Stages:
-    """The two models of one SPAR run, built once, and the cut bookkeeping."""
+    """The two models of one SPAR run, built once, and the cut bookkeeping.
 
-    def __init__(self, problem: SPARProblem, config: SPARConfig, rng: np.random.Generator):
+    ``cuts`` (feasibility cuts of an earlier part of the run, already restricted to the units)
+    are added to the new first-stage models in one call: this is how a checkpoint rebuilds the
+    models (module :mod:`gridrecourse.methods.checkpointing`, "Exactness").
+    """
+
+    def __init__(
+        self,
+        problem: SPARProblem,
+        config: SPARConfig,
+        rng: np.random.Generator,
+        cuts: Sequence[FeasibilityCut] = (),
+    ):
         self.decl = separable_declaration(problem)
         self.problem = problem
         self.config = config
@@ -634,7 +704,13 @@ class _Stages:
         )
         self.second = problem.build_second_stage()
         self.rng = rng
-        self.cuts: list[FeasibilityCut] = []
+        self.cuts: list[FeasibilityCut] = list(cuts)
+        if self.cuts:
+            a = np.vstack([np.asarray(c.coefficients, dtype=float) for c in self.cuts])
+            b = np.array([c.rhs for c in self.cuts], dtype=float)
+            self.first.add_cut(a, b)
+            if self.explore is not None:
+                self.explore.add_cut(a, b)
 
     def solve_first(self, slopes: np.ndarray, explore: bool) -> FirstStageSolution:
         cfg = self.config
@@ -850,6 +926,8 @@ def solve_spar(
     on_iteration: Callable[[SPARIteration], bool | None] | None = None,
     scenarios: Sequence[int] | np.ndarray | None = None,
     baseline_objective: float | None = None,
+    checkpoint: Checkpoint | None = None,
+    checkpoint_every: int = 10,
 ) -> SPARResult:
     """Solve the PV siting problem with SPAR-OPF (paper C Algorithms 1 and 3).
 
@@ -875,6 +953,13 @@ def solve_spar(
         always uses ALL scenarios.
     baseline_objective : float, optional
         ``V(0)`` if already known (``Intercept.EXACT_ZERO`` then skips its evaluation).
+    checkpoint : Checkpoint, optional
+        Where a :class:`SPARState` is saved before iterations ``k·checkpoint_every + 1`` and
+        when the loop ends; a state found there is resumed (``SPARResult.resumed_at``). At
+        every save the models are rebuilt from the state, so a resumed run equals an
+        uninterrupted one (:mod:`gridrecourse.methods.checkpointing`).
+    checkpoint_every : int, default 10
+        Iterations between checkpoints (>= 1).
 
     Returns
     -------
@@ -882,6 +967,8 @@ def solve_spar(
 
     Raises
     ------
+    SPARConfigError
+        A checkpoint of other settings or scenarios, or ``checkpoint_every < 1``.
     SPARInfeasibleError
         A sampled scenario is infeasible for every first stage.
     FirstStageInfeasibleError
@@ -892,9 +979,12 @@ def solve_spar(
     """
     t_start = time.perf_counter()
     cfg = config or SPARConfig()
+    if int(checkpoint_every) != checkpoint_every or checkpoint_every < 1:
+        raise SPARConfigError(f"checkpoint_every must be an integer >= 1, got {checkpoint_every}")
     pool, weight = _scenario_pool(problem, scenarios)
     rng = np.random.default_rng(cfg.seed)
-    stages = _Stages(problem, cfg, rng)
+    saved = _resumable_state(checkpoint, cfg, pool)
+    stages = _Stages(problem, cfg, rng, () if saved is None else saved.cuts)
     n_sites, big_l = stages.n_sites, stages.max_units
     slopes = np.zeros((n_sites, big_l))
     visits = np.zeros((n_sites, big_l), dtype=np.int64)
@@ -905,8 +995,45 @@ def solve_spar(
     history: list[SPARIteration] = []
     statistics: list[float] = []
     reason = StopReason.MAX_ITERATIONS
+    first_it, finished, learned_before = 1, False, 0.0
+    if saved is not None:
+        if saved.slopes.shape != slopes.shape:
+            raise SPARConfigError(
+                f"checkpoint: slopes of shape {saved.slopes.shape}, the problem has "
+                f"{slopes.shape} (another problem wrote it)"
+            )
+        slopes, visits = saved.slopes.copy(), saved.visits.copy()
+        n_updates, stop = saved.n_updates, copy.deepcopy(saved.stop)
+        history, statistics = list(saved.history), list(saved.statistics)
+        rng.bit_generator.state = saved.rng_state
+        reason, finished = saved.stop_reason, saved.finished
+        first_it, learned_before = saved.iteration + 1, saved.learn_seconds
 
-    for it in range(1, cfg.max_iterations + 1):
+    def save_state(iteration: int, done: bool) -> None:
+        assert checkpoint is not None
+        checkpoint.save(
+            SPARState(
+                config=cfg,
+                pool=pool,
+                iteration=iteration,
+                finished=done,
+                stop_reason=reason,
+                slopes=slopes,
+                visits=visits,
+                n_updates=n_updates,
+                rng_state=rng.bit_generator.state,
+                stop=stop,
+                statistics=tuple(statistics),
+                history=tuple(history),
+                cuts=tuple(stages.cuts),
+                learn_seconds=learned_before + time.perf_counter() - t_start,
+            )
+        )
+
+    for it in range(first_it, 0 if finished else cfg.max_iterations + 1):
+        if checkpoint is not None and it > first_it and (it - 1) % checkpoint_every == 0:
+            save_state(it - 1, done=False)
+            stages = _Stages(problem, cfg, rng, stages.cuts)  # as a resumed run builds them
         explore = it <= cfg.exploration_iterations
         t0 = time.perf_counter()
         sol = stages.solve_first(slopes, explore)
@@ -983,8 +1110,11 @@ def solve_spar(
             reason = StopReason.CONVERGED
             break
 
+    if checkpoint is not None and not finished:
+        save_state(len(history), done=True)
+        stages = _Stages(problem, cfg, rng, stages.cuts)  # as a resumed run builds them
     final = stages.solve_first(slopes, explore=False)
-    learn_seconds = time.perf_counter() - t_start
+    learn_seconds = learned_before + time.perf_counter() - t_start
 
     t_eval = time.perf_counter()
     evaluation: OutOfSampleResult | None = None
@@ -1010,7 +1140,7 @@ def solve_spar(
                 )
             if polish:
                 # the polish rounds are part of the method: their evaluations chose n̂
-                learn_seconds = time.perf_counter() - t_start
+                learn_seconds = learned_before + time.perf_counter() - t_start
                 t_eval = time.perf_counter()
             if polish_set is not None:
                 # the chosen decision, evaluated on ALL scenarios
@@ -1049,10 +1179,29 @@ def solve_spar(
         cuts=tuple(stages.cuts),
         evaluation=evaluation,
         polish_objectives=tuple(polish),
-        wall_seconds=time.perf_counter() - t_start,
+        wall_seconds=learned_before + time.perf_counter() - t_start,
         learn_seconds=learn_seconds,
         evaluation_seconds=evaluation_seconds,
+        resumed_at=0 if saved is None else saved.iteration,
     )
+
+
+def _resumable_state(
+    checkpoint: Checkpoint | None, config: SPARConfig, pool: np.ndarray
+) -> SPARState | None:
+    """The checkpoint's :class:`SPARState`, checked against this run (None: start anew)."""
+    state = None if checkpoint is None else checkpoint.load()
+    if state is None:
+        return None
+    if not isinstance(state, SPARState):
+        raise SPARConfigError(f"checkpoint holds a {type(state).__name__}, not a SPARState")
+    if state.config != config:
+        raise SPARConfigError(
+            f"checkpoint written with other settings ({state.config}); this run has {config}"
+        )
+    if not np.array_equal(state.pool, pool):
+        raise SPARConfigError("checkpoint written for another scenario selection")
+    return state
 
 
 # ------------------------------------------------------------------------------ bounds
@@ -1090,6 +1239,8 @@ class SPARBounds(StatisticalBounds):
         wait-and-see), the chosen (largest) one first: method, value, subproblem gaps, time.
     draws : numpy.ndarray of int, shape (K, N)
         The scenario indices of every batch (to re-derive each batch optimum).
+    reused_replications : int
+        Replication tasks (of ``2K``) taken from a checkpoint.
     """
 
     batch_size: int = 0
@@ -1105,6 +1256,7 @@ class SPARBounds(StatisticalBounds):
     wall_seconds: float = 0.0
     lower_provenance: tuple[tuple[BoundProvenance, ...], ...] = ()
     draws: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=int))
+    reused_replications: int = 0
 
 
 @dataclass(frozen=True)
@@ -1124,6 +1276,61 @@ class _EfReplication:
     wall_seconds: float
     source: LowerBoundSource
     provenance: tuple[BoundProvenance, ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class SPARBoundsState:
+    """Checkpoint of :func:`spar_statistical_bounds`: the replications finished so far.
+
+    Attributes
+    ----------
+    config : SPARConfig
+    draws : numpy.ndarray of int, shape (K, N)
+        The batches (a resume with other batches is refused).
+    spar : dict of int to _SparReplication
+        Finished SPAR (upper-bound) replications by index.
+    lower : dict of int to _EfReplication
+        Finished lower-bound replications by index.
+    """
+
+    config: SPARConfig
+    draws: np.ndarray
+    spar: dict[int, _SparReplication]
+    lower: dict[int, _EfReplication]
+
+    @property
+    def n_finished(self) -> int:
+        """Replication tasks finished (of ``2K``)."""
+        return len(self.spar) + len(self.lower)
+
+
+def _map_with_checkpoints(
+    ex: Executor,
+    fn: Callable[..., Any],
+    items: list[Any],
+    done: dict[int, Any],
+    save: Callable[[], None] | None,
+    state: Callable[[], Any],
+    progress: Callable[[int, int], None],
+) -> list[Any]:
+    """``ex.map(fn, items)`` skipping the indices in ``done``; with ``save``, in waves of
+    ``ex.n_workers`` tasks, each wave's results added to ``done`` and saved."""
+    todo = [i for i in range(len(items)) if i not in done]
+    wave = len(todo) if save is None else max(1, int(getattr(ex, "n_workers", 1)))
+    for start in range(0, len(todo), wave):
+        chunk = todo[start : start + wave]
+        offset = len(done)
+        results = ex.map(
+            fn,
+            [items[i] for i in chunk],
+            state_factory=state,
+            desc=None,
+            progress=lambda n, _total, offset=offset: progress(offset + n, len(items)),
+        )
+        done.update(zip(chunk, results, strict=True))
+        if save is not None:
+            save()
+    return [done[i] for i in range(len(items))]
 
 
 def _problem_state(problem: SPARProblem) -> SPARProblem:
@@ -1288,6 +1495,7 @@ def spar_statistical_bounds(
     lagrangian: bool = True,
     ef_start: bool = True,
     batch_ef: bool = True,
+    checkpoint: Checkpoint | None = None,
 ) -> SPARBounds:
     """Mak–Morton–Wood upper and lower bounds of the optimum around SPAR (paper C §II-E).
 
@@ -1346,6 +1554,11 @@ def spar_statistical_bounds(
     batch_ef : bool, default True
         Solve the batch EFs at all (False: Lagrangian bound only, for feeders where the batch
         MILP is out of reach).
+    checkpoint : Checkpoint, optional
+        Every finished replication is saved there (a :class:`SPARBoundsState`; the tasks then
+        run in waves of ``executor.n_workers``); the replications found there are reused
+        (:attr:`SPARBounds.reused_replications`). Each replication is a function of its batch
+        and seed only, so the result equals an uninterrupted run's.
 
     Returns
     -------
@@ -1364,6 +1577,18 @@ def spar_statistical_bounds(
     draw_seq, *run_seqs = seq.spawn(k_reps + 1)
     draws = np.random.default_rng(draw_seq).integers(0, problem.n_scenarios, size=(k_reps, n_batch))
     run_seeds = [int(s.generate_state(1)[0]) for s in run_seqs]
+    saved = SPARBoundsState(cfg, draws, {}, {})
+    found = None if checkpoint is None else checkpoint.load()
+    if found is not None:
+        if not isinstance(found, SPARBoundsState):
+            raise SPARConfigError(f"checkpoint holds a {type(found).__name__}, not bounds")
+        if found.config != cfg or not np.array_equal(found.draws, draws):
+            raise SPARConfigError(
+                "bounds checkpoint written with other settings, batches or seed; start anew"
+            )
+        saved = found
+    reused = saved.n_finished
+    save = None if checkpoint is None else (lambda: checkpoint.save(saved))
     own = executor is None
     ex = InProcessExecutor() if own else executor
     done = [0]
@@ -1374,19 +1599,22 @@ def spar_statistical_bounds(
 
     try:
         baseline = None
-        if cfg.intercept is Intercept.EXACT_ZERO:
+        if cfg.intercept is Intercept.EXACT_ZERO and len(saved.spar) < k_reps:
             zero = decl.embed(np.zeros(decl.n_elements, dtype=int))
             baseline = _evaluate(problem, zero, ex, options).expected_objective
         state = functools.partial(_problem_state, problem)
-        spar_runs: list[_SparReplication] = ex.map(
+        spar_runs: list[_SparReplication] = _map_with_checkpoints(
+            ex,
             functools.partial(_spar_replication, config=cfg, baseline=baseline, options=options),
             list(zip(draws, run_seeds, strict=True)),
-            state_factory=state,
-            desc=None,
-            progress=step,
+            saved.spar,
+            save,
+            state,
+            step,
         )
         done[0] = k_reps
-        ef_runs: list[_EfReplication] = ex.map(
+        ef_runs: list[_EfReplication] = _map_with_checkpoints(
+            ex,
             functools.partial(
                 _ef_replication,
                 options=ef_options or SolverOptions(mip_gap=1e-4),
@@ -1397,9 +1625,10 @@ def spar_statistical_bounds(
                 (d, r.x if ef_start else None, r.batch_subgradients)
                 for d, r in zip(draws, spar_runs, strict=True)
             ],
-            state_factory=state,
-            desc=None,
-            progress=step,
+            saved.lower,
+            save,
+            state,
+            step,
         )
     finally:
         if own:
@@ -1425,4 +1654,5 @@ def spar_statistical_bounds(
         wall_seconds=time.perf_counter() - t0,
         lower_provenance=tuple(r.provenance for r in ef_runs),
         draws=draws,
+        reused_replications=reused,
     )

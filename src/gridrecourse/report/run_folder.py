@@ -24,6 +24,7 @@ import os
 import pickle
 import shutil
 import tempfile
+from collections.abc import Callable
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
@@ -152,6 +153,35 @@ def tidy_table(table: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, pd.DataFram
         long[str(col)] = pd.DataFrame(rows, columns=["row", "position", str(col)])
         keep = keep.drop(columns=col)
     return keep, long
+
+
+class PhaseCheckpoint:
+    """A :class:`~gridrecourse.methods.checkpointing.Checkpoint` in a run folder (atomic pickle).
+
+    ``load`` returns the state only when the run is a ``--resume`` (a new run starts anew).
+    Made by :meth:`RunFolder.checkpoint`.
+    """
+
+    def __init__(
+        self,
+        folder: RunFolder,
+        name: str,
+        describe: Callable[[Any], str] | None = None,
+        announce: Callable[[str], None] | None = None,
+    ):
+        self.folder, self.name = folder, name
+        self.describe, self.announce = describe, announce
+
+    def load(self) -> Any | None:
+        """The stored state when resuming (None otherwise); recorded in ``folder.reused``."""
+        value = self.folder.load_checkpoint(self.name, self.describe)
+        if value is not None and self.announce is not None:
+            self.announce(self.folder.reused[-1])
+        return value
+
+    def save(self, state: Any) -> None:
+        """Store ``state`` atomically (the previous state survives an interrupt)."""
+        self.folder.save_checkpoint(self.name, state)
 
 
 class RunFolder:
@@ -326,10 +356,12 @@ class RunFolder:
         """Store a finished phase's result (atomically; pickled)."""
         atomic_write_bytes(self._checkpoint_path(name), pickle.dumps(value))
 
-    def load_checkpoint(self, name: str) -> Any | None:
+    def load_checkpoint(
+        self, name: str, describe: Callable[[Any], str] | None = None
+    ) -> Any | None:
         """A stored phase's result when resuming (None when absent or not resuming).
 
-        The phase's name is added to :attr:`reused`.
+        ``describe(value)`` (default: the phase's name) is added to :attr:`reused`.
         """
         target = self._checkpoint_path(name)
         if not self.resumed or not target.exists():
@@ -338,8 +370,28 @@ class RunFolder:
             value = pickle.loads(target.read_bytes())
         except Exception:
             return None
-        self.reused.append(name)
+        self.reused.append(name if describe is None else describe(value))
         return value
+
+    def checkpoint(
+        self,
+        name: str,
+        describe: Callable[[Any], str] | None = None,
+        announce: Callable[[str], None] | None = None,
+    ) -> PhaseCheckpoint:
+        """A method's iteration checkpoint stored here (``solve_spar(checkpoint=...)``).
+
+        Parameters
+        ----------
+        name : str
+            Checkpoint file name (``checkpoints/<name>.pkl``).
+        describe : callable, optional
+            ``describe(state)``: what a resume reused (``"SPAR iterations 1-37 of 60"``), added
+            to :attr:`reused`.
+        announce : callable, optional
+            Called with that text when a state is reused (the CLI prints it on stderr).
+        """
+        return PhaseCheckpoint(self, name, describe, announce)
 
     # ------------------------------------------------------------------ outputs
     def write_config(self, config: dict[str, Any]) -> Path:

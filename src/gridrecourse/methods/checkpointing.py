@@ -1,0 +1,63 @@
+"""Iteration-level checkpoints of the long methods (SPAR, PH, SAA bounds replications).
+
+A method that can be resumed takes ``checkpoint``, an object with ``load()`` (the state stored
+by an earlier, interrupted run, or None) and ``save(state)`` (store the state atomically). The
+methods define their own state (:class:`~gridrecourse.methods.spar.SPARState`,
+:class:`~gridrecourse.methods.progressive_hedging.PHState`, the finished replications of
+:func:`~gridrecourse.methods.spar.spar_statistical_bounds`); the storage is the caller's. The
+CLI passes :meth:`gridrecourse.report.run_folder.RunFolder.checkpoint` (an atomic pickle in the
+run folder's ``checkpoints/``); :class:`MemoryCheckpoint` keeps the state in memory (tests,
+notebooks).
+
+Exactness. A resumed run gives exactly the result of an uninterrupted run with the same
+settings: the state holds everything the rest of the run depends on (RNG state, slopes, step
+counters, multipliers, histories), and at every checkpoint the solver models are rebuilt from
+that state *in the uninterrupted run too*, so both runs continue from identical HiGHS models
+with no warm start (a warm start can change which of several optimal vertices or duals HiGHS
+returns). Checkpoints therefore sit at fixed iterations (every ``checkpoint_every``), never at
+wall-clock times, and a run with checkpoints can differ from one without them in the last
+digits of degenerate duals.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = ["Checkpoint", "MemoryCheckpoint"]
+
+
+@runtime_checkable
+class Checkpoint(Protocol):
+    """Where a method stores its state and finds it again when resumed."""
+
+    def load(self) -> Any | None:
+        """The stored state (None when there is none)."""
+        ...
+
+    def save(self, state: Any) -> None:
+        """Store ``state`` (atomically: an interrupt leaves the previous state intact)."""
+        ...
+
+
+class MemoryCheckpoint:
+    """A :class:`Checkpoint` in memory; states are stored pickled (as on disk: no aliasing).
+
+    Attributes
+    ----------
+    saves : int
+        Number of :meth:`save` calls.
+    """
+
+    def __init__(self) -> None:
+        self._blob: bytes | None = None
+        self.saves = 0
+
+    def load(self) -> Any | None:
+        """The last saved state (a fresh copy), or None."""
+        return None if self._blob is None else pickle.loads(self._blob)
+
+    def save(self, state: Any) -> None:
+        """Keep a pickled copy of ``state``."""
+        self._blob = pickle.dumps(state)
+        self.saves += 1

@@ -1,0 +1,107 @@
+"""``--resume`` inside a method: SPAR and PH iterations and the bounds replications.
+
+A siting run is interrupted by SIGINT in the middle of SPAR's (PH's) iterations, after their
+first checkpoint; ``--resume`` says on stderr which iteration it resumed at, and the result, the
+decision and the iteration history equal those of an uninterrupted run with the same options
+(reference: that run, in its own folder).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+EXE = [sys.executable, "-c", "from gridrecourse.cli import main; raise SystemExit(main())"]
+#: Wall-time columns of the history tables (differ between any two runs).
+TIMES = {"first_stage_seconds", "second_stage_seconds", "update_seconds", "wall_seconds"}
+#: Summary keys that describe the run, not its result.
+RUN_KEYS = {"wall_seconds", "run_folder", "reused_checkpoints", "resumed_at_iteration"}
+RUN_KEYS |= {"seconds_per_iteration", "bounds_reused_replications"}
+
+
+def _run(argv: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run([*EXE, *argv], capture_output=True, text=True, timeout=600)
+
+
+def _interrupt_when(argv: list[str], ready, timeout: float = 300.0):
+    """Start the CLI, send SIGINT once ``ready()`` holds; the finished process."""
+    proc = subprocess.Popen(
+        [*EXE, *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    t0 = time.monotonic()
+    while not ready():
+        if proc.poll() is not None:
+            pytest.fail(f"finished before the interrupt point: {proc.communicate()[1][-2000:]}")
+        if time.monotonic() - t0 > timeout:
+            proc.kill()
+            pytest.fail("interrupt point never reached")
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    return proc.returncode, out, err
+
+
+def _result(folder: Path) -> dict:
+    return json.loads((folder / "result.json").read_text())
+
+
+def _history(folder: Path) -> pd.DataFrame:
+    table = pd.read_csv(folder / "history.csv")
+    return table.drop(columns=[c for c in table.columns if c in TIMES])
+
+
+def _check_resume(argv: list[str], tmp_path: Path, checkpoint: str, label: str) -> str:
+    """Reference run, interrupted run, resumed run; the resumed equals the reference."""
+    ref = tmp_path / "ref"
+    done = _run([*argv, "--out", str(ref)])
+    assert done.returncode == 0, done.stderr
+
+    cut = tmp_path / "cut"
+    state = cut / "checkpoints" / f"{checkpoint}.pkl"
+    code, _, err = _interrupt_when([*argv, "--out", str(cut)], state.exists)
+    assert code == 130, err
+    assert json.loads((cut / "status.json").read_text())["status"] == "interrupted"
+    assert not (cut / "checkpoints" / "solve.pkl").exists()  # stopped inside the method
+
+    resumed = _run([*argv, "--resume", str(cut)])
+    assert resumed.returncode == 0, resumed.stderr
+    match = re.search(rf"resumed {label} at iteration (\d+) of (\d+)", resumed.stderr)
+    assert match, resumed.stderr
+    a, b = _result(cut), _result(ref)
+    assert a["resumed_at_iteration"] == int(match.group(1)) >= 10
+    assert any(r.startswith(f"resumed {label} at iteration") for r in a["reused_checkpoints"])
+    assert b["resumed_at_iteration"] == 0
+    assert set(a) == set(b)
+    for key in sorted(set(a) - RUN_KEYS):
+        assert a[key] == b[key], key  # exact: same floats, same decision
+    pd.testing.assert_frame_equal(_history(cut), _history(ref))
+    assert (cut / "decision.csv").read_text() == (ref / "decision.csv").read_text()
+    return resumed.stderr
+
+
+@pytest.mark.slow
+def test_siting_spar_sigint_mid_iterations_then_resume(tmp_path):
+    argv = [
+        "siting",
+        "case33bw",
+        "--scenarios",
+        "24",
+        "--max-iterations",
+        "80",
+        "--polish-rounds",
+        "1",
+        "--no-certificate",
+    ]
+    _check_resume(argv, tmp_path, "spar-iterations", "SPAR")
