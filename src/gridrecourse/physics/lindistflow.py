@@ -25,8 +25,12 @@ the currents of the previous pass. Two ways to get those currents (:class:`Phase
   the difference between the linear drop ``(M_P P + M_Q Q)_n`` (balanced γ) and the drop at the
   swept phasors, ``2 Re(ρ_n V_parent(n) conj((Z I)_n)) − |Z I|²``: the rows and ``A`` are
   unchanged, and at the fixed point the solution satisfies the branch equations exactly at the
-  given injections. The terms are evaluated at one operating point, so they are only valid near
-  it: this is the validation/certificate behaviour, not the optimization models' default.
+  given injections. Windings between two parent phases use ``V_x − V_y``
+  (``MathFeeder.send_partner``) and split their power between x and y; around a closed delta
+  (three transformer-fed pair nodes of one bus) a circulating current closes KVL. The terms
+  are evaluated at one operating point, so they are only valid near it: this is the
+  validation's behaviour (``gridrecourse validate``), not the optimization models' default;
+  the AC certificate of a decision reports the optimization model's own error.
 
 References
 ----------
@@ -210,6 +214,46 @@ class LinDist3Flow:
             sp.identity(e, dtype=complex, format="csc") - self._send_map[:, self.nonroot]
         ).tocsc()
         self._sweep_root = self._send_map[:, self.root].tocsr()
+        self._init_delta_banks()
+
+    def _init_delta_banks(self) -> None:
+        """Closed delta windings: buses whose three pair nodes are fed by transformers.
+
+        Around a closed delta the winding voltages sum to zero, ``Σ_k (s_k − z_k J_k) = 0``:
+        unequal taps (or a zero-sequence primary voltage) drive a current ``c`` around it,
+        ``J_k = I'_k + c`` (the operating-point correction carries it).
+        """
+        math = self.math
+        pair = getattr(math, "pair_fed", None)
+        branch = math.branch_of_node[self.nonroot]
+        kinds = np.asarray([*math.branch_kinds, ""], dtype=object)
+        cand = np.zeros(len(branch), dtype=bool)
+        if pair is not None:
+            cand = np.asarray(pair, dtype=bool)[self.nonroot] & (kinds[branch] == "transformer")
+        z_diag = self.z.diagonal()
+        _, inverse, counts = np.unique(
+            math.node_bus[self.nonroot][cand], return_inverse=True, return_counts=True
+        )
+        rows = np.flatnonzero(cand)
+        bank = counts[inverse] == 3
+        rows, bank_of = rows[bank], inverse[bank]
+        _, bank_of = np.unique(bank_of, return_inverse=True)
+        n_banks = int(bank_of.max()) + 1 if len(bank_of) else 0
+        group = sp.csr_matrix(
+            (np.ones(len(rows)), (bank_of, np.arange(len(rows)))), shape=(n_banks, len(rows))
+        )
+        z_sum = group @ z_diag[rows]
+        keep = np.abs(z_sum) > 0
+        take = keep[bank_of] if n_banks else np.zeros(0, dtype=bool)
+        rows, bank_of = rows[take], bank_of[take]
+        _, bank_of = np.unique(bank_of, return_inverse=True)
+        n_banks = int(bank_of.max()) + 1 if len(bank_of) else 0
+        self._bank_rows, self._bank_of = rows, bank_of
+        self._bank_sum = sp.csr_matrix(
+            (np.ones(len(rows)), (bank_of, np.arange(len(rows)))), shape=(n_banks, len(rows))
+        )
+        self._bank_z = z_diag[rows]
+        self._bank_z_sum = self._bank_sum @ self._bank_z
 
     @property
     def lu(self):
@@ -362,7 +406,7 @@ class LinDist3Flow:
         v_root_sq = v_root**2
         loss = np.zeros((self.n_branch_phases, k), dtype=complex)
         dv = np.zeros((self.n_branch_phases, k))
-        phasor = None
+        phasor = circulating = None
         for _ in range(max(int(iterations), 1)):
             x = self.lu.solve(
                 self.rhs(p[self.nonroot] + loss.real, q[self.nonroot] + loss.imag, v_root_sq, dv)
@@ -370,7 +414,9 @@ class LinDist3Flow:
             if angles is PhaseAngles.NOMINAL:
                 loss, dv = self._second_order(x, v_root_sq)
             else:
-                loss, dv, phasor = self._second_order_swept(x, v_root, phasor)
+                loss, dv, phasor, circulating = self._second_order_swept(
+                    x, v_root, phasor, circulating
+                )
         if phasor is None:
             return LossTerms(loss, dv)
         return LossTerms(loss, dv, np.angle(phasor))
@@ -389,8 +435,12 @@ class LinDist3Flow:
         return drop * np.conj(current), np.abs(drop) ** 2
 
     def _second_order_swept(
-        self, x: np.ndarray, v_root: np.ndarray, phasor: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        self,
+        x: np.ndarray,
+        v_root: np.ndarray,
+        phasor: np.ndarray | None,
+        circulating: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Correction terms at the phasors swept from the roots (``OPERATING_POINT``).
 
         Parameters
@@ -402,6 +452,9 @@ class LinDist3Flow:
         phasor : ndarray of complex, shape (N, K), optional
             Node phasors of the previous pass (``None``: the pass's magnitudes at balanced
             angles).
+        circulating : ndarray of complex, shape (n_banks, K), optional
+            Current around each closed delta bank of the previous pass (already in the flows
+            of ``x``; ``None``: zero).
 
         Returns
         -------
@@ -410,6 +463,9 @@ class LinDist3Flow:
             ``(M_P P + M_Q Q)_n − 2 Re(ρ_n V_parent(n) conj((Z I)_n)) + |(Z I)_n|²``.
         phasor : ndarray of complex, shape (N, K)
             The swept node phasors.
+        circulating : ndarray of complex, shape (n_banks, K)
+            Current around each closed delta bank; its flow ``V'_k conj(c)`` on winding k is
+            part of ``flow`` (the bank's total is zero).
         """
         e = self.n_branch_phases
         pf, qf, vsq = x[:e], x[e : 2 * e], x[2 * e :]
@@ -424,11 +480,16 @@ class LinDist3Flow:
         root_term = self._sweep_root @ (
             v_root * np.exp(1j * self._nominal_angle[self.root])[:, None]
         )
+        k = x.shape[1]
+        if circulating is None:
+            circulating = np.zeros((len(self._bank_z_sum), k), dtype=complex)
         for _ in range(_SWEEPS_PER_PASS):
-            current = np.conj(flow / (self._send_map @ phasor))
+            send = self._send_map @ phasor
+            current = self._winding_currents(flow, send)[0]
             phasor[self.nonroot] = self.sweep_lu.solve(root_term - self.z @ current)
         send = self._send_map @ phasor
-        current = np.conj(flow / send)
+        current, residual = self._winding_currents(flow, send)
+        circulating = circulating + residual
         zi = self.z @ current
         linear = self.m_p @ pf + self.m_q @ qf
         parent_sq = np.abs(phasor[self._parent] * self._rho[:, None]) ** 2
@@ -443,7 +504,26 @@ class LinDist3Flow:
                 at = self._pos[nodes]
                 keep = at >= 0
                 np.add.at(loss, at[keep], sign * moved[keep])
-        return loss, drop, phasor
+        banks = self._bank_rows
+        if len(banks):
+            loss[banks] += (send - zi)[banks] * np.conj(circulating[self._bank_of])
+        return loss, drop, phasor, circulating
+
+    def _winding_currents(
+        self, flow: np.ndarray, send: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``conj(S / s)`` per branch-phase, plus what closes each delta bank's KVL.
+
+        Returns the currents and the added current per bank (``Σ(s − z J) / Σ z``).
+        """
+        current = np.conj(flow / send)
+        banks = self._bank_rows
+        if not len(banks):
+            return current, np.zeros((0, flow.shape[1]), dtype=complex)
+        emf = send[banks] - self._bank_z[:, None] * current[banks]
+        residual = (self._bank_sum @ emf) / self._bank_z_sum[:, None]
+        current[banks] += residual[self._bank_of]
+        return current, residual
 
 
 def net_injections(
