@@ -106,3 +106,17 @@ def test_enumerated_selection_equals_the_big_m_milp(instance):
     b = solve_cl_digdt(high, dt, budget, max_refinements=1, selection=Selection.MILP)
     assert a.alpha == b.alpha
     assert a.iterations[0].ub == b.iterations[0].ub
+
+
+@pytest.mark.slow
+def test_points_the_relaxation_leaves_unknown_are_decided_by_the_exact_model(instance):
+    """σ = 0.5: HiGHS ends "Unknown" (warm and cold) on the storage-mode relaxation at the grid
+    point α = 0.7 of the first refinement; the exact model with the mode binaries then decides
+    it (infeasible), so no point is left unresolved and the bracket closes to ε."""
+    inst, dt, _ = instance
+    budget = 1.5 * dt.cost
+    cl = solve_cl_digdt(inst, dt, budget, epsilon=1e-3)
+    assert all(not it.unresolved for it in cl.iterations)
+    last = cl.iterations[-1]
+    assert last.ub - last.lb <= 1e-3 * (1 + 1e-9)
+    assert all(c <= budget * (1 + 1e-7) for c in last.corner_cost.values())

@@ -746,6 +746,14 @@ def solve_cl_digdt(
         m.set_cost(u, -alphas)
         return solve_retrying(m, opts)
 
+    def fix_corners(om: OperationModel, load: np.ndarray, pv: np.ndarray) -> None:
+        c = om.n_copies
+        om.set_uncertain(
+            load.reshape(c, om.n_periods, -1),
+            pv.reshape(c, om.n_periods, -1),
+            slots=np.arange(int(om.with_plan), om.n_slots),
+        )
+
     def enumerate_at(built: tuple, alphas: np.ndarray, valid: np.ndarray, values: list):
         """Branch on the one-hot ``u`` from the top: the first feasible α_m is the MILP's."""
         for index in np.flatnonzero(valid)[::-1]:
@@ -754,22 +762,30 @@ def solve_cl_digdt(
                 continue
             load, pv = values[index]
             om = built[0]
-            c = om.n_copies
-            om.set_uncertain(
-                load.reshape(c, om.n_periods, -1),
-                pv.reshape(c, om.n_periods, -1),
-                slots=np.arange(int(om.with_plan), om.n_slots),
-            )
+            fix_corners(om, load, pv)
             try:
                 return built, int(index), solve_retrying(om.model, options)
             except InfeasibleModelError:
                 infeasible.add(a)
+                continue
             except SolverError:
-                # HiGHS neither solved nor proved infeasibility (warm and cold): the point is
-                # not proven robust, so it is not claimed (conservative); counted per refinement
-                infeasible.add(a)
-                unresolved.append(a)
                 om.model.reset()
+            if om.battery is not None and om.battery.mode is None:
+                # the relaxation ended "Unknown" warm and cold (seen at α = 0.7, σ = 0.5 on
+                # case33bw): the exact model with the mode binaries decides the point
+                exact = _cheapest_plan_model(inst, dt, budget, True)
+                fix_corners(exact[0], load, pv)
+                try:
+                    return exact, int(index), solve_retrying(exact[0].model, options)
+                except InfeasibleModelError:
+                    infeasible.add(a)
+                    continue
+                except SolverError:
+                    pass
+            # HiGHS neither solved nor proved infeasibility: the point is not proven robust,
+            # so it is not claimed (conservative); counted per refinement
+            infeasible.add(a)
+            unresolved.append(a)
         raise InfeasibleModelError("no grid point of α is feasible (not even the lower bound)")
 
     while True:
