@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 
 from gridrecourse.evaluation.out_of_sample import OutOfSampleError, evaluate_first_stage
+from gridrecourse.evaluation.scenario_order import warm_start_order
 from gridrecourse.execution import InProcessExecutor, ProcessPoolExecutor
 from gridrecourse.formulation.limits import LimitMode
 from gridrecourse.problems.siting import PVSitingProblem, SitingObjective
+from gridrecourse.solvers.highs import SimplexPricing
 
 # ------------------------------------------------------------------------------------------
 # The 5-bus feeder of tests/problems/test_siting.py (tests have no shared package), with 8
@@ -107,3 +109,26 @@ def test_hard_limits_count_infeasible_scenarios_and_return_cuts():
     assert len(res.cuts) == res.n_infeasible
     for cut in res.cuts:
         assert cut.violation(x) > 0
+
+
+def test_devex_recourse_resolves_give_the_steepest_edge_and_cold_objectives(feeder_dir):
+    """Pricing changes the dual simplex's pivot path, not the optimum: along the warm-start
+    chain of an ieee13 evaluation, the recourse model's Devex re-solves equal HiGHS's steepest
+    edge re-solves and cold (presolved) solves scenario by scenario, to 1e-9 relative."""
+    prob = PVSitingProblem.from_feeder("ieee13", 24, seed=3)
+    units = np.zeros(prob.n_sites)
+    units[[0, prob.n_sites // 2, prob.n_sites - 1]] = [40, 25, 60]
+    x = prob.first_stage_vector(units)
+    devex = prob.build_second_stage()
+    steepest = prob.build_second_stage()
+    steepest.model.set_simplex_pricing(SimplexPricing.STEEPEST_EDGE)
+    cold = prob.build_second_stage()
+    assert devex.model.simplex_pricing is SimplexPricing.DEVEX
+    order = warm_start_order(prob, np.arange(prob.n_scenarios))
+    for scenario in order:
+        cold.model.reset()
+        a, b, c = (m.solve(x, int(scenario)).objective for m in (devex, steepest, cold))
+        assert a == pytest.approx(c, rel=1e-9, abs=1e-12)
+        assert b == pytest.approx(c, rel=1e-9, abs=1e-12)
+    res = evaluate_first_stage(prob, x, desc=None)  # the evaluation uses the Devex models
+    assert res.objectives[order[-1]] == pytest.approx(c, rel=1e-9, abs=1e-12)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gridrecourse.solvers.highs import LinearModel
+from gridrecourse.solvers.highs import LinearModel, SimplexPricing
 from gridrecourse.solvers.options import SolverOptions
 
 
@@ -39,3 +39,22 @@ def test_partial_mip_start_and_bound_on_time_limit():
         model.set_start({xy: np.array([np.nan, 0.0])})
     model.set_start(None)
     assert model.solve(SolverOptions(mip_gap=0.0)).objective == pytest.approx(-1.0)
+
+
+def test_simplex_pricing_reaches_highs_and_survives_a_reset():
+    """min x + y s.t. x + y ≥ 1, x - y = 0.2: optimum 1 at (0.6, 0.4) under every pricing."""
+    model = LinearModel("pricing")
+    xy = model.add_variables("xy", 2, lb=0.0, cost=1.0)
+    model.add_constraints("cover", [(xy, np.array([[1.0, 1.0]]))], lb=1.0)
+    model.add_constraints("split", [(xy, np.array([[1.0, -1.0]]))], lb=0.2, ub=0.2)
+    assert model.simplex_pricing is SimplexPricing.CHOOSE
+    model.set_simplex_pricing(SimplexPricing.DEVEX)
+    for _ in range(2):
+        sol = model.solve()
+        assert sol.value(xy) == pytest.approx([0.6, 0.4])
+        _, option = model._highs.getOptionValue("simplex_dual_edge_weight_strategy")
+        assert option == SimplexPricing.DEVEX.value
+        model.reset()
+    model.solve()
+    model.set_simplex_pricing(SimplexPricing.DANTZIG)  # on the live instance too
+    assert model._highs.getOptionValue("simplex_dual_edge_weight_strategy")[1] == 0
