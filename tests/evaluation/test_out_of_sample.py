@@ -132,3 +132,23 @@ def test_devex_recourse_resolves_give_the_steepest_edge_and_cold_objectives(feed
         assert b == pytest.approx(c, rel=1e-9, abs=1e-12)
     res = evaluate_first_stage(prob, x, desc=None)  # the evaluation uses the Devex models
     assert res.objectives[order[-1]] == pytest.approx(c, rel=1e-9, abs=1e-12)
+
+
+def test_every_solve_after_the_first_is_warm(feeder_dir):
+    """The recourse model is re-solved from the previous basis, never rebuilt or presolved:
+    on ieee13, a scenario solved again right after itself takes no simplex iteration, and
+    going from the darkest to the sunniest scenario and back takes fewer than the cold solve."""
+    prob = PVSitingProblem.from_feeder("ieee13", 24, seed=3)
+    units = np.zeros(prob.n_sites)
+    units[[0, prob.n_sites // 2, prob.n_sites - 1]] = [40, 25, 60]
+    x = prob.first_stage_vector(units)
+    pv = prob.scenarios.pv_multiplier.mean(axis=1)
+    dark, sunny = int(np.argmin(pv)), int(np.argmax(pv))
+    order = [dark, dark, sunny, sunny, dark]
+    res = evaluate_first_stage(prob, x, scenarios=order, reorder=False, desc=None)
+    its = res.simplex_iterations
+    assert its.dtype.kind == "i" and its.shape == (5,)
+    assert its[1] == 0 and its[3] == 0
+    assert 0 < its[2] < its[0] and 0 < its[4] < its[0]
+    np.testing.assert_array_equal(res.objectives[[0, 2]], res.objectives[[1, 3]])
+    assert res.objectives[4] == pytest.approx(res.objectives[0], rel=1e-9)

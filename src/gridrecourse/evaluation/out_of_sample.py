@@ -84,6 +84,9 @@ class OutOfSampleResult:
     dual_bounds : ndarray, shape (S,)
         Proven lower bound on each ``Q(x, ξ_ω)`` (= ``objectives`` for LP/QP recourse; the MIP
         dual bound for integer recourse; ``inf`` when infeasible).
+    simplex_iterations : ndarray of int, shape (S,)
+        Simplex iterations of each scenario solve (warm re-solves of similar scenarios need
+        few; the first solve of a worker is cold).
     """
 
     x: np.ndarray
@@ -102,6 +105,7 @@ class OutOfSampleResult:
     wall_seconds: float
     mip_gaps: np.ndarray = field(default_factory=lambda: np.zeros(0))
     dual_bounds: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    simplex_iterations: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
 
     @property
     def expected_dual_bound(self) -> float:
@@ -239,4 +243,5 @@ def evaluate_first_stage(
         wall_seconds=time.perf_counter() - t0,
         mip_gaps=np.array([r.mip_gap for r in results]),
         dual_bounds=np.array([r.dual_bound for r in results]),
+        simplex_iterations=np.array([r.simplex_iterations for r in results], dtype=int),
     )

@@ -782,6 +782,9 @@ class SecondStageResult:
         bound for integer recourse, ``objective`` for LP/QP recourse (``inf`` when
         infeasible). For integer recourse ``linking_duals`` and ``subgradient`` are NaN (a MILP
         has no duals).
+    simplex_iterations : int
+        Simplex iterations of the solve (HiGHS's count; a QP solve counts none). A warm
+        re-solve of a similar scenario needs few, of the same scenario none.
     """
 
     scenario: int
@@ -796,6 +799,7 @@ class SecondStageResult:
     values: np.ndarray | None = field(default=None, repr=False)
     mip_gap: float = 0.0
     dual_bound: float = float("nan")
+    simplex_iterations: int = 0
 
 
 DecisionT = TypeVar("DecisionT")
@@ -1156,6 +1160,7 @@ class SecondStageModel:
             values=sol.x.copy() if keep_values else None,
             mip_gap=float(sol.mip_gap) if self.is_mip else 0.0,
             dual_bound=dual_bound,
+            simplex_iterations=sol.simplex_iterations,
         )
 
     def _cold_qp_or_cutting_planes(

@@ -131,6 +131,8 @@ class Solution:
     dual_bound : float
         HiGHS's MIP dual (lower) bound for a MIP; ``objective`` for an LP/QP solved to
         optimality; NaN when HiGHS reports none.
+    simplex_iterations : int
+        Simplex iterations of this solve (HiGHS ``simplex_iteration_count``).
     """
 
     objective: float
@@ -140,6 +142,7 @@ class Solution:
     solve_seconds: float
     mip_gap: float = 0.0
     dual_bound: float = float("nan")
+    simplex_iterations: int = 0
 
     def value(self, block: VariableBlock) -> np.ndarray:
         """Values of one variable block."""
@@ -413,6 +416,7 @@ class LinearModel:
             solve_seconds=seconds,
             mip_gap=float(info.mip_gap) if np.isfinite(info.mip_gap) else 0.0,
             dual_bound=self._dual_bound(h, info, status, options.relax_integrality),
+            simplex_iterations=max(0, int(info.simplex_iteration_count)),
         )
 
     def _dual_bound(self, h: highspy.Highs, info, status, relaxed: bool = False) -> float:
