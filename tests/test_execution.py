@@ -163,6 +163,32 @@ def test_state_built_once_per_worker(executor, request):
     assert not set(_by_state(other)) & set(uses)
 
 
+def test_explicit_chunks_run_each_on_one_worker_in_order(executor, request):
+    """A chunk given to map() runs on one worker, its items one after the other in order
+    (consecutive uses of that worker's state), whatever order the chunks are listed in."""
+    tag = f"chunks-{request.node.name}"
+    items = list(range(12))
+    chunks = [(0, 3), (8, 12), (3, 8)]
+    out = executor.map(
+        use_state, items, state_factory=functools.partial(make_state, tag), chunks=chunks
+    )
+    assert [r[3] for r in out] == [x * x for x in items]
+    for a, b in chunks:
+        assert len({r[0] for r in out[a:b]}) == 1
+        uses = [r[2] for r in out[a:b]]
+        assert uses == list(range(uses[0], uses[0] + b - a))
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [[(0, 3)], [(0, 3), (2, 5)], [(0, 0), (0, 5)], [(0, 2), (3, 5)], [(0, 6)], ["ab"]],
+)
+def test_chunks_must_partition_the_items(chunks):
+    for ex in (InProcessExecutor(), ProcessPoolExecutor(n_workers=1)):
+        with ex, pytest.raises(ExecutorConfigError, match="chunks must"):
+            ex.map(square, range(5), chunks=chunks)
+
+
 def test_inprocess_factory_called_once():
     calls = []
 

@@ -363,6 +363,7 @@ class Executor(Protocol):
         state_factory: StateFactory | None = None,
         desc: str | None = None,
         progress: ProgressCallback | None = None,
+        chunks: Sequence[tuple[int, int]] | None = None,
     ) -> list[Any]:
         """Apply ``fn`` to every item; results in the order of ``items``.
 
@@ -381,6 +382,12 @@ class Executor(Protocol):
             ``progress`` is not, a progress line is written to stderr.
         progress : callable, optional
             ``progress(done, total)`` called after each completed chunk.
+        chunks : sequence of (int, int), optional
+            Explicit chunks: ``[start, stop)`` ranges of ``items`` that partition
+            ``range(len(items))``, in the order they are handed to free workers (default:
+            contiguous chunks in item order, see ``chunksize``). A chunk runs on one worker in
+            item order, so the items of a chunk can warm-start from each other. The
+            in-process executor (one worker) runs the items in order.
 
         Returns
         -------
@@ -464,6 +471,35 @@ def _chunk_bounds(n_items: int, n_workers: int, chunksize: int | None) -> list[t
     return [(a, min(a + size, n_items)) for a in range(0, n_items, size)]
 
 
+def _check_chunks(
+    chunks: Sequence[tuple[int, int]] | None, n_items: int
+) -> list[tuple[int, int]] | None:
+    """Validate explicit chunks: ``[start, stop)`` ranges that partition ``range(n_items)``."""
+    if chunks is None:
+        return None
+    try:
+        bounds = [(int(a), int(b)) for a, b in chunks]
+    except (TypeError, ValueError) as exc:
+        raise ExecutorConfigError(
+            f"chunks must be (start, stop) pairs of integers, got {chunks!r}"
+        ) from exc
+    covered = sorted(bounds)
+    expected_start = 0
+    for a, b in covered:
+        if a != expected_start or b <= a:
+            raise ExecutorConfigError(
+                f"chunks must partition range({n_items}) into non-empty [start, stop) ranges; "
+                f"got {bounds}"
+            )
+        expected_start = b
+    if expected_start != n_items:
+        raise ExecutorConfigError(
+            f"chunks must partition range({n_items}) into non-empty [start, stop) ranges; "
+            f"got {bounds}"
+        )
+    return bounds
+
+
 def _check_picklable(fn: Callable[..., Any]) -> None:
     try:
         pickle.dumps(fn)
@@ -500,10 +536,12 @@ class InProcessExecutor(_ExecutorBase):
         state_factory: StateFactory | None = None,
         desc: str | None = None,
         progress: ProgressCallback | None = None,
+        chunks: Sequence[tuple[int, int]] | None = None,
     ) -> list[Any]:
         """See :meth:`Executor.map`."""
         self._check_open()
         items = list(items)
+        _check_chunks(chunks, len(items))  # one worker: the items run in order
         if not items:
             return []
         state = None
@@ -599,16 +637,18 @@ class ProcessPoolExecutor(_ExecutorBase):
         state_factory: StateFactory | None = None,
         desc: str | None = None,
         progress: ProgressCallback | None = None,
+        chunks: Sequence[tuple[int, int]] | None = None,
     ) -> list[Any]:
         """See :meth:`Executor.map`."""
         self._check_open()
         items = list(items)
+        explicit = _check_chunks(chunks, len(items))
         if not items:
             return []
         _check_picklable(fn)
         token, payload = (None, None) if state_factory is None else _factory_token(state_factory)
         pool = self._ensure_pool()
-        chunks = _chunk_bounds(len(items), self._n_workers, self._chunksize)
+        chunks = explicit or _chunk_bounds(len(items), self._n_workers, self._chunksize)
         futures = {
             pool.submit(_run_chunk, fn, items[a:b], a, token, payload): (a, b) for a, b in chunks
         }
@@ -734,10 +774,12 @@ class DaskExecutor(_ExecutorBase):
         state_factory: StateFactory | None = None,
         desc: str | None = None,
         progress: ProgressCallback | None = None,
+        chunks: Sequence[tuple[int, int]] | None = None,
     ) -> list[Any]:
         """See :meth:`Executor.map`."""
         self._check_open()
         items = list(items)
+        explicit = _check_chunks(chunks, len(items))
         if not items:
             return []
         token, payload = (None, None) if state_factory is None else _factory_token(state_factory)
@@ -745,7 +787,7 @@ class DaskExecutor(_ExecutorBase):
         payload_arg: Any = payload
         if payload is not None and len(payload) > _DASK_SCATTER_THRESHOLD:
             payload_arg = client.scatter(payload, broadcast=True)
-        chunks = _chunk_bounds(len(items), self.n_workers, self._chunksize)
+        chunks = explicit or _chunk_bounds(len(items), self.n_workers, self._chunksize)
         futures = [
             client.submit(_run_chunk, fn, items[a:b], a, token, payload_arg, pure=False)
             for a, b in chunks

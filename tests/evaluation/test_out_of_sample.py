@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from gridrecourse.evaluation.out_of_sample import OutOfSampleError, evaluate_first_stage
+from gridrecourse.evaluation.out_of_sample import (
+    OutOfSampleError,
+    chain_chunks,
+    evaluate_first_stage,
+)
 from gridrecourse.evaluation.scenario_order import warm_start_order
 from gridrecourse.execution import InProcessExecutor, ProcessPoolExecutor
 from gridrecourse.formulation.limits import LimitMode
@@ -152,3 +158,27 @@ def test_every_solve_after_the_first_is_warm(feeder_dir):
     assert 0 < its[2] < its[0] and 0 < its[4] < its[0]
     np.testing.assert_array_equal(res.objectives[[0, 2]], res.objectives[[1, 3]])
     assert res.objectives[4] == pytest.approx(res.objectives[0], rel=1e-9)
+
+
+def test_chain_chunks_for_two_workers_of_1200_scenarios():
+    assert chain_chunks(1200, 2) == [
+        (0, 150), (600, 750), (150, 300), (750, 900),
+        (300, 450), (900, 1050), (450, 600), (1050, 1200),
+    ]  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 400), st.integers(1, 6), st.integers(1, 5))
+def test_chain_chunks_are_contiguous_lanes_listed_round_robin(n, workers, pieces):
+    chunks = chain_chunks(n, workers, pieces)
+    assert all(b > a for a, b in chunks)
+    flat = np.concatenate([np.arange(a, b) for a, b in sorted(chunks)] or [np.zeros(0, int)])
+    np.testing.assert_array_equal(flat, np.arange(n))  # a partition of the chain
+    if n >= workers * pieces:
+        assert len(chunks) == workers * pieces
+        lanes = [chunks[w::workers] for w in range(workers)]  # round-robin listing
+        for w, lane in enumerate(lanes):
+            assert all(lane[k][1] == lane[k + 1][0] for k in range(pieces - 1))  # continues
+            assert w == 0 or lanes[w - 1][-1][1] == lane[0][0]  # lanes follow the chain
+        sizes = [lane[-1][1] - lane[0][0] for lane in lanes]
+        assert max(sizes) - min(sizes) <= 1

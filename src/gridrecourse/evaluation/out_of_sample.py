@@ -34,10 +34,17 @@ from gridrecourse.problems.capabilities import EVALUATOR, check_requirements
 from gridrecourse.solvers.options import SolverOptions
 
 __all__ = [
+    "PIECES_PER_LANE",
     "OutOfSampleError",
     "OutOfSampleResult",
+    "chain_chunks",
     "evaluate_first_stage",
 ]
+
+#: Pieces each worker's lane of the warm-start chain is cut into (our choice): enough for a
+#: worker that is ahead to take over work of a slower one, as with the executors' default of
+#: four chunks per worker.
+PIECES_PER_LANE = 4
 
 #: Default solver options of a recourse solve. ``threads`` stays unset: HiGHS fixes its global
 #: thread pool at the first run in a process, and a later model asking for another count fails.
@@ -135,6 +142,42 @@ def recourse_state_factory(problem: TwoStageProblem) -> functools.partial[Second
     return functools.partial(_build_state, problem)
 
 
+def chain_chunks(
+    n: int, n_workers: int, pieces_per_lane: int = PIECES_PER_LANE
+) -> list[tuple[int, int]]:
+    """Executor chunks of a warm-start chain of ``n`` scenarios for ``n_workers`` workers.
+
+    The chain is cut into ``n_workers`` contiguous *lanes* (one per worker) and each lane into
+    ``pieces_per_lane`` contiguous pieces; the pieces are listed round-robin (lane 0 piece 0,
+    lane 1 piece 0, lane 0 piece 1, ...), the order in which the executor hands them to free
+    workers. While the workers keep pace, each takes the next piece of its own lane, which
+    starts where its previous piece ended: the chain breaks once per worker instead of once per
+    chunk (with contiguous chunks in chain order, consecutive chunks go to different workers).
+    A worker that is ahead takes the next piece in the list, so the load still balances at the
+    granularity of a piece.
+
+    Parameters
+    ----------
+    n : int
+        Scenarios (positions ``0..n-1`` of the chain).
+    n_workers : int
+    pieces_per_lane : int
+
+    Returns
+    -------
+    list of (int, int)
+        Non-empty ``[start, stop)`` ranges that partition ``range(n)``, in submission order.
+    """
+    if n <= 0:
+        return []
+    lanes = np.array_split(np.arange(n), max(1, min(n_workers, n)))
+    pieces = [np.array_split(lane, max(1, min(pieces_per_lane, len(lane)))) for lane in lanes]
+    out = []
+    for k in range(max(len(p) for p in pieces)):
+        out.extend((int(p[k][0]), int(p[k][-1]) + 1) for p in pieces if k < len(p))
+    return out
+
+
 def _solve_scenario(
     model: SecondStageModel, scenario: int, *, x: np.ndarray, options: SolverOptions
 ) -> SecondStageResult:
@@ -176,7 +219,8 @@ def evaluate_first_stage(
         Solve the scenarios in a similarity order
         (:func:`~gridrecourse.evaluation.scenario_order.warm_start_order`) so that each warm
         start comes from a similar scenario; the results are returned in the order of
-        ``scenarios`` either way.
+        ``scenarios`` either way. The chain is handed to the workers in lanes
+        (:func:`chain_chunks`), so that each worker follows one part of it.
 
     Returns
     -------
@@ -213,6 +257,7 @@ def evaluate_first_stage(
             state_factory=recourse_state_factory(problem),
             desc=desc,
             progress=progress,
+            chunks=chain_chunks(len(idx), ex.n_workers),
         )
     finally:
         if own:
