@@ -1,4 +1,4 @@
-"""``--resume`` inside a method: SPAR and PH iterations and the bounds replications.
+"""``--resume`` inside a method (SPAR and PH iterations, bounds replications); Ctrl-C in a MIP.
 
 A siting run is interrupted by SIGINT in the middle of SPAR's (PH's) iterations, after their
 first checkpoint; ``--resume`` says on stderr which iteration it resumed at, and the result, the
@@ -105,3 +105,28 @@ def test_siting_spar_sigint_mid_iterations_then_resume(tmp_path):
         "--no-certificate",
     ]
     _check_resume(argv, tmp_path, "spar-iterations", "SPAR")
+
+
+@pytest.mark.slow
+def test_sigint_inside_a_long_mip_ends_within_seconds(tmp_path):
+    """The EF of 240 scenarios runs for tens of seconds (its root LP alone); SIGINT 2 s into
+    the HiGHS solve ends the command within a few seconds, exit 130, status interrupted."""
+    out = tmp_path / "ef"
+    argv = ["siting", "case33bw", "--method", "ef", "--scenarios", "240", "--mip-gap", "0"]
+    argv += ["--time-limit", "3000", "--no-certificate", "--json", "--out", str(out)]
+    log = out / "solver.log"
+    started: list[float] = []
+
+    def two_seconds_into_the_solve() -> bool:
+        if not started and log.exists() and "Presolving" in log.read_text():
+            started.append(time.monotonic())
+        return bool(started) and time.monotonic() - started[0] >= 2.0
+
+    t0 = time.monotonic()
+    code, out_text, err = _interrupt_when(argv, two_seconds_into_the_solve)
+    waited = time.monotonic() - started[0] - 2.0
+    assert code == 130, err
+    assert waited < 5.0, f"exit {waited:.1f} s after SIGINT"
+    assert json.loads(out_text)["kind"] == "interrupted"
+    assert json.loads((out / "status.json").read_text())["status"] == "interrupted"
+    assert "Traceback" not in err and time.monotonic() - t0 < 120

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -695,6 +696,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     import json
 
+    console = argv is None  # the process is ours (console script, python -m)
     argv = list(sys.argv[1:] if argv is None else argv)
     name = _chosen_command(argv)
     # only the named command's module is imported; no command (--help, --version): none; a
@@ -720,7 +722,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser._subparsers._group_actions[0].choices[args.command]
     args.given_options, args.option_flags = given_options(sub, argv)
     args.argv = argv
-    return execute(args)
+    code = execute(args)
+    highs = sys.modules.get("gridrecourse.solvers.highs")
+    if console and highs is not None and highs.abandoned_solves():
+        # Ctrl-C left a HiGHS solve running in its thread (a long root LP): end the process
+        # now, with everything written and flushed, rather than wait for it
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":

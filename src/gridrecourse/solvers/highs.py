@@ -14,11 +14,17 @@ Solver output never reaches stdout unless asked for (``SolverOptions.verbose``):
 banner and log are off by default, and :func:`solver_log_file` sends every model's log
 (banner included) to one file instead (the CLI points it at ``solver.log`` in the run folder),
 so a ``--json`` summary on stdout stays one parsable object.
+
+Ctrl-C inside a long MIP: MIPs run in a worker thread (:func:`run_interruptible`), so
+``KeyboardInterrupt`` (and the CLI's SIGTERM exception) reaches Python at once; the solve is
+stopped through HiGHS's interrupt callbacks or, if it does not stop within
+:data:`INTERRUPT_GRACE` seconds, left behind (the CLI then ends the process).
 """
 
 from __future__ import annotations
 
 import enum
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -55,6 +61,73 @@ def solver_log_file(path: Path | str | None) -> Iterator[None]:
         yield
     finally:
         _LOG_FILE[0] = previous
+
+
+# ------------------------------------------------------------------ interrupts (Ctrl-C)
+#: Set when the solve running in :func:`run_interruptible` must stop (read by HiGHS callbacks).
+_CANCEL: list[bool] = [False]
+#: Solves still running in their thread after an interrupt (kept alive until the process ends).
+_ABANDONED: list[tuple[highspy.Highs, threading.Thread]] = []
+#: Seconds an interrupted solve gets to stop at HiGHS's next interrupt check before it is
+#: left running in its thread (HiGHS checks at points of its own choosing; measured: the P1
+#: EF of 240 scenarios on case33bw, interrupted 2 s into the solve, stopped within 1 s).
+INTERRUPT_GRACE = 2.0
+
+
+def _on_interrupt_check(event) -> None:
+    """HiGHS interrupt callback (runs in the solve's thread): stop when asked to."""
+    if _CANCEL[0]:
+        event.interrupt()
+
+
+def watch_interrupts(h: highspy.Highs) -> None:
+    """Let an interrupt stop ``h``'s solves at HiGHS's next check (MIP, simplex, IPM)."""
+    h.cbMipInterrupt.subscribe(_on_interrupt_check)
+    h.cbSimplexInterrupt.subscribe(_on_interrupt_check)
+    h.cbIpmInterrupt.subscribe(_on_interrupt_check)
+
+
+def run_interruptible(h: highspy.Highs) -> None:
+    """``h.run()`` in a worker thread, so that Ctrl-C does not wait for a long solve.
+
+    HiGHS releases the GIL while it solves; the calling thread waits in ``join``, where
+    ``KeyboardInterrupt`` (SIGINT) or the CLI's SIGTERM exception arrives at once. The solve
+    is then asked to stop through HiGHS's interrupt callbacks (:func:`watch_interrupts`) and
+    gets :data:`INTERRUPT_GRACE` seconds to do so; if it is still running it is left to its
+    thread (:func:`abandoned_solves`) and the exception propagates without waiting for it.
+
+    Raises
+    ------
+    BaseException
+        Whatever interrupted the wait, or what ``h.run()`` raised.
+    """
+    _CANCEL[0] = False
+    failure: list[BaseException] = []
+
+    def solve() -> None:
+        try:
+            h.run()
+        except BaseException as exc:  # re-raised in the calling thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=solve, name="highs-solve", daemon=True)
+    thread.start()
+    try:
+        thread.join()
+    except BaseException:
+        _CANCEL[0] = True
+        thread.join(INTERRUPT_GRACE)
+        if thread.is_alive():
+            _ABANDONED.append((h, thread))
+        raise
+    if failure:
+        raise failure[0]
+
+
+def abandoned_solves() -> int:
+    """Interrupted solves still running in their threads (the CLI then exits hard)."""
+    _ABANDONED[:] = [(h, t) for h, t in _ABANDONED if t.is_alive()]
+    return len(_ABANDONED)
 
 
 def configure_output(h: highspy.Highs, verbose: bool = False, log: bool = True) -> None:
@@ -344,6 +417,8 @@ class LinearModel:
         # MIPs (EF, batch EFs, OPF with switches/taps) log to the run folder's solver.log
         configure_output(h, options.verbose, log=bool(integer.any()))
         h.setOptionValue("simplex_dual_edge_weight_strategy", self._pricing.value)
+        if integer.any():  # MIPs run in a thread Ctrl-C can leave (run_interruptible)
+            watch_interrupts(h)
         h.passModel(lp)
         if self._quadratic:
             if integer.any():
@@ -389,7 +464,14 @@ class LinearModel:
             index, value = self._start
             h.setSolution(int(index.size), index.astype(np.int32), value.astype(np.float64))
         t0 = time.perf_counter()
-        h.run()
+        if self._integer and np.concatenate(self._integer).any():
+            try:
+                run_interruptible(h)
+            except BaseException:
+                self._highs = None  # it may still be running: never reuse it
+                raise
+        else:
+            h.run()  # LPs: short; Ctrl-C is raised when HiGHS returns
         seconds = time.perf_counter() - t0
         status = h.getModelStatus()
         info = h.getInfo()
