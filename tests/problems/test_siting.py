@@ -9,7 +9,9 @@ import pytest
 
 from gridrecourse.errors import InfeasibleModelError, SolverError
 from gridrecourse.formulation.limits import LimitMode
+from gridrecourse.network.loading import resolve_feeder_spec
 from gridrecourse.network.math_model import build_math_feeder
+from gridrecourse.network.prepare import prepare_math_feeder
 from gridrecourse.physics.lindistflow import LinDist3Flow, net_injections
 from gridrecourse.problems.base import SecondStageModel
 from gridrecourse.problems.siting import (
@@ -20,9 +22,11 @@ from gridrecourse.problems.siting import (
     SitingObjective,
     TapSetting,
 )
+from gridrecourse.problems.siting_budget import SitingBudget
 from gridrecourse.solvers.highs import LinearModel
 from gridrecourse.solvers.options import SolverOptions
 from gridrecourse.uncertainty.scenarios import ScenarioSet
+from line_to_line_cases import open_delta_master
 from siting_cases import BUDGET, LOAD, PROB, PV, tiny_feeder, tiny_problem
 
 # ------------------------------------------------------------------------------------------
@@ -267,3 +271,42 @@ def test_ieee123_hard_band_is_infeasible_at_opendss_taps_whatever_the_pv(feeder_
     assert np.allclose(res.cut.coefficients, 0.0) and res.cut.rhs > 0
     ok = soft.build_second_stage().solve(x0, lightest)
     assert ok.feasible and ok.penalty > 0
+
+
+def test_flow_ranges_hold_behind_line_to_line_windings(tmp_path):
+    """Behind an open-delta bank the balance rows mix P and Q (each winding shares its power
+    between two primary phases); the flow ranges must still contain every scenario's flows at
+    any budget-feasible PV output (enumerated corners), computed from the full model rows."""
+    math = prepare_math_feeder(resolve_feeder_spec(open_delta_master(tmp_path)))
+    physics = LinDist3Flow(math)
+    assert physics.coupled
+    sites = ("b2", "b3")
+    load = np.array([[1.0, 0.8], [0.4, 0.6]])
+    pv = np.array([[0.9, 1.0], [0.1, 0.3]])
+    scen = ScenarioSet(load, pv, np.array([0.5, 0.5]), sites)
+    budget = SitingBudget(
+        unit_kw=400.0, max_units=3, cost_per_kw=1000.0, budget=2_000_000.0, max_sites=2
+    )
+    problem = PVSitingProblem(math, scen, SitingConfig(budget=budget))
+    fr = problem.flow_range
+    nonroot = physics.nonroot
+    site_of = {b: k for k, b in enumerate(sites)}
+    base_p, base_q = net_injections(math)
+    for s in range(2):
+        for units in itertools.product(range(4), repeat=2):
+            if sum(units) * budget.unit_kw * budget.cost_per_kw > budget.budget:
+                continue
+            p, q = base_p.copy(), base_q.copy()
+            for n in nonroot:
+                bus = math.bus_names[math.node_bus[n]]
+                if bus in site_of:
+                    k = site_of[bus]
+                    on_bus = (math.node_bus == math.node_bus[n]).sum()
+                    p[n] = p[n] * load[s, k] - units[k] * budget.unit_kw * pv[s, k] / (
+                        on_bus * math.s_base_kva
+                    )
+                    q[n] = q[n] * load[s, k]
+            sol = physics.solve(p, q)
+            pf, qf = sol.p_flow_pu[nonroot], sol.q_flow_pu[nonroot]
+            assert np.all(pf >= fr.p_lo - 1e-9) and np.all(pf <= fr.p_hi + 1e-9)
+            assert np.all(qf >= fr.q_lo - 1e-9) and np.all(qf <= fr.q_hi + 1e-9)

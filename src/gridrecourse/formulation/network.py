@@ -3,8 +3,8 @@
 For every non-root node n (bus j, phase φ, fed by branch-phase i→j) and period t
 (METHODS §1.1; paper A eqs 4a–4c; paper C eqs 45–48; paper B eqs 2–4)::
 
-    P_n − Σ_{m child of n} P_m + Σ_dev P_map[n] x_dev           = p_n (+ ℓ^P_n)      (p balance)
-    Q_n − Σ_{m child of n} Q_m + b_n v_n + Σ_dev Q_map[n] x_dev = q_n (+ ℓ^Q_n)      (q balance)
+    P_n − Σ_{m child of n} Re(c S_m) + Σ_dev P_map[n] x_dev     = p_n (+ ℓ^P_n)      (p balance)
+    Q_n − Σ_{m child of n} Im(c S_m) + b_n v_n + Σ_dev Q_map[n] x_dev = q_n (+ ℓ^Q_n)  (q balance)
     v_n − ρ_n² v_parent(n) + Σ_m (M_P[n,m] P_m + M_Q[n,m] Q_m)  = 0 (+ Δv_n)          (drop)
     P0 − Σ_{n fed by a root} P_n + Σ_dev Σ_root P_map x_dev     = Σ_root p           (substation)
 
@@ -17,6 +17,11 @@ unchanged, only their right-hand sides move. On a balanced feeder with decoupled
 paper D's lossy DistFlow (eq 8f: ``v_j = v_i − 2(r P + x Q) + (r² + x²) ℓ`` with the flow
 carrying ``r ℓ``, ``ℓ = |I|²`` at the reference point) on each phase; on case33bw it reproduces
 OpenDSS's AC voltages to 3e-6 p.u. (``tests/formulation/test_network.py``).
+
+Below a winding between two phases x, y of a non-root bus (``MathFeeder.send_partner``) the
+child sums are the balanced-angle shares ``Re(c S)``, ``Im(c S)`` of the winding's flow on x
+and on y, so the P and Q balances mix (``LinDist3Flow.flow_pq``, ``flow_qp``); its drop row
+uses the pair's sending voltage (:mod:`gridrecourse.physics.lindistflow`).
 
 Two hooks let the tap and switch blocks own part of the drop rows without copying them:
 
@@ -214,8 +219,11 @@ def add_lindist3flow(
     q = model.add_variables("branch-q", e * T, lb=-np.inf)
     v = model.add_variables("bus-v", e * T, lb=v_bounds[0], ub=v_bounds[1])
     nonroot, root = physics.nonroot, physics.root
-    p_terms = [(p, over_periods(physics.flow, T))]
-    q_terms = [(q, over_periods(physics.flow, T)), (v, over_periods(sp.diags(physics.cap_b), T))]
+    p_terms = [(p, over_periods(physics.flow_pp, T))]
+    q_terms = [(q, over_periods(physics.flow_qq, T)), (v, over_periods(sp.diags(physics.cap_b), T))]
+    if physics.coupled:  # windings between two parent phases share S between them
+        p_terms.append((q, over_periods(physics.flow_pq, T)))
+        q_terms.insert(0, (p, over_periods(physics.flow_qp, T)))
     sub_terms: list = []
     ones_root = sp.csr_matrix(np.ones((1, n_root)))
     for inj in injections:
@@ -256,6 +264,11 @@ def add_lindist3flow(
             )
             terms = [(sub_vars[0], eye_t), (sub_vars[1], -eye_t)]
         terms.append((p, over_periods(-(ones_root @ physics.root_outflow), T)))
+        out_q = sp.csr_matrix(ones_root @ physics.root_outflow_q)
+        out_q.data[np.abs(out_q.data) < 1e-12] = 0.0  # x and y both roots: the shares sum to 1
+        out_q.eliminate_zeros()
+        if out_q.nnz:
+            terms.append((q, over_periods(out_q, T)))
         sub_row = model.add_constraints(
             "substation-p_balance", terms + sub_terms, lb=np.zeros(T), ub=np.zeros(T)
         )

@@ -329,9 +329,10 @@ class MathFeeder:
         For a node fed through a winding between two phases x, y of a parent bus that is not
         pair-fed (a delta primary of a Δ–Y bank, a single-phase winding between two phases such
         as a line-to-line regulator): the node of phase y on the parent bus, whose node is x;
-        the winding sees ``V_x − V_y``. −1 elsewhere. The linear model keeps the balanced
-        approximation ``|V_x − V_y|/√3 ≈ |V_x|`` and draws the node's power from x; the
-        second-order correction at the operating point uses the pair
+        the winding sees ``V_x − V_y``. −1 elsewhere. The linear model draws the node's power
+        from x and y with the balanced-angle shares ``V_x/(V_x − V_y)``, ``−V_y/(V_x − V_y)``
+        and takes its sending voltage from the pair (:mod:`gridrecourse.physics.lindistflow`);
+        the second-order correction at the operating point uses the swept phasors
         (:class:`gridrecourse.physics.lindistflow.PhaseAngles`).
     regulators : RegulatorData
         Regulator-controlled transformers with their tap ranges (always filled).

@@ -13,6 +13,21 @@ fixed. The three blocks form one sparse square system ``A x = b(p, q, v_root)`` 
 factorized once and re-solved for any number of injection columns (times × scenarios); the same
 ``A`` is the equality block of every optimization model built on it.
 
+Windings between two parent phases (``MathFeeder.send_partner``: a single-phase winding on
+(x, y) such as a line-to-line regulator, the delta primary of a Δ–Y bank) see ``V_x − V_y``.
+A winding carrying ``S_n`` draws ``S_n V_x/(V_x − V_y)`` from x and ``−S_n V_y/(V_x − V_y)``
+from y; at balanced angles these shares are constant complex factors (for (a, b):
+``V_a − V_b = √3∠30°``, shares ``∠−30°/√3`` and ``∠30°/√3``), so the balance rows of x and y
+carry ``Re(c S_n)``, ``Im(c S_n)`` of the child's flow: linear in (P, Q), as delta loads are in
+Gan & Low's and Arnold et al.'s three-phase LinDistFlow. The P and Q balances then mix
+(:attr:`LinDist3Flow.coupled`). The drop row of such a node uses the pair,
+``|V_x − V_y|²/3 ≈ (v_x + v_y)/2 + σ (δ_x − δ_y)/√3`` (first order in the magnitudes and in the
+angle drifts δ of x and y from the balanced angles, σ = sign sin(θ_x − θ_y)); the drifts are
+first order in the flows above (``δ_n = δ_parent(n) − Im((Z I)_n e^{−jθ_n})``), so they enter
+as extra ``M_P``, ``M_Q`` terms of those rows (:meth:`LinDist3Flow._pair_angle_terms`). On the
+hand-built open-delta regulator feeder this takes the balanced-angle loss-corrected error from
+0.029 to 0.0003 p.u. (all power from x and ``ρ² v_x`` before).
+
 Second-order correction (fixed-point passes, :meth:`LinDist3Flow.loss_terms`): the flows get
 the series losses ``(Z I) I*`` and the drop rows a term ``Δv`` on their right-hand side, from
 the currents of the previous pass. Two ways to get those currents (:class:`PhaseAngles`):
@@ -26,7 +41,8 @@ the currents of the previous pass. Two ways to get those currents (:class:`Phase
   swept phasors, ``2 Re(ρ_n V_parent(n) conj((Z I)_n)) − |Z I|²``: the rows and ``A`` are
   unchanged, and at the fixed point the solution satisfies the branch equations exactly at the
   given injections. Windings between two parent phases use ``V_x − V_y``
-  (``MathFeeder.send_partner``) and split their power between x and y; around a closed delta
+  (``MathFeeder.send_partner``) and move the difference between the operating point's shares
+  of their power and the rows' balanced ones between x and y; around a closed delta
   (three transformer-fed pair nodes of one bus) a circulating current closes KVL. The terms
   are evaluated at one operating point, so they are only valid near it: this is the
   validation's behaviour (``gridrecourse validate``), not the optimization models' default;
@@ -53,6 +69,8 @@ from gridrecourse.network.math_model import _NOMINAL_ANGLE, GAMMA, MathFeeder
 
 #: Inner sweeps (currents ↔ phasors at fixed flows) per pass of the operating-point correction.
 _SWEEPS_PER_PASS = 3
+#: Right-hand sides per triangular solve when building the pair rows' angle terms.
+_PAIR_CHUNK = 256
 
 
 class PhaseAngles(str, Enum):
@@ -145,27 +163,66 @@ class LinDist3Flow:
         rpos = np.full(n, -1)
         rpos[self.root] = np.arange(len(self.root))
         par = math.parent[self.nonroot]
-        par_nonroot = pos[par] >= 0
         child_idx = np.arange(e)
-        # children-sum: (C)[pos(parent m), m] = 1
-        c = sp.csr_matrix(
-            (np.ones(par_nonroot.sum()), (pos[par[par_nonroot]], child_idx[par_nonroot])),
+        self._pos, self._parent = pos, par
+        theta = np.array([_NOMINAL_ANGLE[int(p)] for p in math.node_phase])
+        # A winding between two parent phases x, y (MathFeeder.send_partner) draws
+        # S V_x/(V_x − V_y) from x and −S V_y/(V_x − V_y) from y: at balanced angles constant
+        # complex shares (c_x + c_y = 1); every other branch-phase draws S from its parent.
+        partner = getattr(math, "send_partner", None)
+        partner = np.full(n, -1) if partner is None else np.asarray(partner, dtype=int)
+        self._pair_rows = np.flatnonzero(partner[self.nonroot] >= 0)
+        self._pair_partner = partner[self.nonroot][self._pair_rows]
+        ex, ey = np.exp(1j * theta[par[self._pair_rows]]), np.exp(1j * theta[self._pair_partner])
+        share_x = ex / (ex - ey)
+        #: complex share of each pair row's power drawn from its partner phase y.
+        self.pair_share = 1.0 - share_x
+        draw_node = np.concatenate([par, self._pair_partner])
+        draw_row = np.concatenate([child_idx, self._pair_rows])
+        draw_share = np.ones(e, dtype=complex)
+        draw_share[self._pair_rows] = share_x
+        draw_share = np.concatenate([draw_share, self.pair_share])
+        from_nonroot = pos[draw_node] >= 0
+        #: (E, E) complex: share of branch-phase m's power drawn through branch-phase n.
+        self.children = sp.csr_matrix(
+            (draw_share[from_nonroot], (pos[draw_node[from_nonroot]], draw_row[from_nonroot])),
             shape=(e, e),
         )
-        eye = sp.identity(e, format="csr")
-        self.flow = (eye - c).tocsr()
-        #: (n_root, E): sums the flows of branch-phases leaving each root node.
-        self.root_outflow = sp.csr_matrix(
-            (np.ones((~par_nonroot).sum()), (rpos[par[~par_nonroot]], child_idx[~par_nonroot])),
+        #: (n_root, E) complex: share of each branch-phase's power drawn from each root node.
+        self.root_share = sp.csr_matrix(
+            (draw_share[~from_nonroot], (rpos[draw_node[~from_nonroot]], draw_row[~from_nonroot])),
             shape=(len(self.root), e),
         )
+        eye = sp.identity(e, format="csr")
+        c_re, c_im = _real_part(self.children), _imag_part(self.children)
+        #: The balance rows ``[[flow_pp, flow_pq], [flow_qp, flow_qq]] [P; Q] = [p; q]``:
+        #: ``P_n − Σ_m Re(c_nm S_m)`` and ``Q_n − Σ_m Im(c_nm S_m)``. Without windings between
+        #: two parent phases ``flow_pq = flow_qp = 0`` and ``flow_pp = flow_qq = flow``.
+        self.flow = (eye - c_re).tocsr()
+        self.flow_pp = self.flow
+        self.flow_pq = c_im.tocsr()
+        self.flow_qp = (-c_im).tocsr()
+        self.flow_qq = self.flow
+        #: True when some balance row mixes P and Q (a pair row below a non-root parent).
+        self.coupled = self.flow_pq.nnz > 0
+        #: (n_root, E): real part of :attr:`root_share` (the active power leaving each root is
+        #: ``root_outflow @ P − root_outflow_q @ Q``).
+        self.root_outflow = _real_part(self.root_share)
+        self.root_outflow_q = _imag_part(self.root_share)
+        # Sending voltage: ρ² v_parent, or for a pair row ρ² |V_x − V_y|²/3 ≈ ρ² (v_x + v_y)/2
+        # at balanced angles (first order in the magnitudes).
         rho2 = math.ratio[self.nonroot] ** 2
+        v_share = np.ones(e)
+        v_share[self._pair_rows] = 0.5
+        v_share = np.concatenate([v_share, np.full(len(self._pair_rows), 0.5)])
+        v_val = np.concatenate([rho2, rho2[self._pair_rows]]) * v_share
         self.voltage_parent = sp.csr_matrix(
-            (rho2[par_nonroot], (child_idx[par_nonroot], pos[par[par_nonroot]])), shape=(e, e)
+            (v_val[from_nonroot], (draw_row[from_nonroot], pos[draw_node[from_nonroot]])),
+            shape=(e, e),
         )
-        #: (E, n_root): ρ² for branch-phases whose parent is a root node.
+        #: (E, n_root): the ρ² weights of root voltages in the drop rows.
         self.voltage_root = sp.csr_matrix(
-            (rho2[~par_nonroot], (child_idx[~par_nonroot], rpos[par[~par_nonroot]])),
+            (v_val[~from_nonroot], (draw_row[~from_nonroot], rpos[draw_node[~from_nonroot]])),
             shape=(e, len(self.root)),
         )
         z = math.z_pu[self.nonroot][:, self.nonroot].tocoo()
@@ -175,34 +232,34 @@ class LinDist3Flow:
         gz = g * np.conj(z.data)
         self.m_p = sp.csr_matrix((2 * gz.real, (z.row, z.col)), shape=(e, e))
         self.m_q = sp.csr_matrix((-2 * gz.imag, (z.row, z.col)), shape=(e, e))
+        if len(self._pair_rows):
+            angle_parent = sp.csr_matrix(
+                (v_share[from_nonroot], (draw_row[from_nonroot], pos[draw_node[from_nonroot]])),
+                shape=(e, e),
+            )
+            sigma = np.sign(np.sin(theta[par[self._pair_rows]] - theta[self._pair_partner]))
+            k_p, k_q = self._pair_angle_terms(angle_parent, rho2[self._pair_rows] * sigma)
+            self.m_p = (self.m_p + k_p).tocsr()
+            self.m_q = (self.m_q + k_q).tocsr()
         self.cap_b = math.cap_b_pu[self.nonroot]
-        zero = sp.csr_matrix((e, e))
         self.system = sp.bmat(
             [
-                [self.flow, zero, zero],
-                [zero, self.flow, sp.diags(self.cap_b)],
+                [self.flow_pp, self.flow_pq, None],
+                [self.flow_qp, self.flow_qq, sp.diags(self.cap_b)],
                 [self.m_p, self.m_q, eye - self.voltage_parent],
             ],
             format="csc",
         )
         self._lu = None
+        self._flow_lu = None
         self._sweep_lu = None
-        self._nominal_angle = np.array([_NOMINAL_ANGLE[int(p)] for p in math.node_phase])
+        self._nominal_angle = theta
         self._phase_angle = self._nominal_angle[self.nonroot]
         self._rho = math.ratio[self.nonroot]
-        self._parent = math.parent[self.nonroot]
         # The phasor sweep ``V_n − s_n = −(Z I)_n`` over non-root nodes with the sending phasor
         # s_n = ρ_n V_parent(n), or ρ_n c_n (V_x − V_y) for a winding between two parent phases
         # x, y (MathFeeder.send_partner; c_n makes it V_x's angle at balanced voltages).
-        partner = getattr(math, "send_partner", None)
-        partner = np.full(n, -1) if partner is None else np.asarray(partner, dtype=int)
-        self._pos = pos
-        self._pair_rows = np.flatnonzero(partner[self.nonroot] >= 0)
-        self._pair_partner = partner[self.nonroot][self._pair_rows]
-        theta = self._nominal_angle
-        self._pair_c = np.exp(1j * theta[self.nonroot][self._pair_rows]) / (
-            np.exp(1j * theta[par[self._pair_rows]]) - np.exp(1j * theta[self._pair_partner])
-        )
+        self._pair_c = np.exp(1j * theta[self.nonroot][self._pair_rows]) / (ex - ey)
         gain = self._rho.astype(complex)
         gain[self._pair_rows] *= self._pair_c
         rows = np.concatenate([child_idx, self._pair_rows])
@@ -215,6 +272,52 @@ class LinDist3Flow:
         ).tocsc()
         self._sweep_root = self._send_map[:, self.root].tocsr()
         self._init_delta_banks()
+
+    def _pair_angle_terms(
+        self, angle_parent: sp.csr_matrix, weight: np.ndarray
+    ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        """Drop-row terms of the pair rows from the phase-angle drift of their parents.
+
+        ``|V_x − V_y|²/3 ≈ (v_x + v_y)/2 + σ (δ_x − δ_y)/√3`` with δ the angle deviation from
+        the balanced angles (rad) and ``σ = sign sin(θ_x − θ_y)``. To first order the drift
+        follows the series drops at balanced angles, ``δ_n = δ_parent(n) − Im(w_n)`` with
+        ``w_n = (Z I)_n e^{−jθ_n}``, ``Im(w) = (M_Q P − M_P Q)/2`` (a pair row's parent angle
+        is the mean of x and y; roots have δ = 0), so the term is linear in (P, Q).
+
+        Parameters
+        ----------
+        angle_parent : scipy.sparse.csr_matrix, shape (E, E)
+            Weights of the parents' angles in each branch-phase's angle.
+        weight : ndarray, shape (n_pair,)
+            ``ρ² σ`` of each pair row.
+
+        Returns
+        -------
+        k_p, k_q : scipy.sparse.csr_matrix, shape (E, E)
+            Added to :attr:`m_p` and :attr:`m_q` (rows of pair rows only).
+        """
+        e = self.n_branch_phases
+        rows = self._pair_rows
+        at_x, at_y = self._pos[self._parent[rows]], self._pos[self._pair_partner]
+        lu = splu(sp.csc_matrix(sp.identity(e, format="csr") - angle_parent).T.tocsc())
+        blocks = []
+        for start in range(0, len(rows), _PAIR_CHUNK):
+            chunk = slice(start, start + _PAIR_CHUNK)
+            rhs = np.zeros((e, len(rows[chunk])))
+            cols = np.arange(rhs.shape[1])
+            for at, sign in ((at_x[chunk], 1.0), (at_y[chunk], -1.0)):
+                keep = at >= 0
+                rhs[at[keep], cols[keep]] += sign
+            blocks.append(sp.csr_matrix(lu.solve(rhs).T))
+        # g_k = (I − angle_parent)^{-T} (e_x − e_y): δ_x − δ_y = −g_kᵀ Im(w)
+        g = sp.vstack(blocks).tocsr()
+        g = sp.diags(weight / np.sqrt(3.0)) @ g
+        select = sp.csr_matrix(
+            (np.ones(len(rows)), (rows, np.arange(len(rows)))), shape=(e, len(rows))
+        )
+        k_p = select @ (g @ (0.5 * self.m_q))
+        k_q = select @ (g @ (-0.5 * self.m_p))
+        return sp.csr_matrix(k_p), sp.csr_matrix(k_q)
 
     def _init_delta_banks(self) -> None:
         """Closed delta windings: buses whose three pair nodes are fed by transformers.
@@ -261,6 +364,34 @@ class LinDist3Flow:
         if self._lu is None:
             self._lu = splu(self.system)
         return self._lu
+
+    @property
+    def flow_lu(self):
+        """Sparse LU of the balance block ``[[flow_pp, flow_pq], [flow_qp, flow_qq]]``."""
+        if self._flow_lu is None:
+            self._flow_lu = splu(
+                sp.bmat([[self.flow_pp, self.flow_pq], [self.flow_qp, self.flow_qq]], format="csc")
+            )
+        return self._flow_lu
+
+    def solve_flows(self, s_pu: np.ndarray) -> np.ndarray:
+        """Sending-end flows ``P + jQ`` of every branch-phase for complex injections.
+
+        Parameters
+        ----------
+        s_pu : ndarray of complex, shape (E,) or (E, K)
+            Complex power leaving the network at each non-root node (p.u.; a capacitor's
+            ``−j b v`` included by the caller).
+
+        Returns
+        -------
+        ndarray of complex, shape of ``s_pu``
+            The balance rows solved for ``P + jQ`` (p.u.).
+        """
+        s = np.asarray(s_pu, dtype=complex)
+        e = self.n_branch_phases
+        x = self.flow_lu.solve(np.ascontiguousarray(np.concatenate([s.real, s.imag], axis=0)))
+        return x[:e] + 1j * x[e:]
 
     @property
     def sweep_lu(self):
@@ -346,8 +477,9 @@ class LinDist3Flow:
         q_flow = np.zeros((n, k))
         p_flow[self.nonroot], q_flow[self.nonroot] = pf, qf
         cap_root = self.math.cap_b_pu[self.root][:, None] * v_root_sq
-        sub_p = (self.root_outflow @ pf + p[self.root]).sum(axis=0)
-        sub_q = (self.root_outflow @ qf + q[self.root] - cap_root).sum(axis=0)
+        out = self.root_share @ (pf + 1j * qf)
+        sub_p = (out.real + p[self.root]).sum(axis=0)
+        sub_q = (out.imag + q[self.root] - cap_root).sum(axis=0)
         sol = PowerFlowSolution(
             v_pu=v,
             p_flow_pu=p_flow,
@@ -428,8 +560,9 @@ class LinDist3Flow:
         v_all = np.empty((self.math.n_nodes, x.shape[1]))
         v_all[self.root] = v_root_sq
         v_all[self.nonroot] = vsq
-        v_send = np.sqrt(np.maximum(v_all[self._parent], 1e-6)) * self._rho[:, None]
-        phasor = v_send * np.exp(1j * self._phase_angle)[:, None]
+        mag = np.sqrt(np.maximum(v_all, 1e-6))
+        send = np.abs(self._send_map @ (mag * np.exp(1j * self._nominal_angle)[:, None]))
+        phasor = send * np.exp(1j * self._phase_angle)[:, None]
         current = np.conj((pf + 1j * qf) / phasor)
         drop = self.z @ current
         return drop * np.conj(current), np.abs(drop) ** 2
@@ -492,14 +625,18 @@ class LinDist3Flow:
         circulating = circulating + residual
         zi = self.z @ current
         linear = self.m_p @ pf + self.m_q @ qf
-        parent_sq = np.abs(phasor[self._parent] * self._rho[:, None]) ** 2
+        mag_sq = np.abs(phasor) ** 2
+        # the rows' sending term (ρ² v_parent, a pair's ρ² (v_x + v_y)/2) at the swept phasors
+        parent_sq = (
+            self.voltage_parent @ mag_sq[self.nonroot] + self.voltage_root @ mag_sq[self.root]
+        )
         drop = linear + np.abs(send - zi) ** 2 - parent_sq
         loss = zi * np.conj(current)
         rows, partner = self._pair_rows, self._pair_partner
         if len(rows):
-            # the winding draws S V_x/(V_x − V_y) from x and −S V_y/(V_x − V_y) from y
+            # the winding draws −S V_y/(V_x − V_y) from y; the rows take the balanced share
             vx, vy = phasor[self._parent[rows]], phasor[partner]
-            moved = flow[rows] * (-vy / (vx - vy))
+            moved = flow[rows] * (-vy / (vx - vy) - self.pair_share[:, None])
             for nodes, sign in ((self._parent[rows], -1.0), (partner, 1.0)):
                 at = self._pos[nodes]
                 keep = at >= 0
@@ -524,6 +661,20 @@ class LinDist3Flow:
         residual = (self._bank_sum @ emf) / self._bank_z_sum[:, None]
         current[banks] += residual[self._bank_of]
         return current, residual
+
+
+def _real_part(m: sp.spmatrix) -> sp.csr_matrix:
+    """Real part of a complex sparse matrix, explicit zeros removed."""
+    out = sp.csr_matrix(m.real if np.iscomplexobj(m.data) else m, dtype=float)
+    out.eliminate_zeros()
+    return out
+
+
+def _imag_part(m: sp.spmatrix) -> sp.csr_matrix:
+    """Imaginary part of a complex sparse matrix, explicit zeros removed."""
+    out = sp.csr_matrix(m.imag if np.iscomplexobj(m.data) else m * 0.0, dtype=float)
+    out.eliminate_zeros()
+    return out
 
 
 def net_injections(

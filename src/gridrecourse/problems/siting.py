@@ -563,6 +563,8 @@ class PVSitingProblem(TwoStageProblem[SitingDecision]):
         return float(min(b.g_max_kw, b.max_units * b.unit_kw, b.budget / b.cost_per_kw))
 
     def _flow_range(self, physics: LinDist3Flow) -> FlowRange:
+        if physics.coupled:
+            return self._flow_range_coupled(physics)
         lu = splu(physics.flow.tocsc())
         s = self._net_load(np.arange(self.scenarios.n_scenarios))  # (S, E)
         p_load = lu.solve(np.ascontiguousarray(s.real.T))
@@ -584,6 +586,35 @@ class PVSitingProblem(TwoStageProblem[SitingDecision]):
             p_hi=p_load.max(axis=1),
             q_lo=q_load.min(axis=1) - self._tan_phi * reach - np.maximum(cap_lo, cap_hi),
             q_hi=q_load.max(axis=1) - np.minimum(cap_lo, cap_hi),
+        )
+
+    def _flow_range_coupled(self, physics: LinDist3Flow) -> FlowRange:
+        """:meth:`_flow_range` where windings between two phases share power among them.
+
+        Their balance rows mix P and Q (``LinDist3Flow.coupled``): the loads' flows are solved
+        exactly (:meth:`LinDist3Flow.solve_flows`); the PV and capacitor ranges are bounded in
+        magnitude, ``|F⁻¹ s| ≤ (I − |C|)⁻¹ |s|`` over the tree's shares ``C``.
+        """
+        flows = physics.solve_flows(self._net_load(np.arange(self.scenarios.n_scenarios)).T)
+        if flows.ndim == 1:
+            flows = flows[:, None]
+        e = physics.n_branch_phases
+        bound = splu(sp.csc_matrix(sp.identity(e) - abs(physics.children)))
+        s_base = self.math.s_base_kva
+        pv_max = self.scenarios.pv_multiplier[:, self._pv_col].max(axis=0)
+        cap = self._site_cap_kw * pv_max / s_base
+        budget_pu = self.config.budget.budget / self.config.budget.cost_per_kw / s_base
+        pf_scale = float(np.hypot(1.0, self._tan_phi))  # |p + j q| per p of the PV
+        reach = pf_scale * np.minimum(
+            bound.solve(np.asarray(self._site_nodes_map @ cap, dtype=float)),
+            budget_pu * float(pv_max.max()),
+        )
+        reach = reach + bound.solve(np.abs(physics.cap_b) * _CAP_V_SQ[1])
+        return FlowRange(
+            p_lo=flows.real.min(axis=1) - reach,
+            p_hi=flows.real.max(axis=1) + reach,
+            q_lo=flows.imag.min(axis=1) - reach,
+            q_hi=flows.imag.max(axis=1) + reach,
         )
 
     def _first_stage(self) -> FirstStageSpec:
