@@ -21,6 +21,7 @@ from gridrecourse.execution import (
     InProcessExecutor,
     ProcessPoolExecutor,
     TaskFailedError,
+    _LaneScheduler,
     make_executor,
     state_token,
 )
@@ -163,30 +164,63 @@ def test_state_built_once_per_worker(executor, request):
     assert not set(_by_state(other)) & set(uses)
 
 
-def test_explicit_chunks_run_each_on_one_worker_in_order(executor, request):
-    """A chunk given to map() runs on one worker, its items one after the other in order
-    (consecutive uses of that worker's state), whatever order the chunks are listed in."""
-    tag = f"chunks-{request.node.name}"
+def test_lanes_run_each_chunk_on_one_worker_in_order(executor, request):
+    """A chunk given in lanes runs on one worker, its items one after the other in order
+    (consecutive uses of that worker's state), whatever order the lanes list them in."""
+    tag = f"lanes-{request.node.name}"
     items = list(range(12))
-    chunks = [(0, 3), (8, 12), (3, 8)]
+    lanes = [[(0, 3), (8, 12)], [(3, 8)]]
     out = executor.map(
-        use_state, items, state_factory=functools.partial(make_state, tag), chunks=chunks
+        use_state, items, state_factory=functools.partial(make_state, tag), lanes=lanes
     )
     assert [r[3] for r in out] == [x * x for x in items]
-    for a, b in chunks:
+    for a, b in (c for lane in lanes for c in lane):
         assert len({r[0] for r in out[a:b]}) == 1
         uses = [r[2] for r in out[a:b]]
         assert uses == list(range(uses[0], uses[0] + b - a))
 
 
 @pytest.mark.parametrize(
-    "chunks",
-    [[(0, 3)], [(0, 3), (2, 5)], [(0, 0), (0, 5)], [(0, 2), (3, 5)], [(0, 6)], ["ab"]],
+    "lanes",
+    [
+        [[(0, 3)]],
+        [[(0, 3)], [(2, 5)]],
+        [[(0, 0), (0, 5)]],
+        [[(0, 2)], [(3, 5)]],
+        [[(0, 6)]],
+        [["ab"]],
+        [(0, 5)],
+    ],
 )
-def test_chunks_must_partition_the_items(chunks):
+def test_lanes_must_partition_the_items(lanes):
     for ex in (InProcessExecutor(), ProcessPoolExecutor(n_workers=1)):
-        with ex, pytest.raises(ExecutorConfigError, match="chunks must"):
-            ex.map(square, range(5), chunks=chunks)
+        with ex, pytest.raises(ExecutorConfigError, match="lanes must"):
+            ex.map(square, range(5), lanes=lanes)
+
+
+def test_lane_scheduler_follows_lanes_and_steals_the_back_half():
+    """Each worker gets the next chunk of its own lane; an empty lane takes the back half (in
+    items) of the fullest lane, whose owner keeps the front half."""
+    sched = _LaneScheduler([[(0, 2), (2, 4)], [(4, 6), (6, 8), (8, 10), (10, 12), (12, 14)]])
+    assert sched.start(2) == [(0, (0, 2)), (1, (4, 6))]
+    assert sched.next(0) == (0, (2, 4))
+    assert sched.next(1) == (1, (6, 8))
+    # lane 0 is done: it takes the back half of lane 1's (8, 10), (10, 12), (12, 14)
+    assert sched.next(0) == (0, (10, 12))
+    assert sched.lanes == [[(12, 14)], [(8, 10)]]
+    assert sched.next(1) == (1, (8, 10))
+    assert sched.next(1) == (1, (12, 14))  # the last chunk left anywhere, stolen whole
+    assert sched.next(0) is None and sched.next(1) is None
+
+
+def test_lanes_on_a_pool_cover_every_item_with_uneven_durations():
+    items = list(range(30))
+    lanes = [[(a, a + 3) for a in range(0, 15, 3)], [(a, a + 3) for a in range(15, 30, 3)]]
+    with ProcessPoolExecutor(n_workers=N_WORKERS) as ex:
+        calls = []
+        out = ex.map(uneven_square, items, lanes=lanes, progress=lambda d, t: calls.append(d))
+    assert out == [x * x for x in items]
+    assert calls[-1] == 30 and len(calls) == 10
 
 
 def test_inprocess_factory_called_once():

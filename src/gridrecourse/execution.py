@@ -363,7 +363,7 @@ class Executor(Protocol):
         state_factory: StateFactory | None = None,
         desc: str | None = None,
         progress: ProgressCallback | None = None,
-        chunks: Sequence[tuple[int, int]] | None = None,
+        lanes: Sequence[Sequence[tuple[int, int]]] | None = None,
     ) -> list[Any]:
         """Apply ``fn`` to every item; results in the order of ``items``.
 
@@ -382,12 +382,17 @@ class Executor(Protocol):
             ``progress`` is not, a progress line is written to stderr.
         progress : callable, optional
             ``progress(done, total)`` called after each completed chunk.
-        chunks : sequence of (int, int), optional
-            Explicit chunks: ``[start, stop)`` ranges of ``items`` that partition
-            ``range(len(items))``, in the order they are handed to free workers (default:
-            contiguous chunks in item order, see ``chunksize``). A chunk runs on one worker in
-            item order, so the items of a chunk can warm-start from each other. The
-            in-process executor (one worker) runs the items in order.
+        lanes : sequence of sequences of (int, int), optional
+            Explicit chunks grouped in *lanes*: each chunk a ``[start, stop)`` range of
+            ``items``, all chunks together a partition of ``range(len(items))``, each lane
+            chunks meant to run one after the other on one worker (e.g. consecutive parts of a
+            warm-start chain). A chunk always runs on one worker in item order. The process
+            pool keeps one chunk per worker in flight and gives a worker that finished a chunk
+            the next chunk of its lane; when its lane is empty, it takes over the back half of
+            the lane with the most items left (work stealing), so the load balances at the
+            granularity of a chunk and a lane is broken only by a steal. The Dask executor
+            submits the chunks round-robin over the lanes; the in-process executor (one worker)
+            runs the items in order. Default: contiguous chunks in item order (``chunksize``).
 
         Returns
         -------
@@ -471,33 +476,73 @@ def _chunk_bounds(n_items: int, n_workers: int, chunksize: int | None) -> list[t
     return [(a, min(a + size, n_items)) for a in range(0, n_items, size)]
 
 
-def _check_chunks(
-    chunks: Sequence[tuple[int, int]] | None, n_items: int
-) -> list[tuple[int, int]] | None:
-    """Validate explicit chunks: ``[start, stop)`` ranges that partition ``range(n_items)``."""
-    if chunks is None:
+def _check_lanes(
+    lanes: Sequence[Sequence[tuple[int, int]]] | None, n_items: int
+) -> list[list[tuple[int, int]]] | None:
+    """Validate lanes of chunks: ``[start, stop)`` ranges that partition ``range(n_items)``."""
+    if lanes is None:
         return None
+    message = (
+        f"lanes must hold (start, stop) chunks that partition range({n_items}) into non-empty "
+        f"ranges; got {lanes!r}"
+    )
     try:
-        bounds = [(int(a), int(b)) for a, b in chunks]
+        out = [[(int(a), int(b)) for a, b in lane] for lane in lanes]
     except (TypeError, ValueError) as exc:
-        raise ExecutorConfigError(
-            f"chunks must be (start, stop) pairs of integers, got {chunks!r}"
-        ) from exc
-    covered = sorted(bounds)
+        raise ExecutorConfigError(message) from exc
     expected_start = 0
-    for a, b in covered:
+    for a, b in sorted(chunk for lane in out for chunk in lane):
         if a != expected_start or b <= a:
-            raise ExecutorConfigError(
-                f"chunks must partition range({n_items}) into non-empty [start, stop) ranges; "
-                f"got {bounds}"
-            )
+            raise ExecutorConfigError(message)
         expected_start = b
     if expected_start != n_items:
-        raise ExecutorConfigError(
-            f"chunks must partition range({n_items}) into non-empty [start, stop) ranges; "
-            f"got {bounds}"
-        )
-    return bounds
+        raise ExecutorConfigError(message)
+    return [lane for lane in out if lane]
+
+
+class _LaneScheduler:
+    """Which chunk a worker runs next: its own lane's next chunk, else a stolen back half.
+
+    Parameters
+    ----------
+    lanes : list of list of (int, int)
+        Chunks per lane, in the order each lane runs them.
+    """
+
+    def __init__(self, lanes: list[list[tuple[int, int]]]):
+        self.lanes = [list(lane) for lane in lanes]
+
+    def _left(self, lane: int) -> int:
+        return sum(b - a for a, b in self.lanes[lane])
+
+    def start(self, n_workers: int) -> list[tuple[int, tuple[int, int]]]:
+        """The first chunk of the first ``n_workers`` lanes, as ``(lane, chunk)``."""
+        out = []
+        for lane in range(min(n_workers, len(self.lanes))):
+            nxt = self.next(lane)
+            if nxt is not None:
+                out.append(nxt)
+        return out
+
+    def next(self, lane: int) -> tuple[int, tuple[int, int]] | None:
+        """The next chunk for the worker that ran ``lane`` (``None``: nothing left anywhere).
+
+        An empty lane takes over the back half (in items, at least one chunk) of the lane with
+        the most items left; that lane's owner keeps the front half and runs on undisturbed.
+        """
+        if not self.lanes[lane]:
+            victim = max(range(len(self.lanes)), key=self._left)
+            chunks = self.lanes[victim]
+            if not chunks:
+                return None
+            total, before, keep = self._left(victim), 0, 0
+            while (
+                keep < len(chunks) - 1 and 2 * (before + chunks[keep][1] - chunks[keep][0]) <= total
+            ):
+                before += chunks[keep][1] - chunks[keep][0]
+                keep += 1
+            self.lanes[lane], self.lanes[victim] = chunks[keep:], chunks[:keep]
+        return lane, self.lanes[lane].pop(0)
 
 
 def _check_picklable(fn: Callable[..., Any]) -> None:
@@ -508,6 +553,14 @@ def _check_picklable(fn: Callable[..., Any]) -> None:
             f"fn {fn!r} cannot be pickled ({exc}); the parallel executors need a module-level "
             "function (or a functools.partial of one)"
         ) from exc
+
+
+def _round_robin(lanes: list[list[tuple[int, int]]]) -> list[tuple[int, int]]:
+    """The chunks of the lanes listed round-robin (lane 0 chunk 0, lane 1 chunk 0, ...)."""
+    out = []
+    for k in range(max((len(lane) for lane in lanes), default=0)):
+        out.extend(lane[k] for lane in lanes if k < len(lane))
+    return out
 
 
 class InProcessExecutor(_ExecutorBase):
@@ -536,12 +589,12 @@ class InProcessExecutor(_ExecutorBase):
         state_factory: StateFactory | None = None,
         desc: str | None = None,
         progress: ProgressCallback | None = None,
-        chunks: Sequence[tuple[int, int]] | None = None,
+        lanes: Sequence[Sequence[tuple[int, int]]] | None = None,
     ) -> list[Any]:
         """See :meth:`Executor.map`."""
         self._check_open()
         items = list(items)
-        _check_chunks(chunks, len(items))  # one worker: the items run in order
+        _check_lanes(lanes, len(items))  # one worker: the items run in order
         if not items:
             return []
         state = None
@@ -637,46 +690,46 @@ class ProcessPoolExecutor(_ExecutorBase):
         state_factory: StateFactory | None = None,
         desc: str | None = None,
         progress: ProgressCallback | None = None,
-        chunks: Sequence[tuple[int, int]] | None = None,
+        lanes: Sequence[Sequence[tuple[int, int]]] | None = None,
     ) -> list[Any]:
         """See :meth:`Executor.map`."""
         self._check_open()
         items = list(items)
-        explicit = _check_chunks(chunks, len(items))
+        explicit = _check_lanes(lanes, len(items))
         if not items:
             return []
         _check_picklable(fn)
         token, payload = (None, None) if state_factory is None else _factory_token(state_factory)
         pool = self._ensure_pool()
-        chunks = explicit or _chunk_bounds(len(items), self._n_workers, self._chunksize)
-        futures = {
-            pool.submit(_run_chunk, fn, items[a:b], a, token, payload): (a, b) for a, b in chunks
-        }
+        scheduler = None
+        futures: dict[cf.Future, tuple[int, int, int]] = {}
+
+        def submit(lane: int, chunk: tuple[int, int]) -> cf.Future:
+            a, b = chunk
+            future = pool.submit(_run_chunk, fn, items[a:b], a, token, payload)
+            futures[future] = (a, b, lane)
+            return future
+
+        if explicit is None:
+            for a, b in _chunk_bounds(len(items), self._n_workers, self._chunksize):
+                submit(-1, (a, b))
+        else:
+            scheduler = _LaneScheduler(explicit)
+            for lane, chunk in scheduler.start(self._n_workers):
+                submit(lane, chunk)
         results: list[Any] = [None] * len(items)
         tracker = _Progress(len(items), desc, progress)
         try:
-            for future in cf.as_completed(futures):
-                a, b = futures[future]
-                try:
-                    results[a:b] = future.result()
-                except _ChunkFailure as failure:
-                    raise _task_failed_from(failure, items, desc) from failure.error
-                except BrokenProcessPool as exc:
-                    self._discard_pool()
-                    raise TaskFailedError(
-                        f"a worker process died while running tasks {a}..{b - 1} of "
-                        f"{len(items)}{f' ({desc})' if desc else ''}: {exc}",
-                        index=a,
-                        desc=desc,
-                    ) from exc
-                except Exception as exc:  # e.g. an item that cannot be pickled
-                    raise TaskFailedError(
-                        f"tasks {a}..{b - 1} of {len(items)}{f' ({desc})' if desc else ''} could "
-                        f"not be run: {type(exc).__name__}: {exc}",
-                        index=a,
-                        desc=desc,
-                    ) from exc
-                tracker.update(b - a)
+            pending = set(futures)
+            while pending:
+                done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+                for future in done:
+                    a, b, lane = futures[future]
+                    self._collect(future, results, items, desc, a, b)
+                    tracker.update(b - a)
+                    nxt = scheduler.next(lane) if scheduler is not None else None
+                    if nxt is not None:  # the worker just freed takes it
+                        pending.add(submit(*nxt))
         except BaseException:
             for future in futures:
                 future.cancel()
@@ -684,6 +737,36 @@ class ProcessPoolExecutor(_ExecutorBase):
         finally:
             tracker.close()
         return results
+
+    def _collect(
+        self,
+        future: cf.Future,
+        results: list[Any],
+        items: list[Any],
+        desc: str | None,
+        a: int,
+        b: int,
+    ) -> None:
+        """Store a finished chunk's results, or raise its failure as a TaskFailedError."""
+        try:
+            results[a:b] = future.result()
+        except _ChunkFailure as failure:
+            raise _task_failed_from(failure, items, desc) from failure.error
+        except BrokenProcessPool as exc:
+            self._discard_pool()
+            raise TaskFailedError(
+                f"a worker process died while running tasks {a}..{b - 1} of "
+                f"{len(items)}{f' ({desc})' if desc else ''}: {exc}",
+                index=a,
+                desc=desc,
+            ) from exc
+        except Exception as exc:  # e.g. an item that cannot be pickled
+            raise TaskFailedError(
+                f"tasks {a}..{b - 1} of {len(items)}{f' ({desc})' if desc else ''} could "
+                f"not be run: {type(exc).__name__}: {exc}",
+                index=a,
+                desc=desc,
+            ) from exc
 
     def _discard_pool(self) -> None:
         if self._pool is not None:
@@ -774,12 +857,12 @@ class DaskExecutor(_ExecutorBase):
         state_factory: StateFactory | None = None,
         desc: str | None = None,
         progress: ProgressCallback | None = None,
-        chunks: Sequence[tuple[int, int]] | None = None,
+        lanes: Sequence[Sequence[tuple[int, int]]] | None = None,
     ) -> list[Any]:
         """See :meth:`Executor.map`."""
         self._check_open()
         items = list(items)
-        explicit = _check_chunks(chunks, len(items))
+        explicit = _check_lanes(lanes, len(items))
         if not items:
             return []
         token, payload = (None, None) if state_factory is None else _factory_token(state_factory)
@@ -787,7 +870,11 @@ class DaskExecutor(_ExecutorBase):
         payload_arg: Any = payload
         if payload is not None and len(payload) > _DASK_SCATTER_THRESHOLD:
             payload_arg = client.scatter(payload, broadcast=True)
-        chunks = explicit or _chunk_bounds(len(items), self.n_workers, self._chunksize)
+        chunks = (
+            _round_robin(explicit)
+            if explicit is not None
+            else _chunk_bounds(len(items), self.n_workers, self._chunksize)
+        )
         futures = [
             client.submit(_run_chunk, fn, items[a:b], a, token, payload_arg, pure=False)
             for a, b in chunks

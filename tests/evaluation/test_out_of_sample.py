@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from gridrecourse.evaluation.out_of_sample import (
     OutOfSampleError,
-    chain_chunks,
+    chain_lanes,
     evaluate_first_stage,
 )
 from gridrecourse.evaluation.scenario_order import warm_start_order
@@ -160,25 +160,23 @@ def test_every_solve_after_the_first_is_warm(feeder_dir):
     assert res.objectives[4] == pytest.approx(res.objectives[0], rel=1e-9)
 
 
-def test_chain_chunks_for_two_workers_of_1200_scenarios():
-    assert chain_chunks(1200, 2) == [
-        (0, 150), (600, 750), (150, 300), (750, 900),
-        (300, 450), (900, 1050), (450, 600), (1050, 1200),
-    ]  # fmt: skip
+def test_chain_lanes_for_two_workers_of_1200_scenarios():
+    lanes = chain_lanes(1200, 2, pieces_per_lane=4)
+    assert lanes == [
+        [(0, 150), (150, 300), (300, 450), (450, 600)],
+        [(600, 750), (750, 900), (900, 1050), (1050, 1200)],
+    ]
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.integers(0, 400), st.integers(1, 6), st.integers(1, 5))
-def test_chain_chunks_are_contiguous_lanes_listed_round_robin(n, workers, pieces):
-    chunks = chain_chunks(n, workers, pieces)
+@given(st.integers(0, 400), st.integers(1, 6), st.integers(1, 20))
+def test_chain_lanes_are_contiguous_parts_of_the_chain(n, workers, pieces):
+    lanes = chain_lanes(n, workers, pieces)
+    assert len(lanes) == min(n, workers)
+    chunks = [c for lane in lanes for c in lane]  # lanes in chain order, pieces in lane order
     assert all(b > a for a, b in chunks)
-    flat = np.concatenate([np.arange(a, b) for a, b in sorted(chunks)] or [np.zeros(0, int)])
-    np.testing.assert_array_equal(flat, np.arange(n))  # a partition of the chain
-    if n >= workers * pieces:
-        assert len(chunks) == workers * pieces
-        lanes = [chunks[w::workers] for w in range(workers)]  # round-robin listing
-        for w, lane in enumerate(lanes):
-            assert all(lane[k][1] == lane[k + 1][0] for k in range(pieces - 1))  # continues
-            assert w == 0 or lanes[w - 1][-1][1] == lane[0][0]  # lanes follow the chain
-        sizes = [lane[-1][1] - lane[0][0] for lane in lanes]
-        assert max(sizes) - min(sizes) <= 1
+    assert all(chunks[k][1] == chunks[k + 1][0] for k in range(len(chunks) - 1))
+    assert (chunks[0][0], chunks[-1][1]) == (0, n) if n else chunks == []
+    sizes = [lane[-1][1] - lane[0][0] for lane in lanes]
+    assert not sizes or max(sizes) - min(sizes) <= 1
+    assert all(len(lane) == min(pieces, size) for lane, size in zip(lanes, sizes, strict=True))

@@ -37,14 +37,14 @@ __all__ = [
     "PIECES_PER_LANE",
     "OutOfSampleError",
     "OutOfSampleResult",
-    "chain_chunks",
+    "chain_lanes",
     "evaluate_first_stage",
 ]
 
-#: Pieces each worker's lane of the warm-start chain is cut into (our choice): enough for a
-#: worker that is ahead to take over work of a slower one, as with the executors' default of
-#: four chunks per worker.
-PIECES_PER_LANE = 4
+#: Pieces each worker's lane of the warm-start chain is cut into (our choice): the granularity
+#: at which a worker that is done takes over work of a slower one (1200 scenarios on 2
+#: workers: 37-38 scenarios per piece).
+PIECES_PER_LANE = 16
 
 #: Default solver options of a recourse solve. ``threads`` stays unset: HiGHS fixes its global
 #: thread pool at the first run in a process, and a later model asking for another count fails.
@@ -142,19 +142,18 @@ def recourse_state_factory(problem: TwoStageProblem) -> functools.partial[Second
     return functools.partial(_build_state, problem)
 
 
-def chain_chunks(
+def chain_lanes(
     n: int, n_workers: int, pieces_per_lane: int = PIECES_PER_LANE
-) -> list[tuple[int, int]]:
-    """Executor chunks of a warm-start chain of ``n`` scenarios for ``n_workers`` workers.
+) -> list[list[tuple[int, int]]]:
+    """Executor lanes of a warm-start chain of ``n`` scenarios for ``n_workers`` workers.
 
-    The chain is cut into ``n_workers`` contiguous *lanes* (one per worker) and each lane into
-    ``pieces_per_lane`` contiguous pieces; the pieces are listed round-robin (lane 0 piece 0,
-    lane 1 piece 0, lane 0 piece 1, ...), the order in which the executor hands them to free
-    workers. While the workers keep pace, each takes the next piece of its own lane, which
-    starts where its previous piece ended: the chain breaks once per worker instead of once per
-    chunk (with contiguous chunks in chain order, consecutive chunks go to different workers).
-    A worker that is ahead takes the next piece in the list, so the load still balances at the
-    granularity of a piece.
+    The chain is cut into ``n_workers`` contiguous *lanes*, one per worker, and each lane into
+    ``pieces_per_lane`` contiguous pieces (the executor's chunks). A worker runs the pieces of
+    its lane in order, each starting where the previous one ended, so the chain breaks once
+    per worker; a worker whose lane is done takes over the back half of the fullest lane
+    (:meth:`~gridrecourse.execution.Executor.map`, ``lanes``), one more break per steal. With
+    contiguous chunks in chain order instead, consecutive chunks go to different workers and
+    the chain breaks at every chunk.
 
     Parameters
     ----------
@@ -165,17 +164,17 @@ def chain_chunks(
 
     Returns
     -------
-    list of (int, int)
-        Non-empty ``[start, stop)`` ranges that partition ``range(n)``, in submission order.
+    list of list of (int, int)
+        Per lane, non-empty ``[start, stop)`` ranges in chain order; together a partition of
+        ``range(n)``.
     """
     if n <= 0:
         return []
     lanes = np.array_split(np.arange(n), max(1, min(n_workers, n)))
-    pieces = [np.array_split(lane, max(1, min(pieces_per_lane, len(lane)))) for lane in lanes]
-    out = []
-    for k in range(max(len(p) for p in pieces)):
-        out.extend((int(p[k][0]), int(p[k][-1]) + 1) for p in pieces if k < len(p))
-    return out
+    return [
+        [(int(p[0]), int(p[-1]) + 1) for p in np.array_split(lane, min(pieces_per_lane, len(lane)))]
+        for lane in lanes
+    ]
 
 
 def _solve_scenario(
@@ -220,7 +219,7 @@ def evaluate_first_stage(
         (:func:`~gridrecourse.evaluation.scenario_order.warm_start_order`) so that each warm
         start comes from a similar scenario; the results are returned in the order of
         ``scenarios`` either way. The chain is handed to the workers in lanes
-        (:func:`chain_chunks`), so that each worker follows one part of it.
+        (:func:`chain_lanes`), so that each worker follows one part of it.
 
     Returns
     -------
@@ -257,7 +256,7 @@ def evaluate_first_stage(
             state_factory=recourse_state_factory(problem),
             desc=desc,
             progress=progress,
-            chunks=chain_chunks(len(idx), ex.n_workers),
+            lanes=chain_lanes(len(idx), ex.n_workers),
         )
     finally:
         if own:
