@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -101,3 +102,95 @@ def test_expand_bad_arguments_give_error_json(argv, match, capsys):
     assert main(["expand", "ieee13", "--json", "--quiet", *argv]) == 1
     summary = json.loads(capsys.readouterr().out)
     assert "error" in summary and match in summary["message"]
+
+
+# ------------------------------------------------------------------ bring-your-own data
+def cli_main(argv):
+    from gridrecourse.cli import main as gridrecourse_main
+
+    return gridrecourse_main(argv)
+
+
+def _series_file(path, values, column: str = "value", start: str = "2018-01-01"):
+    import numpy as np
+
+    stamps = pd.date_range(start, periods=len(values), freq="1h")
+    frame = pd.DataFrame({"timestamp": stamps, column: np.asarray(values, dtype=float)})
+    if str(path).endswith(".parquet"):
+        frame.to_parquet(path, index=False)
+    else:
+        frame.to_csv(path, index=False)
+    return path
+
+
+def test_expand_data_options_replace_the_bundled_series(tmp_path, capsys):
+    """--load-data (CSV) and --price-data (Parquet) of 60 days: the dataset holds exactly the
+    files' values (load scaled to each bus's nominal kW, prices as given) and only their
+    hours; the command runs on them."""
+    import numpy as np
+
+    from gridrecourse.cli_expand import _dataset, _load_problem
+
+    hours = np.arange(24 * 60)
+    load = 20.0 + 30.0 * np.sin(np.pi * (hours % 24) / 24.0) ** 2 + hours / 1000.0
+    price = np.where(hours % 24 < 12, -5.0, 80.0) + (hours // 24)
+    load_file = _series_file(tmp_path / "load.csv", load, "kw")
+    price_file = _series_file(tmp_path / "price.parquet", price, "eur_per_mwh")
+    data = ["--load-data", str(load_file), "--price-data", str(price_file)]
+    args = _parse(["case33bw", "--method", "ef", *SMALL, *data])
+    _, problem = _load_problem("case33bw", args.horizon)
+    config, dataset = _dataset(args, problem.load_sites, problem.nominal_load_kw)
+    assert config.n_hours == len(hours)
+    series = dataset.series
+    np.testing.assert_array_equal(series.price_eur_per_mwh, price)
+    expected = load[:, None] / load.max() * np.asarray(problem.nominal_load_kw)[None, :]
+    np.testing.assert_allclose(series.load_kw, expected, rtol=1e-12)
+
+    out = tmp_path / "run"
+    argv = ["case33bw", "--method", "ef", "--scenarios", "3", *SMALL, *data, "--quiet"]
+    assert cli_main(["expand", *argv, "--json", "--out", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    windows = summary["n_train"] + summary["n_calibration"] + summary["n_test"]
+    assert 0 < windows <= len(hours) // 48  # one window per 2 days of the FILES, not a year
+    assert json.loads((out / "options.json").read_text())["price_data"] == str(price_file)
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        ("two_columns", r"--load-data .*two\.csv: expected one value column .*\['a', 'b'\]"),
+        ("negative", r"--load-data .*neg\.csv: column 'kw': negative value -1"),
+        ("missing", r"--load-data .*nothing\.csv: no such file"),
+        ("pv", r"--pv-data .*pv\.csv: needs --pv-penetration > 0"),
+        ("too_long", r"--load-data .*long\.csv: 8784 hourly values, expected at most 8760"),
+        ("quarter_hours", r"--load-data .*q\.csv.*timestamp"),
+    ],
+)
+def test_expand_bad_data_files_are_named(make, match, tmp_path, capsys):
+    """Each bad file ends in one input error naming the option, the file and the problem
+    (column, row), before any run folder holds a result."""
+    import numpy as np
+
+    h = np.arange(24 * 30)
+    flag, path = "--load-data", tmp_path / "nothing.csv"
+    if make == "two_columns":
+        path = tmp_path / "two.csv"
+        stamps = pd.date_range("2018-01-01", periods=len(h), freq="1h")
+        pd.DataFrame({"timestamp": stamps, "a": h, "b": h}).to_csv(path, index=False)
+    elif make == "negative":
+        path = _series_file(tmp_path / "neg.csv", -1.0 * (h % 3), "kw")
+    elif make == "pv":
+        flag, path = "--pv-data", _series_file(tmp_path / "pv.csv", (h % 24) / 24.0, "kw_per_kw")
+    elif make == "too_long":
+        path = _series_file(tmp_path / "long.csv", np.ones(8784), "kw")
+    elif make == "quarter_hours":
+        path = tmp_path / "q.csv"
+        stamps = pd.date_range("2018-01-01", periods=96, freq="15min")
+        pd.DataFrame({"timestamp": stamps, "kw": 1.0}).to_csv(path, index=False)
+    out = tmp_path / "run"
+    argv = ["case33bw", "--method", "ef", *SMALL, flag, str(path), "--quiet"]
+    assert cli_main(["expand", *argv, "--json", "--out", str(out)]) == 1
+    error = json.loads(capsys.readouterr().out)
+    assert error["kind"] == "input"
+    assert re.search(match, error["message"]), error["message"]
+    assert not (out / "result.json").exists()

@@ -22,13 +22,18 @@ from gridrecourse.cli_common import (
     NON_NEGATIVE,
     POSITIVE,
     Bound,
+    OptionError,
     Progress,
+    SeriesKind,
+    add_data_options,
     add_run_options,
     check_options,
     emit,
     execute,
     given_options,
     open_run,
+    option_flag,
+    read_data_option,
     resolved_config,
 )
 from gridrecourse.errors import GridRecourseError
@@ -333,58 +338,25 @@ def cmd_opf(args: argparse.Namespace) -> dict:
 def _day_profiles(args: argparse.Namespace, bundled):
     """Day ``--day`` of ``--load-data/--pv-data/--price-data`` where given, else the bundled day.
 
-    Hourly CSV/Parquet files with a ``timestamp`` column and one value column (read and
-    validated by :func:`gridrecourse.data.series.load_series`): the load is scaled to its
-    peak, PV is kW per kW (scaled to its peak when above 1), prices are EUR/MWh as given.
+    The files are read by :func:`gridrecourse.cli_common.read_data_option` (hourly, one value
+    column): the load scaled to its peak, PV in kW per kW (scaled to its peak when above 1),
+    prices as given.
     """
     from dataclasses import replace
 
-    from gridrecourse.data.series import load_series
-
     changes = {}
-    for dest, field, allow_negative in (
-        ("load_data", "load", False),
-        ("pv_data", "pv", False),
-        ("price_data", "price_per_mwh", True),
-    ):
-        path = getattr(args, dest, None)
-        if path is None:
+    for dest, field in (("load_data", "load"), ("pv_data", "pv"), ("price_data", "price_per_mwh")):
+        values = read_data_option(args, dest)
+        if values is None:
             continue
-        flag = "--" + dest.replace("_", "-")
-        try:
-            frame = load_series(path, allow_negative=list_columns(path) if allow_negative else ())
-        except OSError as exc:
-            raise GridRecourseError(f"{flag} {path}: {exc}") from exc
-        if frame.shape[1] != 1:
-            raise GridRecourseError(
-                f"{flag} {path}: expected one value column, got {list(frame.columns)}"
-            )
-        values = frame.iloc[:, 0].to_numpy(dtype=float)
         hours = slice(args.day * 24, (args.day + 1) * 24)
         if len(values) < hours.stop:
-            raise GridRecourseError(
-                f"{flag} {path}: {len(values)} hourly values, --day {args.day} needs {hours.stop}"
+            raise OptionError(
+                f"{option_flag(args, dest)} {getattr(args, dest)}: {len(values)} hourly values, "
+                f"--day {args.day} needs {hours.stop}"
             )
-        day = values[hours]
-        peak = float(values.max())
-        if field == "load" or (field == "pv" and peak > 1.0):
-            if peak <= 0:
-                raise GridRecourseError(f"{flag} {path}: every value is 0")
-            day = day / peak
-        changes[field] = day
+        changes[field] = values[hours]
     return replace(bundled, **changes) if changes else bundled
-
-
-def list_columns(path: str) -> list[str]:
-    """The value columns of a CSV/Parquet file (every column but ``timestamp``)."""
-    import pandas as pd
-
-    frame = (
-        pd.read_parquet(path)
-        if str(path).endswith((".parquet", ".pq"))
-        else pd.read_csv(path, nrows=1)
-    )
-    return [c for c in frame.columns if c != "timestamp"]
 
 
 def _ac_certificate(feeder, opf, result, folder: RunFolder) -> dict:
@@ -581,10 +553,7 @@ def add_opf_parser(sub) -> argparse.ArgumentParser:
     )
     p.add_argument("--no-thermal", action="store_true", help="drop thermal limits")
     p.add_argument("--time-limit", type=float, default=None, help="solver time limit (s, > 0)")
-    data = p.add_argument_group("bring-your-own data (hourly CSV/Parquet, 'timestamp' column)")
-    data.add_argument("--load-data", help="load series (scaled to its peak); day --day is used")
-    data.add_argument("--pv-data", help="PV series (kW per kW, or scaled to its peak)")
-    data.add_argument("--price-data", help="price series (EUR/MWh, may be negative)")
+    add_data_options(p, tuple(SeriesKind), {kind: "day --day is used" for kind in SeriesKind})
     p.add_argument(
         "--reconfigure",
         action="store_true",

@@ -311,6 +311,125 @@ def given_options(parser: argparse.ArgumentParser, argv: Sequence[str]) -> tuple
     return frozenset(given), flags
 
 
+# ------------------------------------------------------------------- bring-your-own data
+class SeriesKind(str, Enum):
+    """What a ``--load-data/--pv-data/--price-data`` file holds (how its values are read)."""
+
+    LOAD = "load"  #: any unit; scaled to its peak (a multiplier <= 1)
+    PV = "pv"  #: kW per kW of PV rating; scaled to its peak when above 1
+    PRICE = "price"  #: currency/MWh as given (may be negative)
+
+
+#: ``dest`` of each data option → its kind.
+DATA_OPTIONS: dict[str, SeriesKind] = {
+    "load_data": SeriesKind.LOAD,
+    "pv_data": SeriesKind.PV,
+    "price_data": SeriesKind.PRICE,
+}
+_DATA_HELP = {
+    SeriesKind.LOAD: "load series (one value column; scaled to its peak)",
+    SeriesKind.PV: "PV series (one value column; kW per kW, or scaled to its peak when above 1)",
+    SeriesKind.PRICE: "price series (one value column; currency/MWh, may be negative)",
+}
+
+
+def add_data_options(
+    parser: argparse.ArgumentParser,
+    kinds: Sequence[SeriesKind],
+    helps: Mapping[SeriesKind, str] | None = None,
+) -> argparse._ArgumentGroup:
+    """The ``--load-data/--pv-data/--price-data`` options of ``kinds`` (one group).
+
+    ``helps`` adds a command-specific sentence to an option's help (what it replaces).
+    """
+    group = parser.add_argument_group(
+        "bring-your-own data (CSV/Parquet, hourly, a 'timestamp' column and one value column)"
+    )
+    for dest, kind in DATA_OPTIONS.items():
+        if kind in kinds:
+            extra = (helps or {}).get(kind)
+            text = _DATA_HELP[kind] + (f"; {extra}" if extra else "")
+            group.add_argument("--" + dest.replace("_", "-"), dest=dest, metavar="FILE", help=text)
+    return group
+
+
+def check_data_files(args: argparse.Namespace) -> None:
+    """Every data option given names an existing file (before any work).
+
+    Raises
+    ------
+    OptionError
+        ``--load-data FILE: no such file``.
+    """
+    for dest in DATA_OPTIONS:
+        path = getattr(args, dest, None)
+        if path is not None and not Path(path).is_file():
+            raise OptionError(f"{option_flag(args, dest)} {path}: no such file")
+
+
+def read_data_option(args: argparse.Namespace, dest: str) -> Any:
+    """The hourly values of data option ``dest`` (None when not given), read as its kind says.
+
+    The file is read and validated by :func:`gridrecourse.data.series.load_series` (hourly
+    ``timestamp`` column; errors name the file, the column and the row). Loads come back
+    scaled to their peak, PV in kW per kW (scaled to its peak when above 1), prices as given.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        Shape (H,).
+
+    Raises
+    ------
+    OptionError
+        Not one value column, or a load/PV series that is 0 everywhere (names the option, the
+        file and what was expected).
+    """
+    import numpy as np
+
+    from gridrecourse.data.series import load_series
+
+    path = getattr(args, dest, None)
+    if path is None:
+        return None
+    kind = DATA_OPTIONS[dest]
+    flag = option_flag(args, dest)
+    allow = _value_columns(path) if kind is SeriesKind.PRICE else ()
+    try:
+        frame = load_series(path, freq="1h", allow_negative=allow)
+    except OSError as exc:
+        raise OptionError(f"{flag} {path}: {exc}") from exc
+    except GridRecourseError as exc:
+        raise OptionError(f"{flag} {exc}") from exc
+    if frame.shape[1] != 1:
+        raise OptionError(
+            f"{flag} {path}: expected one value column besides 'timestamp', got "
+            f"{list(frame.columns)}"
+        )
+    values = frame.iloc[:, 0].to_numpy(dtype=float)
+    if kind is SeriesKind.PRICE:
+        return values
+    peak = float(np.max(values))
+    if peak <= 0:
+        raise OptionError(f"{flag} {path}: every value of column {frame.columns[0]!r} is 0")
+    return values if (kind is SeriesKind.PV and peak <= 1.0) else values / peak
+
+
+def _value_columns(path: str) -> list[str]:
+    """The value columns of a CSV/Parquet file (every column but ``timestamp``)."""
+    import pandas as pd
+
+    try:
+        frame = (
+            pd.read_parquet(path)
+            if str(path).endswith((".parquet", ".pq"))
+            else pd.read_csv(path, nrows=1)
+        )
+    except Exception:
+        return []  # load_series reports the unreadable file
+    return [str(c) for c in frame.columns if c != "timestamp"]
+
+
 # ------------------------------------------------------------------------- run folders
 _ACTIVE: list[RunFolder] = []
 

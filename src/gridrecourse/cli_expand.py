@@ -56,7 +56,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gridrecourse.cli_common import Progress, active_run, emit, open_run, resolved_config
+from gridrecourse.cli_common import (
+    DATA_OPTIONS,
+    Progress,
+    SeriesKind,
+    active_run,
+    add_data_options,
+    check_data_files,
+    emit,
+    open_run,
+    read_data_option,
+    resolved_config,
+)
 from gridrecourse.cli_common import check_method_options as _check_method_options
 from gridrecourse.errors import GridRecourseError
 
@@ -305,6 +316,16 @@ def add_expand_parser(subparsers) -> argparse.ArgumentParser:
         default=list(FIG3_ALPHAS),
         help="the two α of the coverage plot (default 0.05 0.3)",
     )
+    add_data_options(
+        p,
+        tuple(SeriesKind),
+        {
+            SeriesKind.LOAD: "the same profile at every load bus, scaled to its nominal kW, "
+            "instead of the bundled homes",
+            SeriesKind.PV: "PV at every bus, rated --pv-penetration x its nominal kW",
+            SeriesKind.PRICE: "instead of the bundled German prices",
+        },
+    )
     _add(p, "--out", help="run folder (default runs/expand-<feeder>-<time>); must be new")
     _add(p, "--resume", metavar="DIR", help="continue the run in DIR (same options)")
     _add(p, "--overwrite", action="store_true", help="replace the run already in --out")
@@ -400,8 +421,7 @@ def check_method_options(args: argparse.Namespace) -> None:
             raise ExpandInputError(message)
 
 
-
-def _data_config(args: argparse.Namespace) -> FeederDataConfig:  # noqa: F821 (lazy import)
+def _data_config(args: argparse.Namespace, n_hours: int | None = None) -> FeederDataConfig:  # noqa: F821
     """The dataset settings every expand method shares (same days for ETO/E2E and EF/PH/SPAR)."""
     from gridrecourse.learning.feeder_data import FeederDataConfig, SplitKind
 
@@ -411,7 +431,55 @@ def _data_config(args: argparse.Namespace) -> FeederDataConfig:  # noqa: F821 (l
         stride=args.stride,
         split=SplitKind(args.split),
         pv_kw_per_kw_load=args.pv_penetration,
+        n_hours=n_hours,
     )
+
+
+def _dataset(args: argparse.Namespace, sites, nominal_kw):
+    """``(data config, dataset)``: the bundled year, or ``--load-data/--pv-data/--price-data``.
+
+    A data file's row r is hour of year r (the bundled weather features, and the bundled
+    prices or PV when not given, are aligned by hour of year); with files the hours used are
+    the first ``min(lengths)`` (at most one year). The load file gives every load bus the same
+    profile scaled to the bus's nominal kW; the PV file the output per kW of rating.
+    """
+    from dataclasses import replace
+
+    from gridrecourse.data.bundled_data import load_household_data
+    from gridrecourse.learning.feeder_data import HOURS_PER_YEAR, build_feeder_dataset
+
+    series = {dest: read_data_option(args, dest) for dest in DATA_OPTIONS}
+    given = {dest: v for dest, v in series.items() if v is not None}
+    if series["pv_data"] is not None and not args.pv_penetration > 0:
+        raise ExpandInputError(
+            f"--pv-data {args.pv_data}: needs --pv-penetration > 0 (PV kW per kW of bus load)"
+        )
+    for dest, values in given.items():
+        if len(values) > HOURS_PER_YEAR:
+            raise ExpandInputError(
+                f"{_flag(dest)} {getattr(args, dest)}: {len(values)} hourly values, expected at "
+                f"most {HOURS_PER_YEAR} (one year, aligned with the bundled weather)"
+            )
+    n_hours = min((len(v) for v in given.values()), default=None)
+    config = _data_config(args, n_hours)
+    households = None
+    if series["load_data"] is not None or series["pv_data"] is not None:
+        hd = load_household_data()
+        n_homes = hd.load_kw.shape[1]
+        load, pv = series["load_data"], series["pv_data"]
+        households = replace(
+            hd,
+            load_kw=hd.load_kw[:n_hours]
+            if load is None
+            else np.repeat(load[:n_hours, None], n_homes, axis=1),
+            pv_w_per_kw=hd.pv_w_per_kw[:n_hours]
+            if pv is None
+            else np.repeat(1000.0 * pv[:n_hours, None], n_homes, axis=1),
+            hour_of_year=hd.hour_of_year[:n_hours],
+        )
+    dataset = build_feeder_dataset(sites, nominal_kw, config, households, series["price_data"])
+    return config, dataset
+
 
 def _load_problem(feeder_spec: str, horizon: int):
     from gridrecourse.network.loading import resolve_feeder_spec
@@ -547,6 +615,7 @@ def run_expand(args: argparse.Namespace) -> dict:
     """
     _check_args(args)
     check_method_options(args)
+    check_data_files(args)
     # the run folder before any work: --out checked, config/status written, solver log there
     open_run(args, "expand", str(args.feeder), resolved_config(args))
     if args.method in SCENARIO_METHODS:
@@ -565,7 +634,6 @@ def _run_expand(args: argparse.Namespace) -> dict:
     from gridrecourse.learning.feeder_data import (
         DATA_PROVENANCE,
         Split,
-        build_feeder_dataset,
     )
     from gridrecourse.methods.end_to_end import (
         EndToEndConfig,
@@ -585,9 +653,10 @@ def _run_expand(args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     say(f"loading {args.feeder} and building the storage-expansion LP (τ = {args.horizon} h)")
     feeder, problem = _load_problem(args.feeder, args.horizon)
-    data_config = _data_config(args)
-    say(f"mapping the bundled homes onto {problem.n_sites} load buses; {DATA_PROVENANCE}")
-    dataset = build_feeder_dataset(problem.load_sites, problem.nominal_load_kw, data_config)
+    own = [f"{_flag(d)} {getattr(args, d)}" for d in DATA_OPTIONS if getattr(args, d, None)]
+    source = ", ".join(own) if own else f"the bundled homes; {DATA_PROVENANCE}"
+    say(f"mapping {source} onto {problem.n_sites} load buses")
+    data_config, dataset = _dataset(args, problem.load_sites, problem.nominal_load_kw)
     check_calibration_size(len(dataset.calibration), args.alpha)
     fig3_alphas = [a for a in args.fig3_alphas]
     skipped_alphas = []
@@ -1018,7 +1087,6 @@ def _run_scenario_method(args: argparse.Namespace) -> dict:
     from gridrecourse.learning.feeder_data import (
         DATA_PROVENANCE,
         Split,
-        build_feeder_dataset,
     )
     from gridrecourse.problems.storage_scenarios import (
         CapacityDomain,
@@ -1032,8 +1100,7 @@ def _run_scenario_method(args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     say(f"loading {args.feeder} (τ = {args.horizon} h)")
     feeder, expansion = _load_problem(args.feeder, args.horizon)
-    data_config = _data_config(args)
-    dataset = build_feeder_dataset(expansion.load_sites, expansion.nominal_load_kw, data_config)
+    data_config, dataset = _dataset(args, expansion.load_sites, expansion.nominal_load_kw)
     n_train = len(dataset.train)
     # default: DEFAULT_SCENARIOS days (all when fewer); an explicit count above n_train is an error
     days = evenly_spaced(

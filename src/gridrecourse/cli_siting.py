@@ -27,10 +27,15 @@ from gridrecourse.cli_common import (
     Bound,
     OptionError,
     Progress,
+    SeriesKind,
+    add_data_options,
     add_run_options,
+    check_data_files,
     check_options,
     emit,
     open_run,
+    option_flag,
+    read_data_option,
     resolved_config,
 )
 
@@ -132,14 +137,13 @@ def add_siting_parser(subparsers) -> argparse.ArgumentParser:
     )
     budget.add_argument("--min-sites", type=int, default=1, help="sites at least (default 1)")
     budget.add_argument("--max-sites", type=int, default=20, help="sites at most (default 20)")
-    data = p.add_argument_group("bring-your-own data (CSV/Parquet, hourly, 'timestamp' column)")
-    data.add_argument(
-        "--load-data",
-        help="load series (one value column; scaled to its peak) instead of the bundled homes",
-    )
-    data.add_argument(
-        "--pv-data",
-        help="PV series (one value column; kW per kW, or scaled to its peak when above 1)",
+    add_data_options(
+        p,
+        (SeriesKind.LOAD, SeriesKind.PV),
+        {
+            SeriesKind.LOAD: "instead of the bundled homes (whole days)",
+            SeriesKind.PV: "instead of the bundled PV (whole days)",
+        },
     )
     p.add_argument("--time-limit", type=float, default=None, help="EF: solver limit (s, > 0)")
     p.add_argument("--mip-gap", type=float, default=1e-4, help="relative MIP gap in [0, 1]")
@@ -177,30 +181,18 @@ def _check(args: argparse.Namespace) -> None:
         raise OptionError(
             f"--min-sites {args.min_sites} > --max-sites {args.max_sites}: expected min <= max"
         )
-    for flag, path in (("--load-data", args.load_data), ("--pv-data", args.pv_data)):
-        if path is not None and not Path(path).is_file():
-            raise OptionError(f"{flag} {path}: no such file")
+    check_data_files(args)
 
 
-def _series(path: str, flag: str, pv: bool):
-    """One value column of a CSV/Parquet series as multipliers (see the options' help)."""
-    import numpy as np
-
-    from gridrecourse.data.series import load_series
-
-    frame = load_series(path)
-    if frame.shape[1] != 1:
+def _series(args: argparse.Namespace, dest: str):
+    """Data option ``dest`` as multipliers (:func:`read_data_option`), whole days only."""
+    values = read_data_option(args, dest)
+    if values is not None and (len(values) < 24 or len(values) % 24):
         raise OptionError(
-            f"{flag} {path}: expected one value column besides 'timestamp', got "
-            f"{list(frame.columns)}"
+            f"{option_flag(args, dest)} {getattr(args, dest)}: expected whole days of hourly "
+            f"values, got {len(values)}"
         )
-    values = frame.iloc[:, 0].to_numpy(dtype=float)
-    if len(values) < 24 or len(values) % 24:
-        raise OptionError(f"{flag} {path}: expected whole days of hourly values, got {len(values)}")
-    peak = float(np.max(values))
-    if peak <= 0:
-        raise OptionError(f"{flag} {path}: every value is 0")
-    return values if (pv and peak <= 1.0) else values / peak
+    return values
 
 
 def build_problem(args: argparse.Namespace):
@@ -234,12 +226,9 @@ def build_problem(args: argparse.Namespace):
         )
         from gridrecourse.uncertainty.scenarios import stratified_scenarios
 
-        load = (
-            _series(args.load_data, "--load-data", pv=False)
-            if args.load_data
-            else normalized_load_multiplier()
-        )
-        pv = _series(args.pv_data, "--pv-data", pv=True) if args.pv_data else None
+        load = _series(args, "load_data")
+        load = normalized_load_multiplier() if load is None else load
+        pv = _series(args, "pv_data")
         pv = normalized_pv_multiplier() if pv is None else pv
         n = min(len(load), len(pv))
         if n // 24 < args.scenarios // 24:

@@ -455,6 +455,7 @@ def build_feeder_series(
     nominal_kw: np.ndarray,
     config: FeederDataConfig | None = None,
     households: HouseholdData | None = None,
+    prices: np.ndarray | None = None,
 ) -> FeederSeries:
     """Map the bundled homes, weather and prices onto the feeder's load buses (hourly).
 
@@ -468,6 +469,8 @@ def build_feeder_series(
         Assignment, PV and hour range.
     households : HouseholdData, optional
         Defaults to :func:`gridrecourse.data.bundled_data.load_household_data`.
+    prices : ndarray, shape (H,), optional
+        Hourly prices by hour of year (currency/MWh) instead of the bundled German ones.
 
     Returns
     -------
@@ -494,9 +497,15 @@ def build_feeder_series(
         if config.pv_kw_per_kw_load > 0.0
         else None
     )
-    price = load_day_ahead_prices().to_numpy(dtype=float)
+    price = (
+        load_day_ahead_prices().to_numpy(dtype=float)
+        if prices is None
+        else np.asarray(prices, dtype=float).ravel()
+    )
     weather = hd.weather[list(WEATHER_COLUMNS)].to_numpy(dtype=float)
     stop = HOURS_PER_YEAR if config.n_hours is None else config.first_hour + config.n_hours
+    if prices is not None and price.shape[0] < stop:
+        raise FeederDataError(f"{price.shape[0]} hourly prices, the hours used need {stop}")
     rows = slice(config.first_hour, stop)
     return FeederSeries(
         sites=sites,
@@ -711,6 +720,7 @@ def build_feeder_dataset(
     nominal_kw: np.ndarray,
     config: FeederDataConfig | None = None,
     households: HouseholdData | None = None,
+    prices: np.ndarray | None = None,
 ) -> FeederDataset:
     """Hourly series → windows (M past hours → next τ) → leak-free splits → scalers.
 
@@ -723,6 +733,8 @@ def build_feeder_dataset(
     config : FeederDataConfig, optional
     households : HouseholdData, optional
         Bundled data by default.
+    prices : ndarray, optional
+        Hourly prices instead of the bundled ones (:func:`build_feeder_series`).
 
     Returns
     -------
@@ -737,7 +749,7 @@ def build_feeder_dataset(
         Bad sites / nominal values / settings.
     """
     config = config or FeederDataConfig()
-    series = build_feeder_series(sites, nominal_kw, config, households)
+    series = build_feeder_series(sites, nominal_kw, config, households, prices)
     data = make_windows(series.features(), series.targets(), config.history, config.horizon)
     train, calibration, test = split_windows(data, config)
     return FeederDataset(
