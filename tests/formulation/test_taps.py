@@ -30,6 +30,7 @@ from gridrecourse.physics.lindistflow import LinDist3Flow
 from gridrecourse.problems.opf import OPFConfig, build_opf, solve_opf
 from gridrecourse.solvers.highs import LinearModel
 from gridrecourse.solvers.options import SolverOptions
+from line_to_line_cases import open_delta_master
 
 EXACT = SolverOptions(mip_gap=1e-9)
 
@@ -355,3 +356,30 @@ def test_ieee123_ganged_regulator_at_the_root_and_series_regulators(ieee123):
     np.testing.assert_allclose(result.v_pu, rebuilt.v_pu, atol=1e-6)
     own = solve_opf(build_opf(math, config), EXACT)
     assert result.cost < own.cost
+
+
+# -- line-to-line regulators (windings between two phases) ------------------------------------
+
+
+def test_line_to_line_regulators_taps_match_the_fixed_model_and_enumeration(tmp_path):
+    """Open-delta bank of two single-phase regulators between phase pairs: the tap model's
+    sending voltage is the pair's, as in the fixed model's drop rows (fixing u at the feeder's
+    taps gives the plain OPF), and the MILP optimum is the best of the enumeration through
+    ``build_math_feeder(taps=...)``. A narrow band (0.99–1.01 p.u.) makes the taps matter."""
+    feeder = resolve_feeder_spec(open_delta_master(tmp_path))
+    math = build_math_feeder(feeder)
+    assert (math.send_partner[math.regulators.node] >= 0).all()
+    config = _one_period(v_min=0.99, v_max=1.01, thermal_limits=False)
+    plain = solve_opf(build_opf(math, config))
+    opf = build_opf(math, config, taps=TapOptions(TapPositions.window(0, TapCenter.CURRENT)))
+    tapped = solve_opf(opf, EXACT)
+    assert tapped.cost == pytest.approx(plain.cost, rel=1e-9)
+    np.testing.assert_allclose(tapped.v_pu, plain.v_pu, atol=1e-7)
+    positions = TapPositions.window(2, TapCenter.CURRENT)
+    result = solve_opf(build_opf(math, config, taps=TapOptions(positions)), EXACT)
+    grid = positions.grid(math.regulators)
+    ref = _enumerate(feeder, math, config, [grid.number[grid.regulator == i] for i in range(2)])
+    assert len(ref) == 25
+    best = min(ref, key=ref.get)
+    assert result.cost == pytest.approx(ref[best], rel=1e-6)
+    assert max(ref.values()) > ref[best] + 1.0  # the enumeration is not flat

@@ -22,7 +22,9 @@ For binary u this forces ``w_k = v_i`` at the selected position and 0 elsewhere 
 ``L ≤ v_i ≤ U``). With ``hull=True`` (default) eq 7b is replaced by the equality
 ``Σ_k w_k = v_i``, which together with eq 7a and ``Σ_k u_k = 1`` implies eq 7b and is the
 convex hull of the disjunction (a tighter LP relaxation, fewer rows). When the parent is a root
-node its voltage is a constant and ``w_k = v_root² u_k`` exactly: no w columns.
+node its voltage is a constant and ``w_k = v_root² u_k`` exactly: no w columns. For a
+line-to-line regulator (a winding between parent phases x, y) ``v_i`` is the pair's
+``(v_x + v_y)/2`` of its drop row (``LinDist3Flow.parent_weight``).
 
 Tap changes (paper B eq 8): with the OpenDSS tap number ``n_{r,t} = Σ_k N_k u_{r,k,t}``
 (``τ = 1 + N · step``)::
@@ -507,12 +509,17 @@ def add_tap_selection(
     pos = np.full(math.n_nodes, -1)
     pos[physics.nonroot] = np.arange(e)
     rho2 = grid.ratio**2
+    # sending voltage before ρ² of each regulated node: v_parent, or (v_x + v_y)/2 for a
+    # line-to-line winding (LinDist3Flow.parent_weight)
+    weight = physics.parent_weight[pos[reg.node]]
+    weight_nonroot = sp.csr_matrix(weight[:, physics.nonroot])
+    root_v2 = weight[:, physics.root] @ math.root_v_pu[physics.root] ** 2
 
     # -- v_send = Σ ρ² w (+ Σ ρ² v_root² u for root parents)  (eq 5)
     send_terms = [(net.sending_voltage, sp.identity(n_j * T, format="csr"))]
     const = ~var_pair
     if const.any():
-        v_root2 = math.root_v_pu[parent[pair_j[const]]] ** 2
+        v_root2 = root_v2[pair_j[const]]
         m_u = sp.csr_matrix(
             (-rho2[pair_c[const]] * v_root2, (pair_j[const], pair_c[const])), shape=(n_j, k_cols)
         )
@@ -550,18 +557,13 @@ def add_tap_selection(
         # eq 7a: L u ≤ w ≤ U u
         model.add_constraints("tap-w_lower", [(w, eye_w), (u, -sp.diags(low) @ u_sel)], lb=0.0)
         model.add_constraints("tap-w_upper", [(w, eye_w), (u, -sp.diags(high) @ u_sel)], ub=0.0)
-        par_sel = over_periods(
-            sp.csr_matrix((np.ones(n_w), (np.arange(n_w), parent_pos)), shape=(n_w, e)), T
-        )
+        par_sel = over_periods(weight_nonroot[pj], T)
         if hull:
             j_var = np.flatnonzero(~root_parent)
             row = np.full(n_j, -1)
             row[j_var] = np.arange(len(j_var))
             agg = sp.csr_matrix((np.ones(n_w), (row[pj], np.arange(n_w))), shape=(len(j_var), n_w))
-            v_par = sp.csr_matrix(
-                (np.ones(len(j_var)), (np.arange(len(j_var)), pos[parent[j_var]])),
-                shape=(len(j_var), e),
-            )
+            v_par = weight_nonroot[j_var]
             z = np.zeros(len(j_var) * T)
             model.add_constraints(
                 "tap-w_sum", [(w, over_periods(agg, T)), (net.v, -over_periods(v_par, T))], z, z
@@ -751,7 +753,10 @@ def rounded_start(taps: TapBlocks, net: NetworkBlocks, relaxed: Solution) -> np.
     v = np.empty((math.n_nodes, T))
     v[net.physics.nonroot] = net.values(relaxed, net.v)
     v[net.physics.root] = (math.root_v_pu[net.physics.root] ** 2)[:, None]
-    ratio = np.sqrt(np.maximum(send, 0.0) / np.maximum(v[math.parent[reg.node]], 1e-12))
+    pos = np.full(math.n_nodes, -1)
+    pos[net.physics.nonroot] = np.arange(net.n_branch_phases)
+    v_parent = net.physics.parent_weight[pos[reg.node]] @ v  # the pair for line-to-line windings
+    ratio = np.sqrt(np.maximum(send, 0.0) / np.maximum(v_parent, 1e-12))
     n_of = np.bincount(reg.regulator_of, minlength=reg.n_regulators)[:, None]
     mean = np.zeros((reg.n_regulators, T))
     np.add.at(mean, reg.regulator_of, ratio)

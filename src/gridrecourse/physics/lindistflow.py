@@ -215,6 +215,9 @@ class LinDist3Flow:
         v_share = np.ones(e)
         v_share[self._pair_rows] = 0.5
         v_share = np.concatenate([v_share, np.full(len(self._pair_rows), 0.5)])
+        #: (E, N): weights of the nodes' squared voltages in each branch-phase's sending
+        #: voltage before ρ² (1 on the parent; ½ on x and on y for a pair row).
+        self.parent_weight = sp.csr_matrix((v_share, (draw_row, draw_node)), shape=(e, n))
         v_val = np.concatenate([rho2, rho2[self._pair_rows]]) * v_share
         self.voltage_parent = sp.csr_matrix(
             (v_val[from_nonroot], (draw_row[from_nonroot], pos[draw_node[from_nonroot]])),
@@ -238,7 +241,7 @@ class LinDist3Flow:
                 shape=(e, e),
             )
             sigma = np.sign(np.sin(theta[par[self._pair_rows]] - theta[self._pair_partner]))
-            k_p, k_q = self._pair_angle_terms(angle_parent, rho2[self._pair_rows] * sigma)
+            k_p, k_q = self._pair_angle_terms(angle_parent, sigma)
             self.m_p = (self.m_p + k_p).tocsr()
             self.m_q = (self.m_q + k_q).tocsr()
         self.cap_b = math.cap_b_pu[self.nonroot]
@@ -289,7 +292,9 @@ class LinDist3Flow:
         angle_parent : scipy.sparse.csr_matrix, shape (E, E)
             Weights of the parents' angles in each branch-phase's angle.
         weight : ndarray, shape (n_pair,)
-            ``ρ² σ`` of each pair row.
+            ``σ`` of each pair row. The exact term carries ``ρ²``; ``(ρ² − 1) δ`` is second
+            order, and without it the term does not depend on the tap (the tap model's rows,
+            :mod:`gridrecourse.formulation.taps`, equal the fixed model's at every tap).
 
         Returns
         -------
