@@ -65,3 +65,23 @@ def closed_delta_master(folder, taps=(1.025, 1.025, 1.025)) -> str:
     path = folder / "closed_delta.dss"
     path.write_text(body)
     return str(path)
+
+
+def write_all(folder) -> list[str]:
+    """The three masters of the README's hand-built rows, each in its own subfolder."""
+    from pathlib import Path
+
+    root = Path(folder)
+    cases = [("open_delta", open_delta_master, {}), ("closed_delta", closed_delta_master, {})]
+    cases.append(("closed_delta_unequal", closed_delta_master, {"taps": (1.0375, 1.025, 1.0125)}))
+    paths = []
+    for name, make, kw in cases:
+        (root / name).mkdir(parents=True, exist_ok=True)
+        paths.append(make(root / name, **kw))
+    return paths
+
+
+if __name__ == "__main__":  # python tests/line_to_line_cases.py DIR: write the masters
+    import sys
+
+    print("\n".join(write_all(sys.argv[1])))
