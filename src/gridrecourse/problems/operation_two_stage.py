@@ -99,7 +99,7 @@ def _first_stage_names(om: OperationModel) -> tuple[str, ...]:
 
 
 def _fold(
-    blocks: SpecBlocks, fixed: dict[str, np.ndarray]
+    blocks: SpecBlocks, fixed: dict[str, np.ndarray | None]
 ) -> tuple[
     tuple[VariableBlockSpec, ...], tuple[ConstraintBlockSpec, ...], dict[str, sp.csr_matrix]
 ]:
@@ -130,8 +130,11 @@ def _fold(
             else:
                 shift = m @ fixed[name]
                 lb, ub = lb - shift, ub - shift
-        if terms:
-            constraints.append(ConstraintBlockSpec(c.name, tuple(terms.items()), lb=lb, ub=ub))
+        if not terms:
+            raise OperationProblemError(
+                f"constraint block {c.name!r} has terms on fixed blocks only (it would vanish)"
+            )
+        constraints.append(ConstraintBlockSpec(c.name, tuple(terms.items()), lb=lb, ub=ub))
     return variables, tuple(constraints), removed
 
 
@@ -140,13 +143,10 @@ def _nonempty(blocks: SpecBlocks) -> SpecBlocks:
     empty = {v.name for v in blocks.variables if v.size == 0}
     constraints = []
     for c in blocks.constraints:
-        if c.size == 0:
-            continue
         terms = tuple((n, m) for n, m in c.terms if n not in empty)
-        constraints.append(ConstraintBlockSpec(c.name, terms, lb=c.lb, ub=c.ub))
-    return SpecBlocks(
-        tuple(v for v in blocks.variables if v.size), tuple(c for c in constraints if c.terms)
-    )
+        if c.size and terms:
+            constraints.append(ConstraintBlockSpec(c.name, terms, lb=c.lb, ub=c.ub))
+    return SpecBlocks(tuple(v for v in blocks.variables if v.size), tuple(constraints))
 
 
 class RetryingSecondStageModel(SecondStageModel):
