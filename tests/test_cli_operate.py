@@ -85,6 +85,7 @@ def test_operate_dt_prints_one_clean_json_object(tmp_path):
         (["--prior-strength", "-1"], "AmbiguityInputError", "prior"),
         (["--corners", "middle"], "OperateInputError", "corners"),
         (["--ef-days", "-1"], "OperateInputError", "ef-days"),
+        (["--workers", "0"], "OperateInputError", "workers"),
         (["--method", "dt", "--train-days", "1"], "AmbiguityInputError", "at least 2"),
         (
             ["--method", "igdt", "--budget", "1", "--test-days", "1", "--no-ac"],
@@ -124,3 +125,18 @@ def test_operate_ef_row_is_evaluated_like_the_other_plans(tmp_path, capsys):
     assert ef["epb"] == pytest.approx(ef["first_stage_cost"] + ef["mean_second_stage_cost"])
     assert len(result["ef_days"]) == 2 and np.isfinite(result["ef_objective"])
     assert result["argv"][:2] == ["gridrecourse", "operate"]
+
+
+@pytest.mark.slow
+def test_operate_post_evaluation_in_worker_processes_gives_the_same_days(tmp_path):
+    """``--workers 2``: the held-out days solved in two worker processes give the recourse
+    costs of the in-process evaluation, day by day."""
+    out = {}
+    for workers in (1, 2):
+        folder = tmp_path / f"w{workers}"
+        argv = ["operate", "case33bw", "--method", "dt", "--test-days", "4", "--no-ac"]
+        assert main([*argv, "--workers", str(workers), "--json", "--out", str(folder)]) == 0
+        out[workers] = np.loadtxt(
+            folder / "evaluation_days.csv", delimiter=",", skiprows=1, usecols=1
+        )
+    assert out[2] == pytest.approx(out[1], rel=1e-7)

@@ -115,6 +115,12 @@ def add_operate_parser(subparsers) -> argparse.ArgumentParser:
         help="also plan with the stochastic program (extensive form) over this many training "
         "days spread over the year and evaluate it like the others (default 0: off)",
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes of the post-evaluation (default 1: in this process)",
+    )
     p.add_argument("--no-ac", action="store_true", help="skip the OpenDSS AC certificate")
     p.add_argument("--out", help="run folder (default runs/operate-<feeder>-<time>)")
     p.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
@@ -133,6 +139,8 @@ def _check(args: argparse.Namespace) -> tuple[NetLoadCorner, ...]:
         raise AmbiguityInputError(f"--prior-strength must be > 0, got {args.prior_strength}")
     if args.test_days < 1:
         raise OperateInputError("--test-days must be >= 1")
+    if args.workers < 1:
+        raise OperateInputError(f"--workers must be >= 1, got {args.workers}")
     if args.ef_days < 0:
         raise OperateInputError(f"--ef-days must be >= 0, got {args.ef_days}")
     try:
@@ -205,12 +213,21 @@ def run_operate(args: argparse.Namespace) -> dict:
         # the held-out days as scenarios of the two-stage problem; each schedule is evaluated
         # exactly (shared evaluator) with the days' losses at its own planned injections
         problem = operation_problem(inst, dt)
+        executor = None
+        if args.workers > 1:  # the days in parallel worker processes (models built once each)
+            from gridrecourse.execution import make_executor
 
-        def evaluate(schedule) -> ScheduleEvaluation:
-            return evaluate_schedule(problem, schedule)
+            executor = make_executor("process", n_workers=args.workers)
+        try:
 
-        evals = {name: evaluate(s) for name, s in schedules.items()}
-        iter_evals = [evaluate(it.schedule) for it in cl.iterations] if cl else []
+            def evaluate(schedule) -> ScheduleEvaluation:
+                return evaluate_schedule(problem, schedule, executor=executor)
+
+            evals = {name: evaluate(s) for name, s in schedules.items()}
+            iter_evals = [evaluate(it.schedule) for it in cl.iterations] if cl else []
+        finally:
+            if executor is not None:
+                executor.close()
         common = np.logical_and.reduce(
             [e.feasible for e in evals.values()] + [e.feasible for e in iter_evals]
         )
