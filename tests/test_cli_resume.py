@@ -108,6 +108,13 @@ def test_siting_spar_sigint_mid_iterations_then_resume(tmp_path):
 
 
 @pytest.mark.slow
+def test_siting_ph_sigint_mid_iterations_then_resume(tmp_path):
+    argv = ["siting", "case33bw", "--scenarios", "24", "--method", "ph", "--rho", "0.01"]
+    argv += ["--max-iterations", "12", "--no-certificate"]
+    _check_resume(argv, tmp_path, "ph-iterations", "PH")
+
+
+@pytest.mark.slow
 def test_sigint_inside_a_long_mip_ends_within_seconds(tmp_path):
     """The EF of 240 scenarios runs for tens of seconds (its root LP alone); SIGINT 2 s into
     the HiGHS solve ends the command within a few seconds, exit 130, status interrupted."""
