@@ -115,6 +115,34 @@ def test_siting_ph_sigint_mid_iterations_then_resume(tmp_path):
 
 
 @pytest.mark.slow
+def test_siting_bounds_sigint_mid_replications_then_resume(tmp_path):
+    """SIGINT once the first bounds replication is checkpointed: the resumed run reuses the
+    SPAR solve and the finished replications, and its bounds equal the uninterrupted run's."""
+    argv = ["siting", "case33bw", "--scenarios", "24", "--max-iterations", "15"]
+    argv += ["--polish-rounds", "1", "--no-certificate", "--bounds", "--replications", "3"]
+    argv += ["--batch-size", "12"]
+    ref = tmp_path / "ref"
+    done = _run([*argv, "--out", str(ref)])
+    assert done.returncode == 0, done.stderr
+
+    cut = tmp_path / "cut"
+    state = cut / "checkpoints" / "bounds-replications.pkl"
+    code, _, err = _interrupt_when([*argv, "--out", str(cut)], state.exists)
+    assert code == 130, err
+    assert not (cut / "checkpoints" / "bounds.pkl").exists()  # stopped inside the bounds
+
+    resumed = _run([*argv, "--resume", str(cut)])
+    assert resumed.returncode == 0, resumed.stderr
+    match = re.search(r"bounds: reused (\d+) of 6 finished replication tasks", resumed.stderr)
+    assert match, resumed.stderr
+    a, b = _result(cut), _result(ref)
+    assert a["bounds_reused_replications"] == int(match.group(1)) >= 1
+    assert a["reused_checkpoints"][0] == "solve"
+    for key in ("lb_ci", "ub_ci", "bounds_gap", "objective", "units_per_bus"):
+        assert a[key] == b[key], key
+
+
+@pytest.mark.slow
 def test_sigint_inside_a_long_mip_ends_within_seconds(tmp_path):
     """The EF of 240 scenarios runs for tens of seconds (its root LP alone); SIGINT 2 s into
     the HiGHS solve ends the command within a few seconds, exit 130, status interrupted."""
