@@ -1,7 +1,7 @@
 """Imports flow one way through the layers, and no module imports itself through a cycle.
 
 Layer order (a module may import only from its own package or a lower layer; function-level
-imports count): errors → solvers, execution, data, uncertainty → network → physics →
+imports count): errors → solvers, execution, checkpointing, data, uncertainty → network → physics →
 formulation → problems → evaluation, learning → methods → report → cli. The exact evaluation and
 the statistical bounds sit below the methods because PH (final evaluation of x̄) and SPAR
 (Mak–Morton–Wood bounds) use them; evaluation never imports a method.
@@ -21,6 +21,7 @@ RANK = {
     "errors": 0,
     "solvers": 1,
     "execution": 1,
+    "checkpointing": 1,  # the Checkpoint protocol: used by evaluation and methods
     "data": 1,
     "uncertainty": 1,
     "network": 2,

@@ -41,7 +41,7 @@ from gridrecourse.cli_common import (
 
 DEFAULT_SITING_FEEDER = "ieee123"
 #: SPAR/PH iterations between checkpoints in the run folder (fixed, not timed: the models are
-#: rebuilt at every checkpoint, see :mod:`gridrecourse.methods.checkpointing`).
+#: rebuilt at every checkpoint, see :mod:`gridrecourse.checkpointing`).
 CHECKPOINT_EVERY = 10
 #: ``--taps`` choices (= :class:`gridrecourse.problems.siting.TapSetting` values, tested).
 TAP_CHOICES = ("neutral", "opendss")

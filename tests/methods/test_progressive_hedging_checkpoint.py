@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from test_extensive_form import tiny_problem
 
+from gridrecourse.checkpointing import MemoryCheckpoint
 from gridrecourse.execution import ExecutorKind, make_executor
-from gridrecourse.methods.checkpointing import MemoryCheckpoint
 from gridrecourse.methods.progressive_hedging import (
     PHConfig,
     PHError,

@@ -14,8 +14,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from gridrecourse.checkpointing import MemoryCheckpoint
 from gridrecourse.formulation.limits import LimitMode
-from gridrecourse.methods.checkpointing import MemoryCheckpoint
 from gridrecourse.methods.spar import (
     SPARConfig,
     SPARConfigError,

@@ -126,11 +126,11 @@ from typing import Generic, TypeVar
 import numpy as np
 import scipy.sparse as sp
 
+from gridrecourse.checkpointing import Checkpoint
 from gridrecourse.errors import GridRecourseError, InfeasibleModelError, SolverTimeLimitError
 from gridrecourse.evaluation.bounds import BoundMethod, BoundProvenance
 from gridrecourse.evaluation.out_of_sample import OutOfSampleResult, evaluate_first_stage
 from gridrecourse.execution import Executor, InProcessExecutor
-from gridrecourse.methods.checkpointing import Checkpoint
 from gridrecourse.methods.extensive_form import DEFAULT_TANGENT_POINTS, build_extensive_form
 from gridrecourse.problems.base import FirstStageSpec, TwoStageProblem, tangent_rows
 from gridrecourse.problems.capabilities import (
@@ -404,7 +404,7 @@ class PHResult(Generic[D]):
 @dataclass(frozen=True, eq=False)
 class PHState:
     """Checkpoint of progressive hedging before iteration ``next_iteration``
-    (``solve_progressive_hedging(checkpoint=...)``; :mod:`gridrecourse.methods.checkpointing`).
+    (``solve_progressive_hedging(checkpoint=...)``; :mod:`gridrecourse.checkpointing`).
 
     Attributes
     ----------
@@ -980,7 +980,7 @@ def solve_progressive_hedging(
         Where a :class:`PHState` is saved before iterations ``k·checkpoint_every`` and when
         the loop ends; a state found there is resumed (``PHResult.resumed_at``). At every
         save the workers' subproblem models are rebuilt, so a resumed run equals an
-        uninterrupted one (:mod:`gridrecourse.methods.checkpointing`).
+        uninterrupted one (:mod:`gridrecourse.checkpointing`).
     checkpoint_every : int, default 10
         Iterations between checkpoints (>= 1).
 

@@ -109,6 +109,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from gridrecourse.checkpointing import Checkpoint
 from gridrecourse.errors import GridRecourseError, InfeasibleModelError, SolverTimeLimitError
 from gridrecourse.evaluation.bounds import (
     BoundMethod,
@@ -123,7 +124,6 @@ from gridrecourse.evaluation.out_of_sample import (
     recourse_state_factory,
 )
 from gridrecourse.execution import Executor, InProcessExecutor, ProgressCallback
-from gridrecourse.methods.checkpointing import Checkpoint
 from gridrecourse.methods.extensive_form import build_extensive_form, solve_extensive_form
 from gridrecourse.methods.lagrangian import lagrangian_bound, subgradient_multipliers
 from gridrecourse.methods.spar_first_stage import (
@@ -559,7 +559,7 @@ class SPARState:
     """Checkpoint of the SPAR loop after ``iteration`` iterations (``solve_spar(checkpoint=)``).
 
     Everything the rest of the run depends on, so that a run resumed from it continues with
-    exactly the trajectory of an uninterrupted run (:mod:`gridrecourse.methods.checkpointing`).
+    exactly the trajectory of an uninterrupted run (:mod:`gridrecourse.checkpointing`).
 
     Attributes
     ----------
@@ -680,7 +680,7 @@ class _Stages:
 
     ``cuts`` (feasibility cuts of an earlier part of the run, already restricted to the units)
     are added to the new first-stage models in one call: this is how a checkpoint rebuilds the
-    models (module :mod:`gridrecourse.methods.checkpointing`, "Exactness").
+    models (module :mod:`gridrecourse.checkpointing`, "Exactness").
     """
 
     def __init__(
@@ -957,7 +957,7 @@ def solve_spar(
         Where a :class:`SPARState` is saved before iterations ``k·checkpoint_every + 1`` and
         when the loop ends; a state found there is resumed (``SPARResult.resumed_at``). At
         every save the models are rebuilt from the state, so a resumed run equals an
-        uninterrupted one (:mod:`gridrecourse.methods.checkpointing`).
+        uninterrupted one (:mod:`gridrecourse.checkpointing`).
     checkpoint_every : int, default 10
         Iterations between checkpoints (>= 1).
 

@@ -156,7 +156,7 @@ def tidy_table(table: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, pd.DataFram
 
 
 class PhaseCheckpoint:
-    """A :class:`~gridrecourse.methods.checkpointing.Checkpoint` in a run folder (atomic pickle).
+    """A :class:`~gridrecourse.checkpointing.Checkpoint` in a run folder (atomic pickle).
 
     ``load`` returns the state only when the run is a ``--resume`` (a new run starts anew).
     Made by :meth:`RunFolder.checkpoint`.

@@ -1,4 +1,8 @@
-"""Iteration-level checkpoints of the long methods (SPAR, PH, SAA bounds replications).
+"""Checkpoints of long work: method iterations (SPAR, PH, SAA bounds replications) and the
+blocks of the exact evaluation (:mod:`gridrecourse.evaluation.resumable`).
+
+It sits next to :mod:`gridrecourse.execution`, below the evaluation and the methods, so both
+use one protocol.
 
 A method that can be resumed takes ``checkpoint``, an object with ``load()`` (the state stored
 by an earlier, interrupted run, or None) and ``save(state)`` (store the state atomically). The
