@@ -4,8 +4,12 @@ For a fixed ``x̂`` each scenario's recourse ``Q(x̂, ξ_ω)`` is an independent
 quadratic recourse such as paper C's P2 losses, solved exactly — no tangent planes). The
 scenarios run through :mod:`gridrecourse.execution`: the executor's ``state_factory`` builds the
 :class:`~gridrecourse.problems.base.SecondStageModel` **once per worker** and every task only
-changes vectors (row bounds) and re-solves from the previous basis. This is the "true" objective
-behind every gap in every table.
+changes vectors (row bounds) and re-solves from the previous basis (dual simplex, Devex
+pricing). The scenarios are solved along a warm-start chain of similar scenarios
+(:mod:`~gridrecourse.evaluation.scenario_order`), one contiguous lane of it per worker
+(:func:`chain_lanes`; a worker that is done steals the back half of the fullest lane). This is
+the "true" objective behind every gap in every table; ``simplex_iterations`` in the result
+shows how warm each solve was (``benchmarks/bench_evaluation.py`` measures it).
 
 The result also carries the linking duals and subgradients ``∂Q/∂x``: for PV siting the
 ``n_i`` entries are paper C's slope estimates ``ĝ_i = dual(44) × g × PV_mult`` that SPAR learns
