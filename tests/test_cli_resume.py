@@ -1,4 +1,5 @@
-"""``--resume`` inside a method (SPAR and PH iterations, bounds replications); Ctrl-C in a MIP.
+"""``--resume`` inside a method (SPAR and PH iterations, bounds replications, the blocks of
+SPAR's exact evaluations); Ctrl-C in a MIP.
 
 A siting run is interrupted by SIGINT in the middle of SPAR's (PH's) iterations, after their
 first checkpoint; ``--resume`` says on stderr which iteration it resumed at, and the result, the
@@ -24,7 +25,7 @@ EXE = [sys.executable, "-c", "from gridrecourse.cli import main; raise SystemExi
 TIMES = {"first_stage_seconds", "second_stage_seconds", "update_seconds", "wall_seconds"}
 #: Summary keys that describe the run, not its result.
 RUN_KEYS = {"wall_seconds", "run_folder", "reused_checkpoints", "resumed_at_iteration"}
-RUN_KEYS |= {"seconds_per_iteration", "bounds_reused_replications"}
+RUN_KEYS |= {"seconds_per_iteration", "bounds_reused_replications", "evaluation_reused_scenarios"}
 
 
 def _run(argv: list[str]) -> subprocess.CompletedProcess:
@@ -112,6 +113,41 @@ def test_siting_ph_sigint_mid_iterations_then_resume(tmp_path):
     argv = ["siting", "case33bw", "--scenarios", "24", "--method", "ph", "--rho", "0.01"]
     argv += ["--max-iterations", "12", "--no-certificate"]
     _check_resume(argv, tmp_path, "ph-iterations", "PH")
+
+
+@pytest.mark.slow
+def test_siting_spar_sigint_mid_evaluation_then_resume(tmp_path):
+    """SIGINT once the first block of SPAR's exact evaluations is checkpointed (240 scenarios,
+    about 3 s of evaluations after 1 s of learning): the resumed run reuses the saved blocks,
+    solves the rest, and its result equals the uninterrupted run's."""
+    argv = ["siting", "case33bw", "--scenarios", "240", "--max-iterations", "10"]
+    argv += ["--polish-rounds", "2", "--no-certificate"]
+    ref = tmp_path / "ref"
+    done = _run([*argv, "--out", str(ref)])
+    assert done.returncode == 0, done.stderr
+
+    cut = tmp_path / "cut"
+    state = cut / "checkpoints" / "spar-evaluations.pkl"
+    code, _, err = _interrupt_when([*argv, "--out", str(cut)], state.exists)
+    assert code == 130, err
+    assert not (cut / "checkpoints" / "solve.pkl").exists()  # stopped inside the evaluations
+
+    resumed = _run([*argv, "--resume", str(cut)])
+    assert resumed.returncode == 0, resumed.stderr
+    match = re.search(r"exact evaluations: (\d+) scenario solves reused", resumed.stderr)
+    assert match, resumed.stderr
+    a, b = _result(cut), _result(ref)
+    assert a["evaluation_reused_scenarios"] == int(match.group(1)) >= 1
+    assert b["evaluation_reused_scenarios"] == 0
+    assert any(r.startswith("spar-evaluations: ") for r in a["reused_checkpoints"])
+    assert set(a) == set(b)
+    for key in sorted(set(a) - RUN_KEYS):
+        assert a[key] == b[key], key  # exact: same floats, same decision
+    pd.testing.assert_frame_equal(_history(cut), _history(ref))
+    assert (cut / "decision.csv").read_text() == (ref / "decision.csv").read_text()
+    assert (cut / "scenario_objectives.csv").read_text() == (
+        ref / "scenario_objectives.csv"
+    ).read_text()
 
 
 @pytest.mark.slow

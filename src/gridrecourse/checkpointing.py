@@ -28,7 +28,7 @@ from __future__ import annotations
 import pickle
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Checkpoint", "MemoryCheckpoint"]
+__all__ = ["Checkpoint", "LoadOnceCheckpoint", "MemoryCheckpoint"]
 
 
 @runtime_checkable
@@ -65,3 +65,34 @@ class MemoryCheckpoint:
         """Keep a pickled copy of ``state``."""
         self._blob = pickle.dumps(state)
         self.saves += 1
+
+
+class LoadOnceCheckpoint:
+    """A :class:`Checkpoint` that reads ``inner`` once and then answers from memory.
+
+    For work that loads its checkpoint many times in one run (every exact evaluation of SPAR's
+    polish rounds loads the evaluation checkpoint): the stored state is read (and, in a run
+    folder, reported as reused) once; later :meth:`load` calls return the last state loaded or
+    saved. Every :meth:`save` still goes to ``inner``. The returned state is shared, not
+    copied: callers must not change it in place.
+
+    Parameters
+    ----------
+    inner : Checkpoint
+    """
+
+    def __init__(self, inner: Checkpoint):
+        self.inner = inner
+        self._loaded = False
+        self._state: Any | None = None
+
+    def load(self) -> Any | None:
+        """The inner checkpoint's state (read at the first call), or the last saved state."""
+        if not self._loaded:
+            self._state, self._loaded = self.inner.load(), True
+        return self._state
+
+    def save(self, state: Any) -> None:
+        """Store ``state`` in ``inner`` and keep it for later :meth:`load` calls."""
+        self.inner.save(state)
+        self._state, self._loaded = state, True

@@ -7,9 +7,12 @@ and is certified in OpenDSS's AC power flow.
 
 The run folder is created before any work (:func:`gridrecourse.cli_common.open_run`); the
 method's solve, the exact evaluation and the bounds are checkpointed phases, and inside them
-SPAR's and PH's iterations (every :data:`CHECKPOINT_EVERY`) and every finished bounds
-replication, so ``--resume DIR`` after an interrupt continues where the run stopped, says what
-it reused, and gives exactly the result of an uninterrupted run.
+SPAR's and PH's iterations (every :data:`CHECKPOINT_EVERY`), every finished bounds
+replication and every finished block of the exact evaluations (SPAR's repair, polish and final
+evaluations, PH's and the EF's evaluation on all scenarios;
+:mod:`gridrecourse.evaluation.resumable`), so ``--resume DIR`` after an interrupt continues
+where the run stopped, says what it reused, and gives exactly the result of an uninterrupted
+run.
 """
 
 from __future__ import annotations
@@ -263,7 +266,7 @@ def run_siting(args: argparse.Namespace) -> dict:
     import numpy as np
     import pandas as pd
 
-    from gridrecourse.evaluation.out_of_sample import evaluate_first_stage
+    from gridrecourse.evaluation.resumable import evaluate_first_stage_resumable
     from gridrecourse.execution import ExecutorKind, make_executor
     from gridrecourse.solvers.options import SolverOptions
 
@@ -298,17 +301,20 @@ def run_siting(args: argparse.Namespace) -> dict:
             evaluation = folder.load_checkpoint("evaluation")
         if evaluation is None:
             progress("evaluating the first stage exactly on all scenarios")
-            evaluation = evaluate_first_stage(
+            run = evaluate_first_stage_resumable(
                 problem,
                 decision,
+                checkpoint=_evaluation_checkpoint(folder, "evaluation-blocks"),
                 executor=executor,
                 options=options,
-                desc=None,
                 progress=progress.callback("scenarios"),
+                note=progress.note,
             )
+            evaluation = run.result
+            extra["evaluation_reused_scenarios"] = run.reused_scenarios
             folder.save_checkpoint("evaluation", evaluation)
         else:
-            progress("exact evaluation on all scenarios: done by the method (SPAR) or reused")
+            progress("exact evaluation on all scenarios: done by the method (SPAR, PH) or reused")
     wall = time.perf_counter() - t0
 
     units = dict(zip(decision.site_names, (int(u) for u in decision.units), strict=True))
@@ -392,6 +398,24 @@ def run_siting(args: argparse.Namespace) -> dict:
     return summary
 
 
+def _evaluation_checkpoint(folder, name: str):
+    """The run folder's checkpoint of an exact evaluation's finished blocks
+    (:mod:`gridrecourse.evaluation.resumable`), read once per run."""
+    from gridrecourse.checkpointing import LoadOnceCheckpoint
+
+    def reused(state) -> str:
+        return f"{name}: {state.n_finished_blocks} finished evaluation blocks stored"
+
+    return LoadOnceCheckpoint(folder.checkpoint(name, reused))
+
+
+def _note_reused_evaluations(progress: Progress, n_scenarios: int) -> None:
+    if n_scenarios:
+        progress.note(
+            f"exact evaluations: {n_scenarios} scenario solves reused from the checkpoint"
+        )
+
+
 def _solve(
     args, method: SitingMethod, problem, executor, options, progress: Progress, folder
 ) -> dict:
@@ -441,14 +465,18 @@ def _solve(
             progress=lambda k, metric: progress.tick(k, cap, f"PH (metric {metric:.3g})"),
             checkpoint=folder.checkpoint("ph-iterations", ph_reused, progress.note),
             checkpoint_every=CHECKPOINT_EVERY,
+            evaluation_checkpoint=_evaluation_checkpoint(folder, "ph-evaluation"),
         )
+        _note_reused_evaluations(progress, ph.evaluation_reused_scenarios)
         decision = ph.decision
+        evaluation = ph.evaluation  # x evaluated exactly on all scenarios
         status = ph.status.value if isinstance(ph.status, Enum) else str(ph.status)
         history = pd.DataFrame([vars(h) for h in ph.history])
         extra = {
             "iterations": ph.iterations,
             "converged": ph.converged,
             "resumed_at_iteration": ph.resumed_at,
+            "evaluation_reused_scenarios": ph.evaluation_reused_scenarios,
         }
     else:
         from gridrecourse.methods.spar import solve_spar
@@ -468,7 +496,9 @@ def _solve(
             progress=progress.callback("SPAR iterations"),
             checkpoint=folder.checkpoint("spar-iterations", spar_reused, progress.note),
             checkpoint_every=CHECKPOINT_EVERY,
+            evaluation_checkpoint=_evaluation_checkpoint(folder, "spar-evaluations"),
         )
+        _note_reused_evaluations(progress, spar.evaluation_reused_scenarios)
         decision, status = spar.decision, spar.stop_reason.value
         evaluation = spar.evaluation  # n̂ already evaluated exactly on all scenarios
         history = _spar_history(spar.history)
@@ -483,6 +513,7 @@ def _solve(
             else spar.objective,
             "polish_decisions_evaluated": len(spar.polish_objectives),
             "resumed_at_iteration": spar.resumed_at,
+            "evaluation_reused_scenarios": spar.evaluation_reused_scenarios,
             "slopes": np.asarray(spar.slopes),
         }
     return {

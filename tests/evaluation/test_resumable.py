@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gridrecourse.checkpointing import MemoryCheckpoint
+from gridrecourse.checkpointing import LoadOnceCheckpoint, MemoryCheckpoint
 from gridrecourse.evaluation.out_of_sample import OutOfSampleError, evaluate_first_stage
 from gridrecourse.evaluation.resumable import (
     EvaluationCheckpointError,
@@ -209,3 +209,19 @@ def test_block_ranges_partition_the_chain():
     assert block_ranges(10, 3) == [(0, 4), (4, 7), (7, 10)]
     assert block_ranges(2, 16) == [(0, 1), (1, 2)]
     assert block_ranges(0, 4) == []
+
+
+def test_load_once_checkpoint_reads_its_inner_checkpoint_once():
+    loads: list[int] = []
+
+    class Counting(MemoryCheckpoint):
+        def load(self):
+            loads.append(1)
+            return super().load()
+
+    inner = Counting()
+    inner.save("first")
+    once = LoadOnceCheckpoint(inner)
+    assert once.load() == "first" and once.load() == "first" and len(loads) == 1
+    once.save("second")
+    assert once.load() == "second" and inner.load() == "second" and inner.saves == 2

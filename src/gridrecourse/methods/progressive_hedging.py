@@ -130,6 +130,7 @@ from gridrecourse.checkpointing import Checkpoint
 from gridrecourse.errors import GridRecourseError, InfeasibleModelError, SolverTimeLimitError
 from gridrecourse.evaluation.bounds import BoundMethod, BoundProvenance
 from gridrecourse.evaluation.out_of_sample import OutOfSampleResult, evaluate_first_stage
+from gridrecourse.evaluation.resumable import evaluate_first_stage_resumable
 from gridrecourse.execution import Executor, InProcessExecutor
 from gridrecourse.methods.extensive_form import DEFAULT_TANGENT_POINTS, build_extensive_form
 from gridrecourse.problems.base import FirstStageSpec, TwoStageProblem, tangent_rows
@@ -380,6 +381,8 @@ class PHResult(Generic[D]):
         iteration, with the subproblems' largest MIP gap).
     resumed_at : int
         The iteration the run resumed at from a checkpoint (0: not resumed).
+    evaluation_reused_scenarios : int
+        Scenario solves of the final evaluation taken from ``evaluation_checkpoint``.
     """
 
     decision: D
@@ -399,6 +402,7 @@ class PHResult(Generic[D]):
     subproblem_seconds: float
     bound_provenance: BoundProvenance | None = None
     resumed_at: int = 0
+    evaluation_reused_scenarios: int = 0
 
 
 @dataclass(frozen=True, eq=False)
@@ -951,6 +955,7 @@ def solve_progressive_hedging(
     start: np.ndarray | None = None,
     checkpoint: Checkpoint | None = None,
     checkpoint_every: int = 10,
+    evaluation_checkpoint: Checkpoint | None = None,
 ) -> PHResult[D]:
     """Run progressive hedging, round and repair the consensus, and evaluate it exactly.
 
@@ -983,6 +988,11 @@ def solve_progressive_hedging(
         uninterrupted one (:mod:`gridrecourse.checkpointing`).
     checkpoint_every : int, default 10
         Iterations between checkpoints (>= 1).
+    evaluation_checkpoint : Checkpoint, optional
+        Where the final exact evaluation saves its finished blocks
+        (:func:`~gridrecourse.evaluation.resumable.evaluate_first_stage_resumable`; blocks
+        whose lanes start cold, in an uninterrupted run too); a resumed run solves only the
+        missing ones (``PHResult.evaluation_reused_scenarios``).
 
     Returns
     -------
@@ -1145,9 +1155,21 @@ def solve_progressive_hedging(
             x_bar,
             weights=None if active is None else active.astype(float),
         )
-        evaluation = evaluate_first_stage(
-            problem, x, scenarios=idx, executor=ex, options=options, desc=None
-        )
+        reused_scenarios = 0
+        if evaluation_checkpoint is None:
+            evaluation = evaluate_first_stage(
+                problem, x, scenarios=idx, executor=ex, options=options, desc=None
+            )
+        else:
+            run = evaluate_first_stage_resumable(
+                problem,
+                x,
+                checkpoint=evaluation_checkpoint,
+                scenarios=idx,
+                executor=ex,
+                options=options,
+            )
+            evaluation, reused_scenarios = run.result, run.reused_scenarios
     finally:
         if own:
             ex.close()
@@ -1169,6 +1191,7 @@ def solve_progressive_hedging(
         subproblem_seconds=subproblem_seconds,
         bound_provenance=provenance,
         resumed_at=first_k,
+        evaluation_reused_scenarios=reused_scenarios,
     )
 
 

@@ -123,6 +123,7 @@ from gridrecourse.evaluation.out_of_sample import (
     evaluate_first_stage,
     recourse_state_factory,
 )
+from gridrecourse.evaluation.resumable import evaluate_first_stage_resumable
 from gridrecourse.execution import Executor, InProcessExecutor, ProgressCallback
 from gridrecourse.methods.extensive_form import build_extensive_form, solve_extensive_form
 from gridrecourse.methods.lagrangian import lagrangian_bound, subgradient_multipliers
@@ -495,6 +496,8 @@ class SPARResult:
         (empty without polishing); over the ``scenarios`` batch when one was given.
     resumed_at : int
         Iterations taken from a checkpoint (0: none; see :class:`SPARState`).
+    evaluation_reused_scenarios : int
+        Scenario solves of the exact evaluations taken from ``evaluation_checkpoint`` (0: none).
     """
 
     decision: Any
@@ -516,6 +519,7 @@ class SPARResult:
     evaluation_seconds: float
     polish_objectives: tuple[float, ...] = ()
     resumed_at: int = 0
+    evaluation_reused_scenarios: int = 0
 
     @property
     def converged(self) -> bool:
@@ -803,13 +807,14 @@ def _evaluate_with_repair(
     executor: Executor,
     options: SolverOptions | None,
     scenarios: np.ndarray | None = None,
+    store: _EvaluationStore | None = None,
 ) -> tuple[FirstStageSolution, OutOfSampleResult]:
     """Exact evaluation of ``final`` (on ``scenarios``, default all); infeasible scenarios add
     cuts and the first stage is re-solved (at most ``max_repair_rounds`` times)."""
     evaluation = None
     for _ in range(stages.config.max_repair_rounds + 1):
         x_hat = stages.decl.embed(final.units, final.sited)
-        evaluation = _evaluate(problem, x_hat, executor, options, scenarios)
+        evaluation = _evaluate(problem, x_hat, executor, options, scenarios, store)
         if evaluation.n_infeasible == 0 or not evaluation.cuts:
             break
         for c in evaluation.cuts:
@@ -827,6 +832,7 @@ def _evaluate_and_polish(
     executor: Executor,
     options: SolverOptions | None,
     scenarios: np.ndarray | None = None,
+    store: _EvaluationStore | None = None,
 ) -> tuple[FirstStageSolution, OutOfSampleResult, list[float]]:
     """Exact evaluation of the learned decision, then ``polish_rounds`` full-gradient rounds.
 
@@ -841,7 +847,7 @@ def _evaluate_and_polish(
     (decision, its evaluation, exact objectives of the evaluated decisions, learned one first)
     """
     final, evaluation = _evaluate_with_repair(
-        problem, stages, slopes, final, executor, options, scenarios
+        problem, stages, slopes, final, executor, options, scenarios, store
     )
     rounds = stages.config.polish_rounds
     if rounds == 0:
@@ -863,7 +869,7 @@ def _evaluate_and_polish(
             break
         seen.add(key)
         current, current_eval = _evaluate_with_repair(
-            problem, stages, slopes, proposal, executor, options, scenarios
+            problem, stages, slopes, proposal, executor, options, scenarios, store
         )
         objectives.append(float(current_eval.expected_objective))
         if current_eval.expected_objective < best[1].expected_objective:
@@ -896,13 +902,43 @@ def _sampled_intercept(history: Sequence[SPARIteration], slopes: np.ndarray) -> 
     return float(np.mean(samples - learned))
 
 
+class _EvaluationStore:
+    """Where :func:`solve_spar`'s exact evaluations keep their finished blocks.
+
+    Attributes
+    ----------
+    checkpoint : Checkpoint
+        A :class:`~gridrecourse.evaluation.resumable.StoredEvaluations` checkpoint.
+    reused_scenarios : int
+        Scenario solves taken from it so far, over all evaluations.
+    """
+
+    def __init__(self, checkpoint: Checkpoint):
+        self.checkpoint = checkpoint
+        self.reused_scenarios = 0
+
+
 def _evaluate(
     problem: SPARProblem,
     x: np.ndarray,
     executor: Executor | None,
     options: SolverOptions | None,
     scenarios: np.ndarray | None = None,
+    store: _EvaluationStore | None = None,
 ) -> OutOfSampleResult:
+    """Exact evaluation of ``x``; in checkpointed blocks when ``store`` is given (then the
+    blocks' lanes start cold, :mod:`gridrecourse.evaluation.resumable`)."""
+    if store is not None:
+        run = evaluate_first_stage_resumable(
+            problem,  # type: ignore[arg-type]
+            x,
+            checkpoint=store.checkpoint,
+            scenarios=scenarios,
+            executor=executor,
+            options=options,
+        )
+        store.reused_scenarios += run.reused_scenarios
+        return run.result
     return evaluate_first_stage(
         problem,  # type: ignore[arg-type]
         x,
@@ -928,6 +964,7 @@ def solve_spar(
     baseline_objective: float | None = None,
     checkpoint: Checkpoint | None = None,
     checkpoint_every: int = 10,
+    evaluation_checkpoint: Checkpoint | None = None,
 ) -> SPARResult:
     """Solve the PV siting problem with SPAR-OPF (paper C Algorithms 1 and 3).
 
@@ -960,6 +997,13 @@ def solve_spar(
         uninterrupted one (:mod:`gridrecourse.checkpointing`).
     checkpoint_every : int, default 10
         Iterations between checkpoints (>= 1).
+    evaluation_checkpoint : Checkpoint, optional
+        Where the exact evaluations after the loop (repair, polish, the final one on all
+        scenarios, ``n = 0``) save their finished blocks
+        (:func:`~gridrecourse.evaluation.resumable.evaluate_first_stage_resumable`); a resumed
+        run solves only the missing blocks (``SPARResult.evaluation_reused_scenarios``). With
+        it every evaluation runs in blocks whose lanes start cold, in an uninterrupted run too,
+        so a resumed run equals an uninterrupted one with the same checkpoints.
 
     Returns
     -------
@@ -1120,23 +1164,25 @@ def solve_spar(
     evaluation: OutOfSampleResult | None = None
     polish: list[float] = []
     objective = math.nan
+    reused_scenarios = 0
     exact_zero = cfg.intercept is Intercept.EXACT_ZERO
     baseline = math.nan if baseline_objective is None else float(baseline_objective)
     if cfg.evaluate:
         own = executor is None
         ex = InProcessExecutor() if own else executor
+        store = None if evaluation_checkpoint is None else _EvaluationStore(evaluation_checkpoint)
         try:
             # the polish works on a copy: ``slopes`` stay the learned function (Fig. 2, accuracy)
             polish_set = _polish_scenarios(problem, cfg, scenarios)
             if polish_set is None:
                 # polish on all scenarios: its evaluations are the exact evaluation
                 final, evaluation, polish = _evaluate_and_polish(
-                    problem, stages, slopes, final, ex, options
+                    problem, stages, slopes, final, ex, options, None, store
                 )
             elif cfg.polish_rounds > 0:
                 # a SAA batch or a large set: polish on the batch / a fixed subsample
                 final, _, polish = _evaluate_and_polish(
-                    problem, stages, slopes, final, ex, options, polish_set
+                    problem, stages, slopes, final, ex, options, polish_set, store
                 )
             if polish:
                 # the polish rounds are part of the method: their evaluations chose n̂
@@ -1145,15 +1191,16 @@ def solve_spar(
             if polish_set is not None:
                 # the chosen decision, evaluated on ALL scenarios
                 final, evaluation = _evaluate_with_repair(
-                    problem, stages, slopes, final, ex, options
+                    problem, stages, slopes, final, ex, options, None, store
                 )
             if exact_zero and baseline_objective is None:
                 zero = stages.decl.embed(np.zeros(n_sites, dtype=int))
-                baseline = _evaluate(problem, zero, ex, options).expected_objective
+                baseline = _evaluate(problem, zero, ex, options, None, store).expected_objective
         finally:
             if own:
                 ex.close()
         objective = float(evaluation.expected_objective)
+        reused_scenarios = 0 if store is None else store.reused_scenarios
     evaluation_seconds = time.perf_counter() - t_eval
 
     change = float(SeparablePWL(slopes).total(final.units))
@@ -1183,6 +1230,7 @@ def solve_spar(
         learn_seconds=learn_seconds,
         evaluation_seconds=evaluation_seconds,
         resumed_at=0 if saved is None else saved.iteration,
+        evaluation_reused_scenarios=reused_scenarios,
     )
 
 

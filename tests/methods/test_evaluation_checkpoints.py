@@ -1,0 +1,132 @@
+"""The exact evaluations of SPAR (repair, polish, final) and PH (final) checkpointed in blocks:
+interrupted during them and resumed, the methods give exactly the uninterrupted run's result
+and solve only the scenarios of the blocks that were not saved.
+
+Reference: the same run without interruption, with the same checkpoints (so the same block
+structure); the number of recourse solves of a run that only evaluates (iterations finished).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_extensive_form import tiny_problem as ph_problem
+
+from gridrecourse.checkpointing import MemoryCheckpoint
+from gridrecourse.evaluation.resumable import StoredEvaluations
+from gridrecourse.methods.progressive_hedging import PHConfig, solve_progressive_hedging
+from gridrecourse.methods.spar import SPARConfig, solve_spar
+from gridrecourse.problems.base import SecondStageModel
+from gridrecourse.solvers.options import SolverOptions
+from siting_cases import tiny_problem, tiny_scenarios
+
+RNG = np.random.default_rng(5)
+N = 20
+SCENARIOS = tiny_scenarios(
+    RNG.uniform(0.3, 1.4, (N, 3)), RNG.uniform(0.0, 0.9, (N, 3)), np.full(N, 1.0 / N)
+)
+EVALUATION_FIELDS = ("objectives", "feasible", "linking_duals", "subgradients", "penalties")
+
+
+class Interrupt(Exception):
+    """Stands for Ctrl-C during an exact evaluation."""
+
+
+class InterruptAfterSaves(MemoryCheckpoint):
+    """Stores the state, then raises at the ``k``-th save."""
+
+    def __init__(self, k: int):
+        super().__init__()
+        self.k = k
+
+    def save(self, state) -> None:
+        super().save(state)
+        if self.saves == self.k:
+            raise Interrupt(f"after evaluation block save {self.k}")
+
+
+@pytest.fixture
+def count_solves(monkeypatch):
+    calls: list[int] = []
+    original = SecondStageModel.solve
+
+    def counting(self, x, scenario, *args, **kwargs):
+        calls.append(int(scenario))
+        return original(self, x, scenario, *args, **kwargs)
+
+    monkeypatch.setattr(SecondStageModel, "solve", counting)
+    return calls
+
+
+def assert_same_evaluation(a, b) -> None:
+    for name in EVALUATION_FIELDS:
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    assert a.expected_objective == b.expected_objective
+
+
+def test_spar_interrupted_in_its_evaluations_resumes_them(count_solves):
+    prob = tiny_problem(scenarios=SCENARIOS)
+    config = SPARConfig(seed=3, max_iterations=8, polish_rounds=3)
+    run = dict(checkpoint_every=5)
+    evals = MemoryCheckpoint()
+    reference = solve_spar(
+        prob, config, checkpoint=MemoryCheckpoint(), **run, evaluation_checkpoint=evals
+    )
+    assert reference.evaluation_reused_scenarios == 0
+    assert len(evals.load().blocks) == 4  # the learned decision and three polish steps
+    # a run that only evaluates (learning finished): the solves the evaluations need
+    iterations = MemoryCheckpoint()
+    with pytest.raises(Interrupt):
+        solve_spar(
+            prob, config, checkpoint=iterations, **run, evaluation_checkpoint=InterruptAfterSaves(1)
+        )
+    count_solves.clear()
+    full = solve_spar(
+        prob, config, checkpoint=iterations, **run, evaluation_checkpoint=MemoryCheckpoint()
+    )
+    n_evaluation_solves = len(count_solves)
+    assert full.objective == reference.objective
+    # interrupted in the middle of the evaluations, resumed
+    k = evals.saves // 2 + 1
+    store = InterruptAfterSaves(k)
+    iterations = MemoryCheckpoint()
+    with pytest.raises(Interrupt):
+        solve_spar(prob, config, checkpoint=iterations, **run, evaluation_checkpoint=store)
+    saved = store.load()
+    assert isinstance(saved, StoredEvaluations) and saved.n_finished_blocks == k
+    count_solves.clear()
+    resumed = solve_spar(prob, config, checkpoint=iterations, **run, evaluation_checkpoint=store)
+    # the two finished evaluations and block 0 (2 of the 20 scenarios) of the third
+    assert k == 33 and resumed.evaluation_reused_scenarios == 2 * N + 2
+    assert len(count_solves) == n_evaluation_solves - resumed.evaluation_reused_scenarios
+    assert tuple(resumed.decision.units) == tuple(reference.decision.units)
+    assert resumed.objective == reference.objective
+    assert resumed.polish_objectives == reference.polish_objectives
+    assert resumed.estimated_objective == reference.estimated_objective
+    assert_same_evaluation(resumed.evaluation, reference.evaluation)
+
+
+def test_ph_interrupted_in_its_final_evaluation_resumes_it(count_solves):
+    prob = ph_problem()
+    config = PHConfig(rho=1.0)
+    options = SolverOptions(mip_gap=1e-9)
+    reference = solve_progressive_hedging(
+        prob, config, options=options, evaluation_checkpoint=MemoryCheckpoint()
+    )
+    n = prob.n_scenarios
+    assert n >= 3
+    iterations, store = MemoryCheckpoint(), InterruptAfterSaves(2)
+    with pytest.raises(Interrupt):
+        solve_progressive_hedging(
+            prob, config, options=options, checkpoint=iterations, evaluation_checkpoint=store
+        )
+    assert iterations.load().finished
+    count_solves.clear()
+    resumed = solve_progressive_hedging(
+        prob, config, options=options, checkpoint=iterations, evaluation_checkpoint=store
+    )
+    reused = resumed.evaluation_reused_scenarios
+    assert reused == 2 * (n // 16 or 1) and len(count_solves) == n - reused
+    np.testing.assert_array_equal(resumed.x, reference.x)
+    assert resumed.objective == reference.objective
+    assert_same_evaluation(resumed.evaluation, reference.evaluation)
