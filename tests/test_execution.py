@@ -22,6 +22,7 @@ from gridrecourse.execution import (
     ProcessPoolExecutor,
     TaskFailedError,
     _LaneScheduler,
+    clear_state_cache,
     make_executor,
     state_token,
 )
@@ -221,6 +222,24 @@ def test_lanes_on_a_pool_cover_every_item_with_uneven_durations():
         out = ex.map(uneven_square, items, lanes=lanes, progress=lambda d, t: calls.append(d))
     assert out == [x * x for x in items]
     assert calls[-1] == 30 and len(calls) == 10
+
+
+def use_state_then_forget(state: dict, x: int) -> tuple[tuple[int, int, int], int]:
+    """Use the state, then empty this worker's state cache (as an LRU eviction would)."""
+    clear_state_cache()
+    return state["id"], x * x
+
+
+def test_a_worker_that_lost_its_state_gets_the_factory_again(request):
+    """Chunks after each worker's first are sent without the factory payload; a worker that has
+    no state for the token (here: evicted after every chunk) asks for it, and the chunk is
+    resubmitted with it, so every chunk runs on a state built from the factory."""
+    tag = f"forget-{request.node.name}"
+    items = list(range(8))
+    with ProcessPoolExecutor(n_workers=N_WORKERS, chunksize=1) as ex:
+        out = ex.map(use_state_then_forget, items, state_factory=functools.partial(make_state, tag))
+    assert [r[1] for r in out] == [x * x for x in items]
+    assert len({r[0] for r in out}) == len(items)  # a fresh state for every chunk
 
 
 def test_inprocess_factory_called_once():

@@ -270,16 +270,33 @@ def _cached_state(
     return state
 
 
+class _StateNeeded:
+    """Returned by a worker that got a chunk without the factory payload and has no state for
+    its token (never built here, or evicted): the caller resubmits the chunk with it."""
+
+
+def _has_state(token: str) -> bool:
+    with _STATE_CACHE_LOCK:
+        return threading.get_ident() in _STATE_CACHE.get(token, {})
+
+
 def _run_chunk(
     fn: Callable[..., Any],
     items: Sequence[Any],
     start: int,
     token: str | None,
     payload: bytes | None,
-) -> list[Any]:
-    """Worker entry point: run ``fn`` on ``items`` (global indices ``start, start + 1, ...``)."""
+) -> list[Any] | _StateNeeded:
+    """Worker entry point: run ``fn`` on ``items`` (global indices ``start, start + 1, ...``).
+
+    ``payload`` (the pickled state factory) may be ``None`` when the caller expects this worker
+    to hold the state already; if it does not, nothing runs and :class:`_StateNeeded` is
+    returned.
+    """
     state = None
     if token is not None:
+        if payload is None and not _has_state(token):
+            return _StateNeeded()
         try:
             state = _cached_state(
                 _STATE_CACHE, _STATE_CACHE_LOCK, token, lambda: pickle.loads(payload)
@@ -703,10 +720,15 @@ class ProcessPoolExecutor(_ExecutorBase):
         pool = self._ensure_pool()
         scheduler = None
         futures: dict[cf.Future, tuple[int, int, int]] = {}
+        # the factory payload (the pickled problem: megabytes) goes with the first chunk of each
+        # worker only; a worker without the state answers _StateNeeded and gets it then
+        with_payload = [self._n_workers]
 
-        def submit(lane: int, chunk: tuple[int, int]) -> cf.Future:
+        def submit(lane: int, chunk: tuple[int, int], ship: bool = False) -> cf.Future:
             a, b = chunk
-            future = pool.submit(_run_chunk, fn, items[a:b], a, token, payload)
+            ship = ship or with_payload[0] > 0
+            with_payload[0] -= 1
+            future = pool.submit(_run_chunk, fn, items[a:b], a, token, payload if ship else None)
             futures[future] = (a, b, lane)
             return future
 
@@ -725,7 +747,9 @@ class ProcessPoolExecutor(_ExecutorBase):
                 done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
                 for future in done:
                     a, b, lane = futures[future]
-                    self._collect(future, results, items, desc, a, b)
+                    if not self._collect(future, results, items, desc, a, b):
+                        pending.add(submit(lane, (a, b), ship=True))  # same chunk, with state
+                        continue
                     tracker.update(b - a)
                     nxt = scheduler.next(lane) if scheduler is not None else None
                     if nxt is not None:  # the worker just freed takes it
@@ -746,10 +770,14 @@ class ProcessPoolExecutor(_ExecutorBase):
         desc: str | None,
         a: int,
         b: int,
-    ) -> None:
-        """Store a finished chunk's results, or raise its failure as a TaskFailedError."""
+    ) -> bool:
+        """Store a finished chunk's results (``False``: the worker needs the state payload), or
+        raise its failure as a TaskFailedError."""
         try:
-            results[a:b] = future.result()
+            out = future.result()
+            if isinstance(out, _StateNeeded):
+                return False
+            results[a:b] = out
         except _ChunkFailure as failure:
             raise _task_failed_from(failure, items, desc) from failure.error
         except BrokenProcessPool as exc:
@@ -767,6 +795,7 @@ class ProcessPoolExecutor(_ExecutorBase):
                 index=a,
                 desc=desc,
             ) from exc
+        return True
 
     def _discard_pool(self) -> None:
         if self._pool is not None:
