@@ -41,6 +41,7 @@ ARRAYS = (
     "subgradients",
     "mip_gaps",
     "dual_bounds",
+    "simplex_iterations",  # the same pivots: each block started from the same (cold) model
 )
 
 
@@ -81,11 +82,12 @@ def hard_problem():
     )
 
 
-def case33bw_problem():
+def feeder_problem(feeder_name: str = "case33bw"):
+    """48 scenarios on a real feeder (ieee123: warm re-solves pivot, so the start matters)."""
     from gridrecourse.network.loading import resolve_feeder_spec
     from gridrecourse.problems.siting import PVSitingProblem, SitingConfig, TapSetting
 
-    feeder = resolve_feeder_spec("case33bw")
+    feeder = resolve_feeder_spec(feeder_name)
     return PVSitingProblem.from_feeder(feeder, 48, SitingConfig(), seed=1, taps=TapSetting.NEUTRAL)
 
 
@@ -103,9 +105,31 @@ def assert_identical(a, b) -> None:
     assert len(a.cuts) == len(b.cuts)
 
 
+@pytest.mark.slow
+def test_on_a_process_pool_the_blocked_evaluation_agrees_with_the_plain_one():
+    from gridrecourse.execution import ProcessPoolExecutor
+
+    prob = feeder_problem()
+    x = prob.first_stage_vector(some_units(prob))
+    plain = evaluate_first_stage(prob, x, desc=None)
+    with ProcessPoolExecutor(2) as pool:
+        store = InterruptAfterSaves(2)
+        with pytest.raises(Interrupt):
+            evaluate_first_stage_resumable(prob, x, checkpoint=store, executor=pool, n_blocks=4)
+        resumed = evaluate_first_stage_resumable(
+            prob, x, checkpoint=store, executor=pool, n_blocks=4
+        )
+    assert resumed.reused_blocks == (0, 1) and resumed.solved_blocks == (2, 3)
+    got = resumed.result
+    np.testing.assert_array_equal(got.scenario_indices, plain.scenario_indices)
+    np.testing.assert_array_equal(got.feasible, plain.feasible)
+    np.testing.assert_allclose(got.objectives, plain.objectives, rtol=1e-9, atol=0)
+    assert got.expected_objective == pytest.approx(plain.expected_objective, rel=1e-9)
+
+
 @pytest.mark.parametrize("which", ["tiny-hard", "case33bw"])
 def test_blocked_evaluation_equals_the_plain_one(which):
-    prob = hard_problem() if which == "tiny-hard" else case33bw_problem()
+    prob = hard_problem() if which == "tiny-hard" else feeder_problem()
     x = prob.first_stage_vector(some_units(prob))
     scenarios = None if which == "case33bw" else RNG.permutation(N)[:17]
     plain = evaluate_first_stage(prob, x, scenarios=scenarios, desc=None)
@@ -133,7 +157,7 @@ def test_blocked_evaluation_equals_the_plain_one(which):
 
 @pytest.mark.parametrize("k", [1, 3])
 def test_interrupted_evaluation_resumes_with_the_missing_blocks_only(k, count_solves):
-    prob = case33bw_problem()  # degenerate recourse LPs: duals depend on the warm start
+    prob = feeder_problem("ieee123")  # warm re-solves pivot: their path depends on the start
     x = prob.first_stage_vector(some_units(prob))
     # one executor throughout, its cached model warm from other first stages (as in SPAR)
     ex = InProcessExecutor()

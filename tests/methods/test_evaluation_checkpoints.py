@@ -13,7 +13,7 @@ import pytest
 from test_extensive_form import tiny_problem as ph_problem
 
 from gridrecourse.checkpointing import MemoryCheckpoint
-from gridrecourse.evaluation.resumable import StoredEvaluations
+from gridrecourse.evaluation.resumable import DEFAULT_BLOCKS, StoredEvaluations, block_ranges
 from gridrecourse.methods.progressive_hedging import PHConfig, solve_progressive_hedging
 from gridrecourse.methods.spar import SPARConfig, solve_spar
 from gridrecourse.problems.base import SecondStageModel
@@ -96,8 +96,11 @@ def test_spar_interrupted_in_its_evaluations_resumes_them(count_solves):
     assert isinstance(saved, StoredEvaluations) and saved.n_finished_blocks == k
     count_solves.clear()
     resumed = solve_spar(prob, config, checkpoint=iterations, **run, evaluation_checkpoint=store)
-    # the two finished evaluations and block 0 (2 of the 20 scenarios) of the third
-    assert k == 33 and resumed.evaluation_reused_scenarios == 2 * N + 2
+    # the finished evaluations and the saved blocks of the interrupted one
+    blocks = block_ranges(N, DEFAULT_BLOCKS)
+    done, part = divmod(k, len(blocks))
+    expected = done * N + (blocks[part - 1][1] if part else 0)
+    assert 0 < part and resumed.evaluation_reused_scenarios == expected
     assert len(count_solves) == n_evaluation_solves - resumed.evaluation_reused_scenarios
     assert tuple(resumed.decision.units) == tuple(reference.decision.units)
     assert resumed.objective == reference.objective

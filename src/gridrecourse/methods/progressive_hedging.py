@@ -990,9 +990,10 @@ def solve_progressive_hedging(
         Iterations between checkpoints (>= 1).
     evaluation_checkpoint : Checkpoint, optional
         Where the final exact evaluation saves its finished blocks
-        (:func:`~gridrecourse.evaluation.resumable.evaluate_first_stage_resumable`; blocks
-        whose lanes start cold, in an uninterrupted run too); a resumed run solves only the
-        missing ones (``PHResult.evaluation_reused_scenarios``).
+        (:func:`~gridrecourse.evaluation.resumable.evaluate_first_stage_resumable`; on one
+        worker every block starts cold, in an uninterrupted run too, so a resumed run equals
+        it); a resumed run solves only the missing ones
+        (``PHResult.evaluation_reused_scenarios``).
 
     Returns
     -------

@@ -926,8 +926,8 @@ def _evaluate(
     scenarios: np.ndarray | None = None,
     store: _EvaluationStore | None = None,
 ) -> OutOfSampleResult:
-    """Exact evaluation of ``x``; in checkpointed blocks when ``store`` is given (then the
-    blocks' lanes start cold, :mod:`gridrecourse.evaluation.resumable`)."""
+    """Exact evaluation of ``x``; in checkpointed blocks when ``store`` is given (then on one
+    worker every block starts cold, :mod:`gridrecourse.evaluation.resumable`)."""
     if store is not None:
         run = evaluate_first_stage_resumable(
             problem,  # type: ignore[arg-type]
@@ -1002,8 +1002,10 @@ def solve_spar(
         scenarios, ``n = 0``) save their finished blocks
         (:func:`~gridrecourse.evaluation.resumable.evaluate_first_stage_resumable`); a resumed
         run solves only the missing blocks (``SPARResult.evaluation_reused_scenarios``). With
-        it every evaluation runs in blocks whose lanes start cold, in an uninterrupted run too,
-        so a resumed run equals an uninterrupted one with the same checkpoints.
+        it every evaluation runs in blocks that start cold on one worker, in an uninterrupted
+        run too, so a resumed run equals an uninterrupted one with the same checkpoints (on
+        several workers the warm starts depend on timing: objectives agree to the solver's
+        tolerance, degenerate duals and so the polish steps may not).
 
     Returns
     -------
