@@ -404,7 +404,7 @@ def _evaluation_checkpoint(folder, name: str):
     from gridrecourse.checkpointing import LoadOnceCheckpoint
 
     def reused(state) -> str:
-        return f"{name}: {state.n_finished_blocks} finished evaluation blocks stored"
+        return f"{name}: {state.n_finished_blocks} finished evaluation block(s) stored"
 
     return LoadOnceCheckpoint(folder.checkpoint(name, reused))
 
