@@ -269,10 +269,10 @@ class SimplexPricing(enum.Enum):
     more linear solve per iteration, and its weights are recomputed from scratch (one solve per
     row) whenever HiGHS has none, e.g. on the first warm start after a presolved cold solve.
     ``DEVEX`` approximates them for free. Measured on the P1 recourse LP of the ieee9500
-    (72,095 rows, 31,217 columns), 96 scenarios warm-started along their chain, one process on
-    the loaded 2-core machine (``benchmarks/results/evaluation_ieee9500.json``): Devex took
-    10 % more iterations but 1.01 instead of 1.47 CPU s per scenario (-31 %; wall -34 %), and
-    the first warm solve 2.6 s instead of 14.0 s (no weight initialisation).
+    (72,095 rows, 31,217 columns), 96 scenarios warm-started along their chain, one process
+    (``benchmarks/results/evaluation_ieee9500.json``): Devex took 11 % more iterations but
+    0.98 instead of 1.53 CPU s per scenario (-36 %), and the first warm solve 1.6 s instead of
+    10.7 s (no weight initialisation).
     """
 
     CHOOSE = -1
