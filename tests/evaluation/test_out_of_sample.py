@@ -180,3 +180,23 @@ def test_chain_lanes_are_contiguous_parts_of_the_chain(n, workers, pieces):
     sizes = [lane[-1][1] - lane[0][0] for lane in lanes]
     assert not sizes or max(sizes) - min(sizes) <= 1
     assert all(len(lane) == min(pieces, size) for lane, size in zip(lanes, sizes, strict=True))
+
+
+def test_penalty_is_the_cost_of_the_penalty_columns():
+    """The penalty part of each objective, against the spec's penalty blocks and the values
+    (loads doubled: soft voltage limits are violated in most scenarios)."""
+    prob = tiny_problem(load_scale=2.0)
+    x = prob.first_stage_vector([2, 0, 1])
+    model = prob.build_second_stage()
+    spec = prob.second_stage
+    penalties = []
+    for scenario in range(prob.n_scenarios):
+        res = model.solve(x, scenario, keep_values=True)
+        expected = sum(
+            float(np.dot(v.cost, res.values[spec.col_slice(v.name)]))
+            for v in spec.variables
+            if v.penalty
+        )
+        assert res.penalty == pytest.approx(expected, rel=1e-12, abs=1e-15)
+        penalties.append(res.penalty)
+    assert min(penalties) == 0.0 and max(penalties) > 1.0
