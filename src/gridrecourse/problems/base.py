@@ -999,8 +999,8 @@ class SecondStageModel:
     block's row bounds to the scenario's and, for blocks the spec declares scenario-dependent
     (``scenario_costs``, ``scenario_bounds``), the costs and column bounds; nothing else
     changes, so HiGHS warm-starts from the previous basis (dual simplex with Devex pricing,
-    :class:`~gridrecourse.solvers.highs.SimplexPricing`: a third less time than steepest edge
-    on these re-solves of the ieee9500). Quadratic recourse (e.g. losses) is
+    :class:`~gridrecourse.solvers.highs.SimplexPricing`: a quarter to a third less time than
+    steepest edge on these re-solves of the ieee9500). Quadratic recourse (e.g. losses) is
     solved exactly as a QP; integer recourse as a MILP (HiGHS branch and bound; the result
     records the MIP gap and dual bound, and has no duals).
 

@@ -271,8 +271,8 @@ class SimplexPricing(enum.Enum):
     ``DEVEX`` approximates them for free. Measured on the P1 recourse LP of the ieee9500
     (72,095 rows, 31,217 columns), 96 scenarios warm-started along their chain, one process
     (``benchmarks/results/evaluation_ieee9500.json``): Devex took 11 % more iterations but
-    0.98 instead of 1.53 CPU s per scenario (-36 %), and the first warm solve 1.6 s instead of
-    10.7 s (no weight initialisation).
+    1.07 instead of 1.42 CPU s per scenario (-25 %; -36 % in an earlier run), and the first
+    warm solve 2.0 s instead of 9.7 s (no weight initialisation).
     """
 
     CHOOSE = -1
