@@ -346,3 +346,40 @@ def test_make_executor_kinds():
         make_executor(ExecutorKind.INPROCESS, n_workers=4)
     with pytest.raises(ExecutorConfigError, match="n_workers"):
         ProcessPoolExecutor(n_workers=0)
+
+
+_CTRL_C_SCRIPT = """
+import time
+from gridrecourse.execution import ProcessPoolExecutor
+
+with ProcessPoolExecutor(2, chunksize=1) as ex:
+    print("started", flush=True)
+    ex.map(time.sleep, [60.0] * 4)
+"""
+
+
+def test_ctrl_c_reaches_only_the_parent_and_ends_the_workers():
+    """A terminal's Ctrl-C (SIGINT to the whole process group) during a map: the parent gets
+    one KeyboardInterrupt and kills its workers at once, instead of waiting for their 60 s
+    chunks; the workers print nothing (before: a traceback per worker)."""
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _CTRL_C_SCRIPT],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # a backgrounded test runner may have SIGINT ignored: give the child the default
+        preexec_fn=lambda: (signal.signal(signal.SIGINT, signal.SIG_DFL), os.setpgrp()),
+    )
+    assert proc.stdout.readline().strip() == "started"
+    time.sleep(3.0)  # the workers are spawned and sleeping in their chunks
+    t0 = time.perf_counter()
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert time.perf_counter() - t0 < 15.0
+    assert proc.returncode != 0
+    assert err.count("KeyboardInterrupt") == 1, err
+    assert "SpawnProcess" not in err, err

@@ -46,6 +46,7 @@ import math
 import multiprocessing
 import os
 import pickle
+import signal
 import sys
 import threading
 import time
@@ -281,6 +282,17 @@ class _StateNeeded:
 def _has_state(token: str) -> bool:
     with _STATE_CACHE_LOCK:
         return threading.get_ident() in _STATE_CACHE.get(token, {})
+
+
+def _leave_interrupts_to_the_parent() -> None:
+    """Worker initializer: ignore SIGINT and SIGTERM.
+
+    A Ctrl-C in a terminal reaches the whole process group; the workers would each print a
+    ``KeyboardInterrupt`` traceback. The parent handles the signal (the CLI ends with one line
+    and exit 130/143) and kills its workers (:meth:`ProcessPoolExecutor._kill_workers`).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _run_chunk(
@@ -698,7 +710,9 @@ class ProcessPoolExecutor(_ExecutorBase):
     def _ensure_pool(self) -> cf.ProcessPoolExecutor:
         if self._pool is None:
             self._pool = cf.ProcessPoolExecutor(
-                max_workers=self._n_workers, mp_context=self._context
+                max_workers=self._n_workers,
+                mp_context=self._context,
+                initializer=_leave_interrupts_to_the_parent,
             )
         return self._pool
 
@@ -757,9 +771,11 @@ class ProcessPoolExecutor(_ExecutorBase):
                     nxt = scheduler.next(lane) if scheduler is not None else None
                     if nxt is not None:  # the worker just freed takes it
                         pending.add(submit(*nxt))
-        except BaseException:
+        except BaseException as exc:
             for future in futures:
                 future.cancel()
+            if not isinstance(exc, Exception):  # Ctrl-C, SIGTERM: do not wait for chunks
+                self._kill_workers()
             raise
         finally:
             tracker.close()
@@ -804,6 +820,21 @@ class ProcessPoolExecutor(_ExecutorBase):
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+
+    def _kill_workers(self) -> None:
+        """End the worker processes at once (an interrupt: their running chunks are lost).
+
+        Workers ignore SIGINT/SIGTERM (:func:`_leave_interrupts_to_the_parent`), so they are
+        killed; the cached states go with them and the next :meth:`map` starts a new pool.
+        """
+        if self._pool is None:
+            return
+        processes = list(getattr(self._pool, "_processes", {}).values())
+        for process in processes:
+            process.kill()
+        for process in processes:
+            process.join(timeout=5)
+        self._discard_pool()
 
     def close(self) -> None:
         """Shut the worker processes down (waits for running chunks)."""
