@@ -22,6 +22,7 @@ import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -117,6 +118,44 @@ class OutOfSampleResult:
     mip_gaps: np.ndarray = field(default_factory=lambda: np.zeros(0))
     dual_bounds: np.ndarray = field(default_factory=lambda: np.zeros(0))
     simplex_iterations: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+
+    @classmethod
+    def of_scenarios(
+        cls,
+        problem: TwoStageProblem,
+        x: np.ndarray,
+        scenario_indices: np.ndarray,
+        *,
+        objectives: np.ndarray,
+        feasible: np.ndarray,
+        penalties: np.ndarray,
+        **per_scenario: Any,
+    ) -> OutOfSampleResult:
+        """The result of per-scenario recourse values (in the order of ``scenario_indices``).
+
+        Renormalizes the scenarios' probabilities and computes ``expected_objective`` (with
+        the first-stage cost ``cᵀx``; ``inf`` if any scenario is infeasible),
+        ``expected_penalty`` and ``n_infeasible``: the one place these are derived, for a
+        plain evaluation and for one merged from blocks
+        (:mod:`gridrecourse.evaluation.resumable`). ``per_scenario`` holds the other fields.
+        """
+        prob = np.asarray(problem.probability, dtype=float)[scenario_indices]
+        prob = prob / prob.sum()
+        n_inf = int((~feasible).sum())
+        first_cost = float(problem.first_stage.cost @ x)
+        expected = float(prob @ objectives) + first_cost if n_inf == 0 else float("inf")
+        return cls(
+            x=x,
+            scenario_indices=scenario_indices,
+            probability=prob,
+            objectives=objectives,
+            penalties=penalties,
+            expected_objective=expected,
+            expected_penalty=float(prob[feasible] @ penalties[feasible]),
+            n_infeasible=n_inf,
+            feasible=feasible,
+            **per_scenario,
+        )
 
     @property
     def expected_dual_bound(self) -> float:
@@ -247,8 +286,6 @@ def evaluate_first_stage(
     idx = np.arange(n_all) if scenarios is None else np.asarray(scenarios, dtype=int).ravel()
     if idx.size == 0 or idx.min() < 0 or idx.max() >= n_all:
         raise OutOfSampleError(f"scenario indices must be within 0..{n_all - 1}")
-    prob = np.asarray(problem.probability, dtype=float)[idx]
-    prob = prob / prob.sum()
     options = options or _DEFAULT_OPTIONS
     own = executor is None
     ex = InProcessExecutor() if own else executor
@@ -266,26 +303,15 @@ def evaluate_first_stage(
         if own:
             ex.close()
     results: list[SecondStageResult] = [solved[k] for k in np.argsort(order)]
-    objectives = np.array([r.objective for r in results])
-    feasible = np.array([r.feasible for r in results], dtype=bool)
-    penalties = np.array([r.penalty for r in results])
-    duals = np.vstack([r.linking_duals for r in results])
-    subgradients = np.vstack([r.subgradient for r in results])
-    first_cost = float(problem.first_stage.cost @ x)
-    n_inf = int((~feasible).sum())
-    expected = float(prob @ objectives) + first_cost if n_inf == 0 else float("inf")
-    return OutOfSampleResult(
-        x=x,
-        scenario_indices=idx,
-        probability=prob,
-        objectives=objectives,
-        penalties=penalties,
-        expected_objective=expected,
-        expected_penalty=float(prob[feasible] @ penalties[feasible]),
-        n_infeasible=n_inf,
-        feasible=feasible,
-        linking_duals=duals,
-        subgradients=subgradients,
+    return OutOfSampleResult.of_scenarios(
+        problem,
+        x,
+        idx,
+        objectives=np.array([r.objective for r in results]),
+        feasible=np.array([r.feasible for r in results], dtype=bool),
+        penalties=np.array([r.penalty for r in results]),
+        linking_duals=np.vstack([r.linking_duals for r in results]),
+        subgradients=np.vstack([r.subgradient for r in results]),
         cuts=tuple(r.cut for r in results if r.cut is not None),
         solve_seconds=np.array([r.solve_seconds for r in results]),
         wall_seconds=time.perf_counter() - t0,

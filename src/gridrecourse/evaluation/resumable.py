@@ -388,25 +388,16 @@ def _merge(
     def cat(name: str) -> np.ndarray:
         return np.concatenate([getattr(p, name) for p in parts], axis=0)[back]
 
-    prob = np.asarray(problem.probability, dtype=float)[idx]
-    prob = prob / prob.sum()
-    objectives, feasible, penalties = cat("objectives"), cat("feasible"), cat("penalties")
-    n_inf = int((~feasible).sum())
-    first_cost = float(problem.first_stage.cost @ x)
-    expected = float(prob @ objectives) + first_cost if n_inf == 0 else float("inf")
     cuts = sorted(
         (c for p in parts for c in p.cuts), key=lambda c: int(np.flatnonzero(idx == c.scenario)[0])
     )
-    return OutOfSampleResult(
-        x=x,
-        scenario_indices=idx,
-        probability=prob,
-        objectives=objectives,
-        penalties=penalties,
-        expected_objective=expected,
-        expected_penalty=float(prob[feasible] @ penalties[feasible]),
-        n_infeasible=n_inf,
-        feasible=feasible,
+    return OutOfSampleResult.of_scenarios(
+        problem,
+        x,
+        idx,
+        objectives=cat("objectives"),
+        feasible=cat("feasible"),
+        penalties=cat("penalties"),
         linking_duals=cat("linking_duals"),
         subgradients=cat("subgradients"),
         cuts=tuple(cuts),
