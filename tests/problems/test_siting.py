@@ -310,3 +310,18 @@ def test_flow_ranges_hold_behind_line_to_line_windings(tmp_path):
             pf, qf = sol.p_flow_pu[nonroot], sol.q_flow_pu[nonroot]
             assert np.all(pf >= fr.p_lo - 1e-9) and np.all(pf <= fr.p_hi + 1e-9)
             assert np.all(qf >= fr.q_lo - 1e-9) and np.all(qf <= fr.q_hi + 1e-9)
+
+
+def test_coupled_flow_ranges_reduce_to_the_tree_ranges_without_coupling():
+    """On a feeder without line-to-line windings the signed-coefficient ranges of
+    ``_flow_range_coupled`` are the tree's ranges (PV and capacitors only lower the flows; a
+    site's share of a branch is at most 1): upper ends equal, lower ends no looser."""
+    problem = PVSitingProblem.from_feeder(
+        "case33bw", 24, SitingConfig(power_factor=0.95), seed=0
+    )
+    physics = LinDist3Flow(problem.math)
+    assert not physics.coupled
+    tree, signed = problem.flow_range, problem._flow_range_coupled(physics)
+    assert np.allclose(signed.p_hi, tree.p_hi) and np.allclose(signed.q_hi, tree.q_hi)
+    assert np.all(signed.p_lo >= tree.p_lo - 1e-12) and np.all(signed.q_lo >= tree.q_lo - 1e-12)
+    assert np.any(signed.p_lo < tree.p_hi - 1e-6)  # the PV reach is there, not dropped

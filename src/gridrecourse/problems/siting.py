@@ -591,30 +591,50 @@ class PVSitingProblem(TwoStageProblem[SitingDecision]):
     def _flow_range_coupled(self, physics: LinDist3Flow) -> FlowRange:
         """:meth:`_flow_range` where windings between two phases share power among them.
 
-        Their balance rows mix P and Q (``LinDist3Flow.coupled``): the loads' flows are solved
-        exactly (:meth:`LinDist3Flow.solve_flows`); the PV and capacitor ranges are bounded in
-        magnitude, ``|F⁻¹ s| ≤ (I − |C|)⁻¹ |s|`` over the tree's shares ``C``.
+        Their balance rows mix P and Q (``LinDist3Flow.coupled``), so a flow is a signed
+        combination of the injections: the loads' flows are solved exactly
+        (:meth:`LinDist3Flow.solve_flows`); so are the flows per unit of each site's PV
+        (leaving the network as ``−(1 + j tan φ) p``) and of each capacitor (``−j b v²``).
+        The range of ``Σ_i a_i p_i`` over ``0 ≤ p_i ≤ cap_i``, ``Σ_i p_i ≤`` the budget's
+        output is ``[max(Σ min(a_i, 0) cap_i, min_i a_i · total), min(Σ max(a_i, 0) cap_i,
+        max_i a_i · total)]`` per branch-phase; a capacitor's ``v²`` spans ``_CAP_V_SQ``.
         """
         flows = physics.solve_flows(self._net_load(np.arange(self.scenarios.n_scenarios)).T)
         if flows.ndim == 1:
             flows = flows[:, None]
         e = physics.n_branch_phases
-        bound = splu(sp.csc_matrix(sp.identity(e) - abs(physics.children)))
         s_base = self.math.s_base_kva
         pv_max = self.scenarios.pv_multiplier[:, self._pv_col].max(axis=0)
         cap = self._site_cap_kw * pv_max / s_base
         budget_pu = self.config.budget.budget / self.config.budget.cost_per_kw / s_base
-        pf_scale = float(np.hypot(1.0, self._tan_phi))  # |p + j q| per p of the PV
-        reach = pf_scale * np.minimum(
-            bound.solve(np.asarray(self._site_nodes_map @ cap, dtype=float)),
-            budget_pu * float(pv_max.max()),
-        )
-        reach = reach + bound.solve(np.abs(physics.cap_b) * _CAP_V_SQ[1])
+        total = budget_pu * float(pv_max.max()) if pv_max.size else 0.0
+        site_map = sp.csc_matrix(self._site_nodes_map).toarray().reshape(e, -1)
+        per_site = physics.solve_flows(-(1.0 + 1j * self._tan_phi) * site_map).reshape(e, -1)
+
+        def pv_range(coef: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            if coef.shape[1] == 0:
+                return np.zeros(e), np.zeros(e)
+            up, dn = np.maximum(coef, 0.0), np.minimum(coef, 0.0)
+            hi = np.minimum(up @ cap, up.max(axis=1) * total)
+            lo = np.maximum(dn @ cap, dn.min(axis=1) * total)
+            return lo, hi
+
+        cap_nodes = np.flatnonzero(physics.cap_b)
+        cap_cols = np.zeros((e, cap_nodes.size))
+        cap_cols[cap_nodes, np.arange(cap_nodes.size)] = physics.cap_b[cap_nodes]
+        per_cap = physics.solve_flows(-1j * cap_cols).reshape(e, -1)
+
+        def cap_range(coef: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            ends = np.stack([coef * _CAP_V_SQ[0], coef * _CAP_V_SQ[1]])
+            return ends.min(axis=0).sum(axis=1), ends.max(axis=0).sum(axis=1)
+
+        p_pv, q_pv = pv_range(per_site.real), pv_range(per_site.imag)
+        p_cap, q_cap = cap_range(per_cap.real), cap_range(per_cap.imag)
         return FlowRange(
-            p_lo=flows.real.min(axis=1) - reach,
-            p_hi=flows.real.max(axis=1) + reach,
-            q_lo=flows.imag.min(axis=1) - reach,
-            q_hi=flows.imag.max(axis=1) + reach,
+            p_lo=flows.real.min(axis=1) + p_pv[0] + p_cap[0],
+            p_hi=flows.real.max(axis=1) + p_pv[1] + p_cap[1],
+            q_lo=flows.imag.min(axis=1) + q_pv[0] + q_cap[0],
+            q_hi=flows.imag.max(axis=1) + q_pv[1] + q_cap[1],
         )
 
     def _first_stage(self) -> FirstStageSpec:
