@@ -22,3 +22,19 @@ def feeder_dir() -> Path:
             pytest.fail("../shared/feeders not found but GRIDRECOURSE_REQUIRE_SHARED is set")
         pytest.skip("IEEE feeder folder not available (set GRIDRECOURSE_FEEDER_DIR)")
     return folder
+
+
+@pytest.fixture
+def count_solves(monkeypatch):
+    """Scenario indices of every ``SecondStageModel.solve`` call in the test (in order)."""
+    from gridrecourse.problems.base import SecondStageModel
+
+    calls: list[int] = []
+    original = SecondStageModel.solve
+
+    def counting(self, x, scenario, *args, **kwargs):
+        calls.append(int(scenario))
+        return original(self, x, scenario, *args, **kwargs)
+
+    monkeypatch.setattr(SecondStageModel, "solve", counting)
+    return calls

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from checkpoint_cases import Interrupt, InterruptAfterSaves
 from gridrecourse.checkpointing import LoadOnceCheckpoint, MemoryCheckpoint
 from gridrecourse.evaluation.out_of_sample import OutOfSampleError, evaluate_first_stage
 from gridrecourse.evaluation.resumable import (
@@ -20,7 +21,6 @@ from gridrecourse.evaluation.resumable import (
 )
 from gridrecourse.execution import InProcessExecutor
 from gridrecourse.formulation.limits import LimitMode
-from gridrecourse.problems.base import SecondStageModel
 from siting_cases import tiny_problem, tiny_scenarios
 
 RNG = np.random.default_rng(11)
@@ -43,36 +43,6 @@ ARRAYS = (
     "dual_bounds",
     "simplex_iterations",  # the same pivots: each block started from the same (cold) model
 )
-
-
-class Interrupt(Exception):
-    """Stands for Ctrl-C during the evaluation."""
-
-
-class InterruptAfterSaves(MemoryCheckpoint):
-    """Stores the state, then raises at the ``k``-th save (interrupted right after block k)."""
-
-    def __init__(self, k: int):
-        super().__init__()
-        self.k = k
-
-    def save(self, state) -> None:
-        super().save(state)
-        if self.saves == self.k:
-            raise Interrupt(f"after block {self.k}")
-
-
-@pytest.fixture
-def count_solves(monkeypatch):
-    calls: list[int] = []
-    original = SecondStageModel.solve
-
-    def counting(self, x, scenario, *args, **kwargs):
-        calls.append(int(scenario))
-        return original(self, x, scenario, *args, **kwargs)
-
-    monkeypatch.setattr(SecondStageModel, "solve", counting)
-    return calls
 
 
 def hard_problem():

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from test_extensive_form import tiny_problem as ph_problem
 
+from checkpoint_cases import Interrupt, InterruptAfterSaves
 from gridrecourse.checkpointing import MemoryCheckpoint
 from gridrecourse.evaluation.resumable import DEFAULT_BLOCKS, StoredEvaluations, block_ranges
 from gridrecourse.methods.progressive_hedging import PHConfig, solve_progressive_hedging
 from gridrecourse.methods.spar import SPARConfig, solve_spar
-from gridrecourse.problems.base import SecondStageModel
 from gridrecourse.solvers.options import SolverOptions
 from siting_cases import tiny_problem, tiny_scenarios
 
@@ -26,36 +26,6 @@ SCENARIOS = tiny_scenarios(
     RNG.uniform(0.3, 1.4, (N, 3)), RNG.uniform(0.0, 0.9, (N, 3)), np.full(N, 1.0 / N)
 )
 EVALUATION_FIELDS = ("objectives", "feasible", "linking_duals", "subgradients", "penalties")
-
-
-class Interrupt(Exception):
-    """Stands for Ctrl-C during an exact evaluation."""
-
-
-class InterruptAfterSaves(MemoryCheckpoint):
-    """Stores the state, then raises at the ``k``-th save."""
-
-    def __init__(self, k: int):
-        super().__init__()
-        self.k = k
-
-    def save(self, state) -> None:
-        super().save(state)
-        if self.saves == self.k:
-            raise Interrupt(f"after evaluation block save {self.k}")
-
-
-@pytest.fixture
-def count_solves(monkeypatch):
-    calls: list[int] = []
-    original = SecondStageModel.solve
-
-    def counting(self, x, scenario, *args, **kwargs):
-        calls.append(int(scenario))
-        return original(self, x, scenario, *args, **kwargs)
-
-    monkeypatch.setattr(SecondStageModel, "solve", counting)
-    return calls
 
 
 def assert_same_evaluation(a, b) -> None:

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from test_extensive_form import tiny_problem
 
+from checkpoint_cases import Interrupt
 from gridrecourse.checkpointing import MemoryCheckpoint
 from gridrecourse.execution import ExecutorKind, make_executor
 from gridrecourse.methods.progressive_hedging import (
@@ -27,10 +28,6 @@ from gridrecourse.methods.progressive_hedging import (
 from gridrecourse.solvers.options import SolverOptions
 
 OPTIONS = SolverOptions(mip_gap=1e-9)
-
-
-class Interrupt(Exception):
-    """Stands for Ctrl-C in the middle of a run."""
 
 
 def rows(result) -> list[tuple]:

@@ -14,6 +14,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from checkpoint_cases import Interrupt
 from gridrecourse.checkpointing import MemoryCheckpoint
 from gridrecourse.formulation.limits import LimitMode
 from gridrecourse.methods.spar import (
@@ -27,10 +28,6 @@ from siting_cases import tiny_problem
 
 #: SPARIteration fields that are wall times (differ between any two runs).
 TIMES = ("first_stage_seconds", "second_stage_seconds", "update_seconds")
-
-
-class Interrupt(Exception):
-    """Stands for Ctrl-C in the middle of a run."""
 
 
 def interrupt_after(k: int):
