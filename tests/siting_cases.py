@@ -106,3 +106,24 @@ def brute_force(problem: PVSitingProblem, scenarios=None) -> dict[tuple[int, ...
             ev = evaluate_first_stage(problem, x, scenarios=scenarios, desc=None)
             values[units] = ev.expected_objective
     return values
+
+
+def enumerate_first_stages(problem: PVSitingProblem) -> tuple[np.ndarray, np.ndarray]:
+    """Every D1-feasible first stage ``x`` (rows) and its exact recourse per scenario."""
+    fs = problem.first_stage
+    budget = problem.config.budget
+    model = problem.build_second_stage()
+    xs, values, cache = [], [], {}
+    for units in itertools.product(range(budget.max_units + 1), repeat=problem.n_sites):
+        for sited in itertools.product((0, 1), repeat=problem.n_sites):
+            x = problem.first_stage_vector(units, np.array(sited, dtype=bool))
+            if not fs.is_feasible(x):
+                continue
+            key = (problem.second_stage.technology @ x).tobytes()
+            if key not in cache:
+                cache[key] = np.array(
+                    [model.solve(x, w, EXACT).objective for w in range(problem.n_scenarios)]
+                )
+            xs.append(x)
+            values.append(cache[key] + fs.cost @ x)
+    return np.array(xs), np.array(values)

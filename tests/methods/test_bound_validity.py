@@ -7,7 +7,9 @@ solving every scenario's recourse exactly. Then, for each seed:
 * lower bounds ≤ optimum: the EF's MIP dual bound; PH's wait-and-see bound and the Lagrangian
   bound (L1) of every PH iteration; the Lagrangian bound at the subgradients of a random
   feasible first stage and of the EF's; every SAA lower-bound sample ≤ the optimum of ITS
-  batch (enumerated with the batch weights);
+  batch (enumerated with the batch weights), and every candidate behind it (batch EF,
+  Lagrangian, integer L-shaped); the paired gap samples of the EF decision ≥ its batch value −
+  the batch optimum;
 * upper bounds ≥ optimum: the exact value of the EF, PH and SPAR decisions and every SAA
   upper-bound sample.
 
@@ -17,8 +19,6 @@ A bound that is not one is the worst bug a certificate can have: the tolerance i
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
 
@@ -27,7 +27,7 @@ from gridrecourse.methods.extensive_form import solve_extensive_form
 from gridrecourse.methods.lagrangian import lagrangian_bound, subgradient_multipliers
 from gridrecourse.methods.progressive_hedging import PHConfig, solve_progressive_hedging
 from gridrecourse.methods.spar import SPARConfig, spar_statistical_bounds
-from siting_cases import EXACT, tiny_problem, tiny_scenarios
+from siting_cases import EXACT, enumerate_first_stages, tiny_problem, tiny_scenarios
 
 SEEDS = range(50)
 #: Solver tolerance of a comparison against the enumerated optimum (relative, plus absolute).
@@ -43,27 +43,6 @@ def _random_problem(seed: int):
     return tiny_problem(scenarios=tiny_scenarios(load, pv, prob)), rng
 
 
-def _enumerate(problem) -> tuple[np.ndarray, np.ndarray]:
-    """Every D1-feasible first stage ``x`` (rows) and its exact recourse per scenario."""
-    fs = problem.first_stage
-    budget = problem.config.budget
-    model = problem.build_second_stage()
-    xs, values, cache = [], [], {}
-    for units in itertools.product(range(budget.max_units + 1), repeat=problem.n_sites):
-        for sited in itertools.product((0, 1), repeat=problem.n_sites):
-            x = problem.first_stage_vector(units, np.array(sited, dtype=bool))
-            if not fs.is_feasible(x):
-                continue
-            key = (problem.second_stage.technology @ x).tobytes()
-            if key not in cache:
-                cache[key] = np.array(
-                    [model.solve(x, w, EXACT).objective for w in range(problem.n_scenarios)]
-                )
-            xs.append(x)
-            values.append(cache[key] + fs.cost @ x)
-    return np.array(xs), np.array(values)
-
-
 def _below(bound: float, optimum: float) -> bool:
     return bound <= optimum + TOL * (1.0 + abs(optimum))
 
@@ -76,7 +55,7 @@ def _above(value: float, optimum: float) -> bool:
 @pytest.mark.parametrize("seed", SEEDS)
 def test_bounds_bracket_the_enumerated_optimum(seed: int) -> None:
     problem, rng = _random_problem(seed)
-    xs, values = _enumerate(problem)
+    xs, values = enumerate_first_stages(problem)
     prob = problem.probability
     optimum = float((values @ prob).min())
 
@@ -108,7 +87,9 @@ def test_bounds_bracket_the_enumerated_optimum(seed: int) -> None:
         batch_size=3,
         n_replications=2,
         ef_options=EXACT,
+        candidate=ef_exact,
     )
+    assert b.paired is not None
     for upper in b.upper_samples:
         assert _above(upper, optimum), (upper, optimum)
     for draw, lower, provenance in zip(b.draws, b.lower_samples, b.lower_provenance, strict=True):
@@ -117,3 +98,10 @@ def test_bounds_bracket_the_enumerated_optimum(seed: int) -> None:
         assert _below(lower, batch_optimum), (lower, batch_optimum)
         for candidate in provenance:  # every candidate, not only the chosen one
             assert _below(candidate.value, batch_optimum), (candidate, batch_optimum)
+    # paired gap of the EF decision: G_k ≥ its batch value − the batch optimum
+    for k, draw in enumerate(b.draws):
+        weights = np.bincount(draw, weights=prob[draw], minlength=len(prob))
+        batch_optimum = float((values @ (weights / weights.sum())).min())
+        ef_value = ef_exact.objectives @ (weights / weights.sum()) + problem.first_stage.cost @ ef.x
+        gap_k = ef_value - batch_optimum
+        assert b.paired.samples[k] >= gap_k - TOL * (1.0 + abs(batch_optimum))

@@ -16,6 +16,7 @@ import pytest
 import scipy.sparse as sp
 
 from gridrecourse.errors import InfeasibleModelError, SolverTimeLimitError
+from gridrecourse.evaluation.bounds import BoundMethod
 from gridrecourse.evaluation.out_of_sample import evaluate_first_stage
 from gridrecourse.execution import ExecutorKind, make_executor
 from gridrecourse.formulation.limits import LimitMode
@@ -404,7 +405,13 @@ def test_statistical_bounds_bracket_the_extensive_form_optimum():
     z_star = solve_extensive_form(prob, EXACT).objective
     cfg = SPARConfig(seed=5, max_iterations=60)
     bounds = spar_statistical_bounds(
-        prob, cfg, batch_size=6, n_replications=4, ef_options=EXACT, lagrangian=False
+        prob,
+        cfg,
+        batch_size=6,
+        n_replications=4,
+        ef_options=EXACT,
+        lagrangian=False,
+        l_shaped=False,
     )
     assert isinstance(bounds, SPARBounds)
     assert bounds.lower.low <= z_star <= bounds.upper.high
@@ -417,12 +424,18 @@ def test_statistical_bounds_bracket_the_extensive_form_optimum():
     ev = evaluate_first_stage(prob, prob.first_stage_vector(bounds.units[k]), desc=None)
     assert bounds.upper_samples[k] == pytest.approx(ev.expected_objective, rel=1e-9)
     assert bounds.lower_sources == (LowerBoundSource.EXTENSIVE_FORM,) * 4
-    # with the Lagrangian bound (default) every sample is the best candidate, still a bound
+    # with the Lagrangian and L-shaped bounds (default) every sample is the best candidate,
+    # still a bound; the L-shaped bound converges to the batch optimum (the EF's, exact here)
     strong = spar_statistical_bounds(prob, cfg, batch_size=6, n_replications=4, ef_options=EXACT)
     assert np.all(strong.lower_samples >= bounds.lower_samples - 1e-12)
     assert np.all(strong.lower_samples <= strong.lower_incumbents + 1e-9)
-    for chosen, *others in strong.lower_provenance:
+    for ef_bound, (chosen, *others) in zip(
+        bounds.lower_samples, strong.lower_provenance, strict=True
+    ):
         assert chosen.value == max(c.value for c in (chosen, *others))
+        (ls,) = [c for c in (chosen, *others) if c.method is BoundMethod.L_SHAPED]
+        assert ls.value <= ef_bound * (1 + 1e-9) + 1e-12
+        assert ls.value == pytest.approx(ef_bound, rel=1e-6)
     # LP-relaxation lower bounds: same batches, each sample at most the batch EF's bound
     relaxed_options = replace(EXACT, relax_integrality=True)
     relaxed = spar_statistical_bounds(
@@ -439,7 +452,13 @@ def test_lower_bound_falls_back_to_wait_and_see_without_an_incumbent(monkeypatch
     prob = random_24_problem()
     cfg = SPARConfig(seed=5, max_iterations=30)
     exact = spar_statistical_bounds(
-        prob, cfg, batch_size=6, n_replications=3, ef_options=EXACT, lagrangian=False
+        prob,
+        cfg,
+        batch_size=6,
+        n_replications=3,
+        ef_options=EXACT,
+        lagrangian=False,
+        l_shaped=False,
     )
     real_ef = spar_module.solve_extensive_form
 
@@ -450,7 +469,13 @@ def test_lower_bound_falls_back_to_wait_and_see_without_an_incumbent(monkeypatch
 
     monkeypatch.setattr(spar_module, "solve_extensive_form", timing_out)
     fallback = spar_statistical_bounds(
-        prob, cfg, batch_size=6, n_replications=3, ef_options=EXACT, lagrangian=False
+        prob,
+        cfg,
+        batch_size=6,
+        n_replications=3,
+        ef_options=EXACT,
+        lagrangian=False,
+        l_shaped=False,
     )
     assert fallback.lower_sources == (LowerBoundSource.WAIT_AND_SEE,) * 3
     assert np.all(np.isnan(fallback.lower_incumbents))

@@ -114,8 +114,10 @@ from gridrecourse.errors import GridRecourseError, InfeasibleModelError, SolverT
 from gridrecourse.evaluation.bounds import (
     BoundMethod,
     BoundProvenance,
+    PairedGapEstimate,
     StatisticalBounds,
     best_bound,
+    paired_gap_estimate,
     statistical_bounds,
 )
 from gridrecourse.evaluation.out_of_sample import (
@@ -126,6 +128,7 @@ from gridrecourse.evaluation.out_of_sample import (
 from gridrecourse.evaluation.resumable import evaluate_first_stage_resumable
 from gridrecourse.execution import Executor, InProcessExecutor, ProgressCallback
 from gridrecourse.methods.extensive_form import build_extensive_form, solve_extensive_form
+from gridrecourse.methods.l_shaped import LShapedConfig, SeedPoint, l_shaped_bound
 from gridrecourse.methods.lagrangian import lagrangian_bound, subgradient_multipliers
 from gridrecourse.methods.spar_first_stage import (
     FirstStageModel,
@@ -217,6 +220,9 @@ class LowerBoundSource(str, Enum):
 
     #: MIP dual bound of the batch extensive form (paper C (32)–(36))
     EXTENSIVE_FORM = "extensive_form"
+    #: MIP dual bound of the integer L-shaped master of the batch
+    #: (:mod:`~gridrecourse.methods.l_shaped`), seeded with the batch's SPAR decision
+    L_SHAPED = "l_shaped"
     #: Lagrangian bound of the batch (:mod:`~gridrecourse.methods.lagrangian`, eq. L1) with
     #: multipliers from the scenario subgradients at the batch's SPAR decision
     LAGRANGIAN = "lagrangian"
@@ -1272,7 +1278,8 @@ class SPARBounds(StatisticalBounds):
     lower_samples : numpy.ndarray, shape (K,)
         EF dual bounds on the batches (objective units).
     lower_incumbents : numpy.ndarray, shape (K,)
-        EF incumbent objectives on the batches (objective units; NaN without incumbent).
+        Best batch incumbent objectives: the batch EF's or the best point the L-shaped method
+        evaluated (objective units; NaN without incumbent).
     lower_sources : tuple of LowerBoundSource
         Where each lower-bound sample comes from (EF dual bound or the wait-and-see fallback).
     estimated_objectives : numpy.ndarray, shape (K,)
@@ -1291,6 +1298,15 @@ class SPARBounds(StatisticalBounds):
         The scenario indices of every batch (to re-derive each batch optimum).
     reused_replications : int
         Replication tasks (of ``2K``) taken from a checkpoint.
+    paired : PairedGapEstimate or None
+        Mak–Morton–Wood paired gap estimate of the candidate (``candidate`` of
+        :func:`spar_statistical_bounds`; None without one):
+        ``G_k = Σ_j w_j f(x̂, ω_kj) − LB_k``.
+    gap_estimate : float
+        ``paired.upper``: one-sided ``confidence`` bound on the optimality gap of the
+        candidate (objective units; NaN without candidate).
+    gap_estimate_pct : float
+        ``paired.upper_pct`` [%] of the candidate's full objective (NaN without candidate).
     """
 
     batch_size: int = 0
@@ -1307,6 +1323,9 @@ class SPARBounds(StatisticalBounds):
     lower_provenance: tuple[tuple[BoundProvenance, ...], ...] = ()
     draws: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=int))
     reused_replications: int = 0
+    paired: PairedGapEstimate | None = None
+    gap_estimate: float = math.nan
+    gap_estimate_pct: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -1317,6 +1336,7 @@ class _SparReplication:
     learn_seconds: float
     x: np.ndarray
     batch_subgradients: np.ndarray  # (N, n_x): ∂Q_ω/∂x at x̂ for the batch's draws
+    batch_objectives: np.ndarray | None = None  # (N,): Q_ω(x̂) for the batch's draws
 
 
 @dataclass(frozen=True)
@@ -1414,6 +1434,7 @@ def _spar_replication(
         learn_seconds=res.learn_seconds,
         x=np.asarray(ev.x, dtype=float),
         batch_subgradients=ev.subgradients[[row[int(s)] for s in indices]],
+        batch_objectives=ev.objectives[[row[int(s)] for s in indices]],
     )
 
 
@@ -1437,14 +1458,21 @@ def _wait_and_see_bound(problem: SPARProblem, indices: np.ndarray, options: Solv
 
 def _ef_replication(
     problem: SPARProblem,
-    item: np.ndarray | tuple[np.ndarray, np.ndarray | None, np.ndarray | None],
+    item: np.ndarray
+    | tuple[np.ndarray, np.ndarray | None, np.ndarray | None]
+    | tuple[np.ndarray, np.ndarray | None, np.ndarray | None, SeedPoint | None],
     *,
     options: SolverOptions,
     lagrangian: bool = False,
     batch_ef: bool = True,
+    l_shaped: LShapedConfig | None = None,
+    recourse_options: SolverOptions | None = None,
 ) -> _EfReplication:
-    if isinstance(item, tuple):
-        indices, start, subgradients = item
+    seed: SeedPoint | None = None
+    if isinstance(item, tuple) and len(item) == 4:
+        indices, start, subgradients, seed = item
+    elif isinstance(item, tuple):
+        indices, start, subgradients = item[:3]
     else:
         indices, start, subgradients = item, None, None
     if options.relax_integrality:
@@ -1480,6 +1508,14 @@ def _ef_replication(
         single = SolverOptions(mip_gap=min(options.mip_gap, 1e-6), threads=options.threads)
         lb = lagrangian_bound(problem, w, scenarios=indices, options=single, origin="subgradients")
         candidates.append(lb.provenance)
+    if l_shaped is not None and seed is not None:
+        ls = l_shaped_bound(
+            problem, indices, seeds=[seed], config=l_shaped, options=recourse_options
+        )
+        if math.isfinite(ls.lower_bound):
+            candidates.append(ls.provenance)
+        if math.isfinite(ls.upper_bound) and not objective <= ls.upper_bound:
+            objective = ls.upper_bound  # the best batch incumbent (EF or L-shaped)
     if not candidates:
         t_ws = time.perf_counter()
         value = _wait_and_see_bound(problem, indices, options)
@@ -1495,6 +1531,7 @@ def _ef_replication(
     source = {
         BoundMethod.EXTENSIVE_FORM: LowerBoundSource.EXTENSIVE_FORM,
         BoundMethod.LAGRANGIAN: LowerBoundSource.LAGRANGIAN,
+        BoundMethod.L_SHAPED: LowerBoundSource.L_SHAPED,
         BoundMethod.WAIT_AND_SEE: LowerBoundSource.WAIT_AND_SEE,
     }[chosen.method]
     others = tuple(c for c in candidates if c is not chosen)
@@ -1546,6 +1583,9 @@ def spar_statistical_bounds(
     ef_start: bool = True,
     batch_ef: bool = True,
     checkpoint: Checkpoint | None = None,
+    l_shaped: bool = True,
+    l_shaped_config: LShapedConfig | None = None,
+    candidate: OutOfSampleResult | None = None,
 ) -> SPARBounds:
     """Mak–Morton–Wood upper and lower bounds of the optimum around SPAR (paper C §II-E).
 
@@ -1565,8 +1605,12 @@ def spar_statistical_bounds(
         also when it stops at the time limit;
       - the Lagrangian bound (``lagrangian``; :mod:`~gridrecourse.methods.lagrangian`, eq. L1)
         with multipliers ``w_ω = ḡ − g_ω`` from the scenario subgradients at ``x̂_k`` (one
-        MILP per distinct scenario of the batch, each term its MIP dual bound): the bound of
-        choice where the batch MILP is out of reach (``batch_ef = False``).
+        MILP per distinct scenario of the batch, each term its MIP dual bound);
+      - the integer L-shaped bound (``l_shaped``; :mod:`~gridrecourse.methods.l_shaped`): a
+        multi-cut Benders master over the batch seeded with the cuts at ``x̂_k`` (its exact
+        values and subgradients, no new solve), then Kelley iterations, each one exact
+        evaluation of the batch at the master's point; the master's MIP dual bound. The
+        bound of choice where the batch MILP is out of reach (``batch_ef = False``).
 
       Every candidate is ≤ the batch optimum (the EF's dual bound also for the P2 losses,
       whose tangent planes only lower it), hence so is their maximum. With neither (no
@@ -1576,6 +1620,11 @@ def spar_statistical_bounds(
 
     Intervals: :func:`~gridrecourse.evaluation.bounds.statistical_bounds` (t-quantile for
     ``K < 30``); ``gap = UB.high − LB.low``, ``gap_pct`` relative to the mean UB sample.
+
+    Paired gap estimate (with ``candidate`` ``x̂``; Mak, Morton & Wood 1999): on each batch
+    ``G_k = Σ_j w_j (cᵀx̂ + Q(x̂, ω_kj)) − LB_k`` with the LB sample above, and the one-sided
+    bound ``Ḡ + t_{K−1, conf} s_G/√K`` on ``f(x̂) − z*`` (:attr:`SPARBounds.gap_estimate`,
+    ``gap_estimate_pct`` of ``f(x̂)``).
 
     Parameters
     ----------
@@ -1608,7 +1657,19 @@ def spar_statistical_bounds(
         Every finished replication is saved there (a :class:`SPARBoundsState`; the tasks then
         run in waves of ``executor.n_workers``); the replications found there are reused
         (:attr:`SPARBounds.reused_replications`). Each replication is a function of its batch
-        and seed only, so the result equals an uninterrupted run's.
+        and seed only, so the result equals an uninterrupted run's. The L-shaped loop of a
+        replication is not checkpointed on its own (an interrupted one restarts).
+    l_shaped : bool, default True
+        Add the integer L-shaped bound (every problem SPAR accepts qualifies: LP/QP recourse
+        and a separable first stage).
+    l_shaped_config : LShapedConfig, optional
+        Its settings (default :class:`~gridrecourse.methods.l_shaped.LShapedConfig` with the
+        batch EF's time limit).
+    candidate : OutOfSampleResult, optional
+        The exact evaluation on ALL scenarios of the decision being certified (e.g. SPAR's on
+        the full set, :attr:`SPARResult.evaluation`): gives the paired gap estimate
+        (:attr:`SPARBounds.paired`, :func:`~gridrecourse.evaluation.bounds.paired_gap_estimate`)
+        from its per-scenario values, no new solve. Its decision must not depend on the batches.
 
     Returns
     -------
@@ -1623,6 +1684,10 @@ def spar_statistical_bounds(
         raise SPARConfigError(f"n_replications must be an integer >= 2, got {n_replications!r}")
     k_reps, n_batch = int(n_replications), int(batch_size)
     decl = separable_declaration(problem)  # before any worker starts
+    ef_opts = ef_options or SolverOptions(mip_gap=1e-4)
+    ls_config = None
+    if l_shaped:
+        ls_config = l_shaped_config or LShapedConfig(time_limit=ef_opts.time_limit)
     seq = np.random.SeedSequence(cfg.seed)
     draw_seq, *run_seqs = seq.spawn(k_reps + 1)
     draws = np.random.default_rng(draw_seq).integers(0, problem.n_scenarios, size=(k_reps, n_batch))
@@ -1667,12 +1732,21 @@ def spar_statistical_bounds(
             ex,
             functools.partial(
                 _ef_replication,
-                options=ef_options or SolverOptions(mip_gap=1e-4),
+                options=ef_opts,
                 lagrangian=lagrangian,
                 batch_ef=batch_ef,
+                l_shaped=ls_config,
+                recourse_options=options,
             ),
             [
-                (d, r.x if ef_start else None, r.batch_subgradients)
+                (
+                    d,
+                    r.x if ef_start else None,
+                    r.batch_subgradients,
+                    None
+                    if r.batch_objectives is None
+                    else SeedPoint(r.x, r.batch_objectives, r.batch_subgradients),
+                )
                 for d, r in zip(draws, spar_runs, strict=True)
             ],
             saved.lower,
@@ -1686,6 +1760,14 @@ def spar_statistical_bounds(
     upper = np.array([r.objective for r in spar_runs])
     lower = np.array([r.bound for r in ef_runs])
     base = statistical_bounds(upper, lower, confidence)
+    paired = None
+    if candidate is not None:
+        paired = paired_gap_estimate(
+            _candidate_batch_values(problem, candidate, draws),
+            lower,
+            candidate.expected_objective,
+            confidence,
+        )
     return SPARBounds(
         upper=base.upper,
         lower=base.lower,
@@ -1705,4 +1787,37 @@ def spar_statistical_bounds(
         lower_provenance=tuple(r.provenance for r in ef_runs),
         draws=draws,
         reused_replications=reused,
+        paired=paired,
+        gap_estimate=math.nan if paired is None else paired.upper,
+        gap_estimate_pct=math.nan if paired is None else paired.upper_pct,
     )
+
+
+def _candidate_batch_values(
+    problem: SPARProblem, candidate: OutOfSampleResult, draws: np.ndarray
+) -> np.ndarray:
+    """``Σ_j w_j (cᵀx̂ + Q(x̂, ω_kj))`` per batch ``k`` from the candidate's exact evaluation.
+
+    Raises
+    ------
+    SPARConfigError
+        The evaluation misses a drawn scenario or is infeasible in one.
+    """
+    where = np.full(problem.n_scenarios, -1, dtype=int)
+    where[np.asarray(candidate.scenario_indices, dtype=int)] = np.arange(
+        len(candidate.scenario_indices)
+    )
+    rows = where[draws]
+    if np.any(rows < 0):
+        missing = np.unique(draws[rows < 0]).tolist()
+        raise SPARConfigError(
+            f"candidate evaluation lacks the drawn scenarios {missing[:10]}: evaluate the "
+            "candidate on all scenarios"
+        )
+    q = np.asarray(candidate.objectives, dtype=float)[rows]
+    if not np.all(np.isfinite(q)):
+        raise SPARConfigError("the candidate is infeasible in a drawn scenario: no gap estimate")
+    w = np.asarray(problem.probability, dtype=float)[draws]
+    w = w / w.sum(axis=1, keepdims=True)
+    first_cost = float(problem.first_stage.cost @ np.asarray(candidate.x, dtype=float))
+    return (w * q).sum(axis=1) + first_cost

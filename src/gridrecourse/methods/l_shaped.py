@@ -1,0 +1,589 @@
+"""Integer L-shaped (multi-cut Benders) lower bound of a batch optimum (METHODS §2).
+
+For a two-stage program whose recourse is an LP or a convex QP and whose first stage ``x``
+enters the recourse only through right-hand sides (the linking rows; PV siting P1/P2:
+``0 ≤ p_ω ≤ g · n · PV_mult_ω``), each scenario's value function ``Q_ω(x)`` is convex in ``x``
+(the value function of a convex program in its right-hand side). So an exact recourse solve at
+ANY first stage ``x^j`` gives a valid optimality cut (Laporte & Louveaux 1993; Birge &
+Louveaux 2011, ch. 5)::
+
+    θ_ω ≥ Q_ω(x^j) − m_ω + g_ωᵀ (x − x^j),      g_ω = ∂Q_ω(x^j) = −T_ωᵀ λ_ω (linking duals)
+
+with the safety margin ``m_ω = margin · (1 + |Q_ω(x^j)|)`` (default ``margin = 1e-7``, the
+simplex's dual-feasibility tolerance: the duals ``λ_ω`` are optimal only to that tolerance, so
+the intercept, taken from the PRIMAL objective, is lowered by it). An infeasible scenario
+(hard limits) gives its Farkas feasibility cut ``αᵀx ≥ β`` instead (the same cut SPAR adds,
+:attr:`~gridrecourse.problems.base.SecondStageResult.cut`). The multi-cut master over the
+batch's distinct scenarios ``ω`` with renormalized weights ``π_ω``::
+
+    min  cᵀx + Σ_ω π_ω θ_ω
+    s.t. first-stage rows of the SeparableFirstStage (siting: budget, site count, sizes),
+         every optimality cut and feasibility cut so far,
+         n integer in 0..L, s binary, θ free
+
+is a relaxation of the batch problem ``min_x cᵀx + Σ_ω π_ω Q_ω(x)`` (every cut is valid), so
+**HiGHS's MIP dual bound of the master (never its incumbent) is a lower bound of the batch
+optimum at every iteration and at any time limit**. The master is small (``2 · sites``
+integers and one ``θ`` per distinct scenario), unlike the batch extensive form, whose LP
+relaxation is weak (fractional site binaries spread PV everywhere).
+
+Loop (Kelley's cutting planes on the integer first stage)::
+
+    cuts at the seed points (e.g. SPAR's decision x̂ with its exact values and subgradients)
+    repeat:  master → x^j and its dual bound LB_j (the lower bound: max_j LB_j)
+             exact evaluation of the batch's scenarios at x^j (executor, warm starts)
+             UB ← min(UB, cᵀx^j + Σ π_ω Q_ω(x^j));  add one cut per scenario
+    until (UB − LB) ≤ tol · |UB|, x^j repeats, the iteration or the time limit
+
+A repeated ``x^j`` ends the loop: the master's value at ``x^j`` is then exact up to the margin,
+so LB equals UB up to it. The first stage is integer and finite, so the loop ends after finitely
+many iterations. Not checkpointed on its own: it runs inside one replication of
+:func:`~gridrecourse.methods.spar.spar_statistical_bounds`, which is.
+
+Requirements: continuous (LP/QP) recourse with linking duals and a
+:class:`~gridrecourse.problems.separable.SeparableFirstStage` (:data:`L_SHAPED`); integer
+recourse has no convex value function and is refused (:class:`UnsupportedProblemError`).
+
+Units: objective units of the problem (P1: p.u.; P2: kW), seconds for times.
+
+References
+----------
+G. Laporte and F. V. Louveaux, "The integer L-shaped method for stochastic integer programs
+with complete recourse", Oper. Res. Lett. 13, 133–142, 1993.
+J. R. Birge and F. Louveaux, Introduction to Stochastic Programming, 2nd ed., Springer 2011,
+ch. 5 (the L-shaped method, multi-cut version §5.3).
+J. E. Kelley, "The cutting-plane method for solving convex programs", J. SIAM 8, 1960.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import highspy
+import numpy as np
+from scipy import sparse
+
+from gridrecourse.errors import GridRecourseError, SolverError
+from gridrecourse.evaluation.bounds import BoundMethod, BoundProvenance
+from gridrecourse.evaluation.out_of_sample import evaluate_first_stage
+from gridrecourse.execution import Executor, InProcessExecutor
+from gridrecourse.problems.base import TwoStageProblem
+from gridrecourse.problems.capabilities import (
+    MethodRequirements,
+    Trait,
+    check_requirements,
+)
+from gridrecourse.problems.separable import SeparableFirstStage
+from gridrecourse.solvers.options import SolverOptions
+
+__all__ = [
+    "L_SHAPED",
+    "LShapedConfig",
+    "LShapedError",
+    "LShapedIteration",
+    "LShapedResult",
+    "SeedPoint",
+    "l_shaped_bound",
+]
+
+_INF = highspy.kHighsInf
+
+#: What the L-shaped bound needs: convex recourse value functions (continuous recourse with
+#: linking duals) over a declared separable integer first stage (the master's rows).
+L_SHAPED = MethodRequirements(
+    "integer L-shaped",
+    requires=Trait.LINKING_DUALS | Trait.SEPARABLE_FIRST_STAGE,
+    unsupported=Trait.INTEGER_RECOURSE,
+)
+
+
+class LShapedError(GridRecourseError, ValueError):
+    """Invalid L-shaped input (settings, seed points) or a master without a bound."""
+
+
+@dataclass(frozen=True)
+class LShapedConfig:
+    """Settings of :func:`l_shaped_bound`.
+
+    Attributes
+    ----------
+    max_iterations : int, default 50
+        Master solves (each followed by one exact evaluation of the batch).
+    rel_gap : float, default 1e-6
+        Stop when ``UB − LB ≤ rel_gap · max(|UB|, 1e-12)``.
+    time_limit : float or None, default None
+        Wall-clock limit of the whole loop [s]; the master gets the time left (its dual bound
+        is used at the limit too).
+    master_mip_gap : float, default 1e-9
+        Relative MIP gap of each master solve (the bound is its dual bound either way).
+    margin : float, default 1e-7
+        Relative safety margin of each cut's intercept, ``m_ω = margin · (1 + |Q_ω|)``
+        (objective units); the simplex's dual-feasibility tolerance.
+    """
+
+    max_iterations: int = 50
+    rel_gap: float = 1e-6
+    time_limit: float | None = None
+    master_mip_gap: float = 1e-9
+    margin: float = 1e-7
+
+    def __post_init__(self) -> None:
+        if int(self.max_iterations) != self.max_iterations or self.max_iterations < 1:
+            raise LShapedError(f"max_iterations must be an integer >= 1, got {self.max_iterations}")
+        if not (self.rel_gap >= 0.0 and self.master_mip_gap >= 0.0 and self.margin >= 0.0):
+            raise LShapedError(
+                "rel_gap, master_mip_gap and margin must be >= 0, got "
+                f"{self.rel_gap}, {self.master_mip_gap}, {self.margin}"
+            )
+        if self.time_limit is not None and not self.time_limit > 0.0:
+            raise LShapedError(f"time_limit must be positive or None, got {self.time_limit}")
+
+
+@dataclass(frozen=True)
+class SeedPoint:
+    """A first stage already evaluated on the batch: its cuts cost no solve.
+
+    Attributes
+    ----------
+    x : ndarray, shape (n_x,)
+        The first stage.
+    objectives : ndarray, shape (N,)
+        ``Q_ω(x)`` per DRAW of the batch (the order of ``scenarios`` in
+        :func:`l_shaped_bound`; objective units).
+    subgradients : ndarray, shape (N, n_x)
+        ``∂Q_ω/∂x`` per draw (``OutOfSampleResult.subgradients``).
+    """
+
+    x: np.ndarray
+    objectives: np.ndarray
+    subgradients: np.ndarray
+
+
+@dataclass(frozen=True)
+class LShapedIteration:
+    """One master solve and the evaluation of its point.
+
+    Attributes
+    ----------
+    iteration : int
+        1-based.
+    lower_bound : float
+        Master's MIP dual bound (objective units).
+    master_objective : float
+        Master's incumbent value at ``x`` (objective units; not a bound).
+    value : float
+        Exact batch value ``cᵀx + Σ π_ω Q_ω(x)`` (``inf`` if a scenario is infeasible).
+    upper_bound : float
+        Best value so far.
+    n_cuts : int
+        Optimality and feasibility cuts in the master after this iteration.
+    master_seconds, evaluation_seconds : float
+        Wall time of the master solve and of the evaluation [s].
+    """
+
+    iteration: int
+    lower_bound: float
+    master_objective: float
+    value: float
+    upper_bound: float
+    n_cuts: int
+    master_seconds: float
+    evaluation_seconds: float
+
+
+@dataclass(frozen=True)
+class LShapedResult:
+    """Lower and upper bound of a batch optimum from the integer L-shaped method.
+
+    Attributes
+    ----------
+    lower_bound : float
+        Largest master dual bound (objective units): ``≤`` the batch optimum.
+    upper_bound : float
+        Best exact batch value of an evaluated point (objective units): ``≥`` the batch optimum.
+    x : ndarray, shape (n_x,)
+        The point of ``upper_bound``.
+    converged : bool
+        ``UB − LB`` within ``rel_gap`` (or a repeated master point).
+    stop : str
+        Why the loop ended (``"gap"``, ``"repeated point"``, ``"iterations"``, ``"time"``).
+    history : tuple of LShapedIteration
+    n_optimality_cuts, n_feasibility_cuts : int
+    seconds : float
+        Wall time [s].
+    provenance : BoundProvenance
+        :attr:`BoundMethod.L_SHAPED`, the value, iterations, master gap, incumbent = UB.
+    """
+
+    lower_bound: float
+    upper_bound: float
+    x: np.ndarray
+    converged: bool
+    stop: str
+    history: tuple[LShapedIteration, ...]
+    n_optimality_cuts: int
+    n_feasibility_cuts: int
+    seconds: float
+    provenance: BoundProvenance
+
+    @property
+    def gap(self) -> float:
+        """Relative gap ``(UB − LB) / |UB|`` (``inf`` without a finite UB)."""
+        if not math.isfinite(self.upper_bound) or self.upper_bound == 0.0:
+            return math.inf
+        return (self.upper_bound - self.lower_bound) / abs(self.upper_bound)
+
+
+class _Master:
+    """The multi-cut master in HiGHS: columns ``[n, s, θ]``; cuts appended as rows."""
+
+    def __init__(self, decl: SeparableFirstStage, weights: np.ndarray) -> None:
+        self.decl = decl
+        fs = decl.first_stage
+        m = decl.n_elements
+        self.n_s = m if decl.indicator is not None else 0
+        self.n_theta = len(weights)
+        self.n_cols = m + self.n_s + self.n_theta
+        # first-stage column of x → master column (n, then s)
+        self.x_cols = np.full(fs.size, -1, dtype=np.int64)
+        self.x_cols[fs.slice(decl.argument)] = np.arange(m)
+        if decl.indicator is not None:
+            self.x_cols[fs.slice(decl.indicator)] = m + np.arange(self.n_s)
+        cost = np.zeros(self.n_cols)
+        mapped = self.x_cols >= 0
+        cost[self.x_cols[mapped]] = fs.cost[mapped]
+        cost[m + self.n_s :] = weights
+        a_n, a_s, row_lb, row_ub = decl.row_matrices()
+        a = sparse.hstack([a_n, a_s, sparse.csr_matrix((a_n.shape[0], self.n_theta))], format="csc")
+        a.sort_indices()
+        lp = highspy.HighsLp()
+        lp.num_col_ = self.n_cols
+        lp.num_row_ = a.shape[0]
+        lp.col_cost_ = cost
+        lp.col_lower_ = np.concatenate([np.zeros(m + self.n_s), np.full(self.n_theta, -_INF)])
+        lp.col_upper_ = np.concatenate(
+            [decl.upper.astype(float), np.ones(self.n_s), np.full(self.n_theta, _INF)]
+        )
+        lp.row_lower_ = np.where(np.isneginf(row_lb), -_INF, row_lb)
+        lp.row_upper_ = np.where(np.isposinf(row_ub), _INF, row_ub)
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.num_col_ = self.n_cols
+        lp.a_matrix_.num_row_ = a.shape[0]
+        lp.a_matrix_.start_ = a.indptr.astype(np.int32)
+        lp.a_matrix_.index_ = a.indices.astype(np.int32)
+        lp.a_matrix_.value_ = a.data.astype(float)
+        h = highspy.Highs()
+        h.setOptionValue("output_flag", False)
+        self._check(h.passModel(lp), "passModel")
+        ints = np.arange(m + self.n_s, dtype=np.int32)
+        self._check(
+            h.changeColsIntegrality(
+                ints.size,
+                ints,
+                np.full(ints.size, int(highspy.HighsVarType.kInteger.value), dtype=np.uint8),
+            ),
+            "changeColsIntegrality",
+        )
+        self.h = h
+        self.n_cuts = 0
+
+    @staticmethod
+    def _check(status: highspy.HighsStatus, what: str) -> None:
+        if status == highspy.HighsStatus.kError:
+            raise SolverError(f"L-shaped master: HiGHS {what} failed")
+
+    def add_rows(self, coeffs: np.ndarray, lower: np.ndarray) -> None:
+        """Rows ``coeffs · [n, s, θ] ≥ lower`` (coeffs dense, shape (k, n_cols))."""
+        csr = sparse.csr_matrix(coeffs)
+        csr.eliminate_zeros()
+        self._check(
+            self.h.addRows(
+                csr.shape[0],
+                lower.astype(float),
+                np.full(csr.shape[0], _INF),
+                csr.nnz,
+                csr.indptr[:-1].astype(np.int32),
+                csr.indices.astype(np.int32),
+                csr.data.astype(float),
+            ),
+            "addRows",
+        )
+        self.n_cuts += csr.shape[0]
+
+    def x_part(self, g: np.ndarray) -> np.ndarray:
+        """Coefficients of ``gᵀx`` on the master's ``[n, s]`` columns, shape (k, m + n_s)."""
+        g = np.atleast_2d(g)
+        out = np.zeros((g.shape[0], self.n_cols - self.n_theta))
+        mapped = self.x_cols >= 0
+        np.add.at(out, (slice(None), self.x_cols[mapped]), g[:, mapped])
+        return out
+
+    def solve(self, time_limit: float | None, mip_gap: float) -> tuple[np.ndarray, float, float]:
+        """``(x, incumbent value, dual bound)``; x is NaN without an incumbent."""
+        h = self.h
+        h.setOptionValue("time_limit", float(_INF if time_limit is None else max(time_limit, 0.0)))
+        h.setOptionValue("mip_rel_gap", float(mip_gap))
+        h.run()
+        status = h.getModelStatus()
+        ms = highspy.HighsModelStatus
+        info = h.getInfo()
+        if status in (ms.kInfeasible, ms.kUnboundedOrInfeasible, ms.kUnbounded):
+            raise LShapedError(
+                f"L-shaped master {h.modelStatusToString(status)}: "
+                f"{self.decl.describe()}, {self.n_cuts} cut(s)"
+            )
+        bound = float(info.mip_dual_bound)
+        if status != ms.kOptimal and status not in (
+            ms.kTimeLimit,
+            ms.kIterationLimit,
+            ms.kSolutionLimit,
+            ms.kInterrupt,
+        ):
+            raise SolverError(f"L-shaped master: HiGHS returned {h.modelStatusToString(status)}")
+        fs = self.decl.first_stage
+        if info.primal_solution_status != 2:  # no incumbent (time limit)
+            return np.full(fs.size, np.nan), math.inf, bound
+        col = np.asarray(h.getSolution().col_value)
+        units = np.clip(np.rint(col[: self.decl.n_elements]), 0, self.decl.upper)
+        sited = (
+            None
+            if self.decl.indicator is None
+            else col[self.decl.n_elements : self.decl.n_elements + self.n_s] > 0.5
+        )
+        return self.decl.embed(units, sited), float(info.objective_function_value), bound
+
+
+def l_shaped_bound(
+    problem: TwoStageProblem,
+    scenarios: Sequence[int] | np.ndarray,
+    *,
+    seeds: Sequence[SeedPoint | np.ndarray] = (),
+    config: LShapedConfig | None = None,
+    executor: Executor | None = None,
+    options: SolverOptions | None = None,
+) -> LShapedResult:
+    """Integer L-shaped lower (and upper) bound of ``min_x cᵀx + Σ_j w_j Q(x, ω_j)`` on a batch.
+
+    Parameters
+    ----------
+    problem : TwoStageProblem
+        LP/QP recourse and a ``separable_first_stage`` declaration (:data:`L_SHAPED`).
+    scenarios : sequence of int
+        The batch's draws (repetitions allowed, weights ``w_j`` = probabilities renormalized,
+        as in the SAA batches of :func:`~gridrecourse.methods.spar.spar_statistical_bounds`).
+    seeds : sequence of SeedPoint or ndarray
+        Points whose cuts start the master: a :class:`SeedPoint` (already evaluated on the
+        batch: no solve) or a first-stage vector (evaluated first). At least one; every
+        scenario must be feasible at some seed (else its ``θ_ω`` has no cut and the master no
+        bound).
+    config : LShapedConfig, optional
+    executor : Executor, optional
+        Runs the exact evaluations (default in-process); cached recourse models and warm
+        starts are reused across iterations.
+    options : SolverOptions, optional
+        Recourse solver options.
+
+    Returns
+    -------
+    LShapedResult
+
+    Raises
+    ------
+    UnsupportedProblemError
+        Integer recourse or no separable first stage.
+    LShapedError
+        No seed, seeds of the wrong shape, or a scenario infeasible at every seed.
+    """
+    t0 = time.perf_counter()
+    cfg = config or LShapedConfig()
+    check_requirements(L_SHAPED, problem)
+    decl = problem.separable_first_stage
+    assert decl is not None  # checked above
+    decl.check(problem.second_stage)
+    idx = np.asarray(scenarios, dtype=int).ravel()
+    n_all = problem.n_scenarios
+    if idx.size == 0 or idx.min() < 0 or idx.max() >= n_all:
+        raise LShapedError(f"scenario indices must be within 0..{n_all - 1}, got {idx}")
+    if not seeds:
+        raise LShapedError("l_shaped_bound needs at least one seed point (e.g. SPAR's decision)")
+    own = executor is None
+    ex = InProcessExecutor() if own else executor
+    try:
+        return _run(problem, decl, cfg, idx, seeds, ex, options, t0)
+    finally:
+        if own:
+            ex.close()
+
+
+def _run(
+    problem: TwoStageProblem,
+    decl: SeparableFirstStage,
+    cfg: LShapedConfig,
+    idx: np.ndarray,
+    seeds: Sequence[SeedPoint | np.ndarray],
+    executor: Executor,
+    options: SolverOptions | None,
+    t0: float,
+) -> LShapedResult:
+    """The loop of :func:`l_shaped_bound` (arguments checked, executor open)."""
+    p = np.asarray(problem.probability, dtype=float)[idx]
+    p = p / p.sum()
+    unique, first, inverse = np.unique(idx, return_index=True, return_inverse=True)
+    weights = np.bincount(inverse, weights=p, minlength=len(unique))
+    fs = problem.first_stage
+    master = _Master(decl, weights)
+    n_x = fs.size
+    has_cut = np.zeros(len(unique), dtype=bool)
+    counts = {"opt": 0, "feas": 0, "solves": 0}
+
+    def add_cuts(
+        x: np.ndarray,
+        objectives: np.ndarray,
+        subgradients: np.ndarray,
+        feasibility: Sequence[tuple[np.ndarray, float]] = (),
+    ) -> float:
+        """Cuts of one evaluated point (per distinct scenario); returns its batch value."""
+        q = np.asarray(objectives, dtype=float)
+        g = np.asarray(subgradients, dtype=float)
+        ok = np.isfinite(q) & np.isfinite(g).all(axis=1)
+        rows = np.flatnonzero(ok)
+        if rows.size:
+            coeffs = np.zeros((rows.size, master.n_cols))
+            coeffs[:, : master.n_cols - master.n_theta] = -master.x_part(g[rows])
+            coeffs[np.arange(rows.size), master.n_cols - master.n_theta + rows] = 1.0
+            margin = cfg.margin * (1.0 + np.abs(q[rows]))
+            master.add_rows(coeffs, q[rows] - margin - g[rows] @ x)
+            has_cut[rows] = True
+            counts["opt"] += rows.size
+        for alpha, beta in feasibility:
+            coeffs = np.zeros((1, master.n_cols))
+            coeffs[:, : master.n_cols - master.n_theta] = master.x_part(alpha)
+            master.add_rows(coeffs, np.array([beta]))
+            counts["feas"] += 1
+        if not ok.all():
+            return math.inf
+        return float(fs.cost @ x + weights @ q)
+
+    def evaluate(x: np.ndarray) -> tuple[float, float]:
+        t_ev = time.perf_counter()
+        ev = evaluate_first_stage(
+            problem, x, scenarios=unique, executor=executor, options=options, desc=None
+        )
+        counts["solves"] += len(unique)
+        value = add_cuts(
+            x,
+            ev.objectives,
+            ev.subgradients,
+            [(c.coefficients, c.rhs) for c in ev.cuts],
+        )
+        return value, time.perf_counter() - t_ev
+
+    best, best_x = math.inf, np.full(n_x, np.nan)
+    seen: set[bytes] = set()
+    for seed in seeds:
+        if isinstance(seed, SeedPoint):
+            x = np.asarray(seed.x, dtype=float)
+            q = np.asarray(seed.objectives, dtype=float)
+            g = np.asarray(seed.subgradients, dtype=float)
+            if x.shape != (n_x,) or q.shape != idx.shape or g.shape != (idx.size, n_x):
+                raise LShapedError(
+                    f"seed point: x {x.shape}, objectives {q.shape}, subgradients {g.shape}; "
+                    f"expected ({n_x},), ({idx.size},), ({idx.size}, {n_x}) (one row per draw)"
+                )
+            value = add_cuts(x, q[first], g[first])
+        else:
+            x = np.asarray(seed, dtype=float)
+            if x.shape != (n_x,):
+                raise LShapedError(f"seed point must have shape ({n_x},), got {x.shape}")
+            value, _ = evaluate(x)
+        seen.add(np.rint(x).astype(np.int64).tobytes())
+        if value < best:
+            best, best_x = value, x.copy()
+    if not has_cut.all():
+        missing = unique[~has_cut].tolist()
+        raise LShapedError(
+            f"scenarios {missing} are infeasible at every seed point: their recourse has no "
+            "optimality cut, so the master has no bound; seed with a first stage feasible for "
+            "every scenario of the batch"
+        )
+
+    history: list[LShapedIteration] = []
+    lower, stop = -math.inf, "iterations"
+    master_gap = math.inf
+    for it in range(1, cfg.max_iterations + 1):
+        left = None if cfg.time_limit is None else cfg.time_limit - (time.perf_counter() - t0)
+        if left is not None and left <= 0.0:
+            stop = "time"
+            break
+        t_m = time.perf_counter()
+        x, incumbent, bound = master.solve(left, cfg.master_mip_gap)
+        master_seconds = time.perf_counter() - t_m
+        if math.isfinite(bound):
+            lower = max(lower, bound)
+        master_gap = (
+            (incumbent - bound) / max(abs(incumbent), 1e-12) if math.isfinite(incumbent) else 1.0
+        )
+        if not np.all(np.isfinite(x)):
+            stop = "time"
+            history.append(
+                LShapedIteration(
+                    it, bound, incumbent, math.nan, best, master.n_cuts, master_seconds, 0.0
+                )
+            )
+            break
+        key = np.rint(x).astype(np.int64).tobytes()
+        if best - lower <= cfg.rel_gap * max(abs(best), 1e-12):
+            stop = "gap"
+            history.append(
+                LShapedIteration(
+                    it, bound, incumbent, math.nan, best, master.n_cuts, master_seconds, 0.0
+                )
+            )
+            break
+        if key in seen:
+            stop = "repeated point"
+            history.append(
+                LShapedIteration(
+                    it, bound, incumbent, math.nan, best, master.n_cuts, master_seconds, 0.0
+                )
+            )
+            break
+        seen.add(key)
+        value, ev_seconds = evaluate(x)
+        if value < best:
+            best, best_x = value, x.copy()
+        history.append(
+            LShapedIteration(
+                it, bound, incumbent, value, best, master.n_cuts, master_seconds, ev_seconds
+            )
+        )
+        if left is not None and time.perf_counter() - t0 >= cfg.time_limit:  # type: ignore[operator]
+            stop = "time"
+            break
+    converged = stop in ("gap", "repeated point")
+    seconds = time.perf_counter() - t0
+    provenance = BoundProvenance(
+        method=BoundMethod.L_SHAPED,
+        value=lower,
+        multipliers="cuts",
+        iterations=len(history),
+        n_subproblems=counts["solves"],
+        max_subproblem_gap=float(master_gap),
+        incumbent=best,
+        seconds=seconds,
+    )
+    return LShapedResult(
+        lower_bound=lower,
+        upper_bound=best,
+        x=best_x,
+        converged=converged,
+        stop=stop,
+        history=tuple(history),
+        n_optimality_cuts=counts["opt"],
+        n_feasibility_cuts=counts["feas"],
+        seconds=seconds,
+        provenance=provenance,
+    )
