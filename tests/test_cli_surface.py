@@ -127,6 +127,12 @@ def test_siting_json_pipeline_success_and_report(siting_reference):
     out, _, stdout = siting_reference
     summary = _json_tool(stdout)
     assert summary["lb_ci"][0] <= summary["lb_ci"][1]
+    # paired gap of the decision: every G_k >= 0 when the LB samples are valid bounds
+    assert 0.0 <= summary["bounds_gap_mrp"] < float("inf")
+    assert summary["bounds_gap_mrp_pct"] == pytest.approx(
+        100 * summary["bounds_gap_mrp"] / summary["objective"], rel=1e-12
+    )
+    assert set(summary["lb_sources"]) <= {"extensive_form", "lagrangian", "l_shaped"}
     assert summary["ac_voltage_violations"] >= 0
     assert (out / "solver.log").is_file()  # the bounds' batch EFs (MIPs) log there
     assert "Running HiGHS" in (out / "solver.log").read_text()
