@@ -13,6 +13,7 @@ from gridrecourse.evaluation.bounds import (
     bounds_gap,
     bounds_gap_pct,
     confidence_interval,
+    paired_gap_estimate,
     statistical_bounds,
 )
 
@@ -91,3 +92,24 @@ def test_relative_gap_rejects_zero_objective() -> None:
     ci = confidence_interval([1.0, 2.0, 3.0])
     with pytest.raises(BoundsInputError):
         bounds_gap_pct(ci, ci, objective=0.0)
+
+
+def test_paired_gap_estimate_by_hand_and_input_errors():
+    u = np.array([3.1, 2.9, 3.4, 3.0])
+    lb = np.array([3.0, 2.85, 3.2, 2.99])
+    est = paired_gap_estimate(u, lb, objective=3.05, confidence=0.95)
+    g = u - lb
+    q = stats.t.ppf(0.95, df=3)  # one-sided
+    assert est.upper == pytest.approx(g.mean() + q * g.std(ddof=1) / 2.0, rel=1e-12)
+    assert est.upper_pct == pytest.approx(100 * est.upper / 3.05, rel=1e-12)
+    np.testing.assert_allclose(est.samples, g)
+    with pytest.raises(BoundsInputError, match="at least 2"):
+        paired_gap_estimate(u[:1], lb[:1], objective=1.0)
+    with pytest.raises(BoundsInputError, match="must be 1-D, equal"):
+        paired_gap_estimate(u, lb[:3], objective=1.0)
+    with pytest.raises(BoundsInputError, match="nonzero objective"):
+        paired_gap_estimate(u, lb, objective=0.0)
+    # K >= 30: the one-sided normal quantile
+    big = paired_gap_estimate(np.tile(u, 8), np.tile(lb, 8), objective=3.05)
+    assert big.critical is CriticalValue.NORMAL
+    assert big.critical_value == pytest.approx(stats.norm.ppf(0.95), rel=1e-12)

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy import stats
 
 from contract_cases import Startup
-from gridrecourse.evaluation.bounds import BoundMethod, BoundsInputError, paired_gap_estimate
+from gridrecourse.evaluation.bounds import BoundMethod
 from gridrecourse.evaluation.out_of_sample import evaluate_first_stage
 from gridrecourse.formulation.limits import LimitMode
 from gridrecourse.methods.l_shaped import (
@@ -115,23 +114,6 @@ def test_hard_limits_feasibility_cuts_and_an_infeasible_seed():
 def test_integer_recourse_is_refused():
     with pytest.raises(UnsupportedProblemError, match=r"integer L-shaped.*integer recourse"):
         l_shaped_bound(Startup(), [0, 1], seeds=[np.array([1.0])])
-
-
-def test_paired_gap_estimate_by_hand_and_input_errors():
-    u = np.array([3.1, 2.9, 3.4, 3.0])
-    lb = np.array([3.0, 2.85, 3.2, 2.99])
-    est = paired_gap_estimate(u, lb, objective=3.05, confidence=0.95)
-    g = u - lb
-    q = stats.t.ppf(0.95, df=3)  # one-sided
-    assert est.upper == pytest.approx(g.mean() + q * g.std(ddof=1) / 2.0, rel=1e-12)
-    assert est.upper_pct == pytest.approx(100 * est.upper / 3.05, rel=1e-12)
-    np.testing.assert_allclose(est.samples, g)
-    with pytest.raises(BoundsInputError, match="at least 2"):
-        paired_gap_estimate(u[:1], lb[:1], objective=1.0)
-    with pytest.raises(BoundsInputError, match="must be 1-D, equal"):
-        paired_gap_estimate(u, lb[:3], objective=1.0)
-    with pytest.raises(BoundsInputError, match="nonzero objective"):
-        paired_gap_estimate(u, lb, objective=0.0)
 
 
 @pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow)])
