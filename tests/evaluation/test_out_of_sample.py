@@ -15,7 +15,7 @@ from gridrecourse.evaluation.out_of_sample import (
 from gridrecourse.evaluation.scenario_order import warm_start_order
 from gridrecourse.execution import InProcessExecutor, ProcessPoolExecutor
 from gridrecourse.formulation.limits import LimitMode
-from gridrecourse.problems.siting import PVSitingProblem, SitingObjective
+from gridrecourse.problems.siting import PVSitingProblem, SitingConfig, SitingObjective
 from gridrecourse.solvers.highs import SimplexPricing
 
 # ------------------------------------------------------------------------------------------
@@ -143,8 +143,9 @@ def test_devex_recourse_resolves_give_the_steepest_edge_and_cold_objectives(feed
 def test_every_solve_after_the_first_is_warm(feeder_dir):
     """The recourse model is re-solved from the previous basis, never rebuilt or presolved:
     on ieee13, a scenario solved again right after itself takes no simplex iteration, and
-    going from the darkest to the sunniest scenario and back takes fewer than the cold solve."""
-    prob = PVSitingProblem.from_feeder("ieee13", 24, seed=3)
+    going from the darkest to the sunniest scenario and back takes fewer than the cold solve
+    (the full LP: the reduced one, ``SitingConfig.reduced_recourse``, is solved cold)."""
+    prob = PVSitingProblem.from_feeder("ieee13", 24, SitingConfig(reduced_recourse=False), seed=3)
     units = np.zeros(prob.n_sites)
     units[[0, prob.n_sites // 2, prob.n_sites - 1]] = [40, 25, 60]
     x = prob.first_stage_vector(units)
