@@ -5,13 +5,16 @@ the floor of every method's time: one recourse LP per scenario, each re-solved f
 previous scenario's basis along the warm-start chain
 (:mod:`gridrecourse.evaluation.scenario_order`). This script measures, on the same scenarios:
 
-``serial``    one recourse model solving the whole chain in this process, once per dual simplex
+``serial``    one full recourse model (:class:`SecondStageModel`, not the problem's reduced one:
+              ``bench_reduced_recourse.py`` compares those) solving the whole chain in this
+              process, once per dual simplex
               pricing (``--pricings``; the recourse model uses Devex, HiGHS's default picks
               steepest edge): seconds per scenario (wall and CPU of this process), simplex
               iterations, the cold first solve apart, and the largest relative difference of
               the objectives between pricings (must be round-off).
 ``parallel``  a process pool of ``--workers`` workers running the chain as the evaluation
-              does, once per chunk layout (``--layouts``): ``lanes`` (the evaluation's
+              does (``problem.build_second_stage()``: for P1 siting the exact reduced LP),
+              once per chunk layout (``--layouts``): ``lanes`` (the evaluation's
               :func:`~gridrecourse.evaluation.out_of_sample.chain_lanes`: one lane of the chain
               per worker, work stealing) and ``contiguous`` (the executor's default: four
               chunks per worker in chain order, first come first served): wall seconds per scenario
