@@ -7,7 +7,8 @@ the largest of the batch EF's MIP dual bound (started from the batch's SPAR deci
 ``--batch-ef-time-limit``), the Lagrangian bound at the SPAR decision's subgradients (one
 MILP per distinct scenario, dual bounds) and the integer L-shaped bound (``--l-shaped``,
 default on; multi-cut Benders master seeded at the batch's SPAR decision, its MIP dual bound;
-``--l-shaped-iterations``, time limit ``--batch-ef-time-limit``). Every LB sample carries its
+``--l-shaped-iterations``, ``--l-shaped-time-limit`` per batch, default
+``--batch-ef-time-limit``). Every LB sample carries its
 provenance (method, value, iterations, subproblem or master gaps, incumbent, time).
 
 Paired gap (Mak–Morton–Wood's multiple replication procedure): the candidate ``x̂`` is SPAR on
@@ -86,7 +87,8 @@ def run_batch(
         batch_ef=not args.no_batch_ef,
         l_shaped=args.l_shaped,
         l_shaped_config=LShapedConfig(
-            max_iterations=args.l_shaped_iterations, time_limit=args.batch_ef_time_limit
+            max_iterations=args.l_shaped_iterations,
+            time_limit=args.l_shaped_time_limit or args.batch_ef_time_limit,
         ),
         candidate=candidate,
     )
@@ -142,6 +144,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="integer L-shaped lower bound per batch (default on)",
     )
     p.add_argument("--l-shaped-iterations", type=int, default=50)
+    p.add_argument(
+        "--l-shaped-time-limit",
+        type=float,
+        default=None,
+        help="s per batch (default: --batch-ef-time-limit)",
+    )
     p.add_argument(
         "--no-candidate",
         action="store_true",
