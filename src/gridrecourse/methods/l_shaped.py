@@ -277,6 +277,11 @@ class _Master:
         lp.a_matrix_.value_ = a.data.astype(float)
         h = highspy.Highs()
         h.setOptionValue("output_flag", False)
+        # only the relative gap (config.master_mip_gap) may stop the master, not HiGHS's
+        # default absolute gap of 1e-6. No MIP start at the incumbent: measured on the tiny
+        # instance, HiGHS then returned the start as optimal with its value as the dual bound,
+        # 1.3e-7 above the master's optimum.
+        h.setOptionValue("mip_abs_gap", 0.0)
         self._check(h.passModel(lp), "passModel")
         ints = np.arange(m + self.n_s, dtype=np.int32)
         self._check(
