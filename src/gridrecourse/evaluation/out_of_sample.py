@@ -265,7 +265,9 @@ def evaluate_first_stage(
         (:func:`~gridrecourse.evaluation.scenario_order.warm_start_order`) so that each warm
         start comes from a similar scenario; the results are returned in the order of
         ``scenarios`` either way. The chain is handed to the workers in lanes
-        (:func:`chain_lanes`), so that each worker follows one part of it.
+        (:func:`chain_lanes`), so that each worker follows one part of it. Skipped when the
+        problem says its recourse solves do not warm-start (``recourse_warm_starts`` False,
+        e.g. PV siting's reduced P1 LP: the order of the 1200 ieee9500 scenarios took 2.7 s).
 
     Returns
     -------
@@ -292,7 +294,8 @@ def evaluate_first_stage(
     options = options or _DEFAULT_OPTIONS
     own = executor is None
     ex = InProcessExecutor() if own else executor
-    order = warm_start_order(problem, idx) if reorder else np.arange(len(idx))
+    warm = bool(getattr(problem, "recourse_warm_starts", True))
+    order = warm_start_order(problem, idx) if reorder and warm else np.arange(len(idx))
     try:
         solved: list[SecondStageResult] = ex.map(
             functools.partial(_solve_scenario, x=x, options=options),

@@ -762,6 +762,23 @@ class PVSitingProblem(TwoStageProblem[SitingDecision]):
             return SecondStageModel(self)
 
     @property
+    def recourse_warm_starts(self) -> bool:
+        """Whether the recourse solves warm-start from the previous scenario's basis.
+
+        False when :meth:`build_second_stage` gives the reduced LP (solved cold: P1 whose
+        thermal rows have an overload column, ``reduced_recourse`` on); the exact evaluation
+        then skips the warm-start order
+        (:func:`~gridrecourse.evaluation.out_of_sample.evaluate_first_stage`). Only the order
+        of the solves depends on it, never their results.
+        """
+        cfg = self.config
+        return not (
+            cfg.reduced_recourse
+            and cfg.objective is SitingObjective.VOLTAGE_DEVIATION
+            and cfg.thermal_limits is not LimitMode.HARD
+        )
+
+    @property
     def probability(self) -> np.ndarray:
         """Scenario probabilities."""
         return self.scenarios.probability
