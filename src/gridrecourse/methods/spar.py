@@ -80,8 +80,12 @@ Choices where paper C is silent (our choices, all options of :class:`SPARConfig`
 Statistical bounds (:func:`spar_statistical_bounds`, paper C §II-E, Mak–Morton–Wood 1999,
 METHODS.md §2): ``K`` replications, each on its own batch of ``N`` scenarios drawn i.i.d.
 from the scenario set. Upper bound: SPAR on batch ``k`` → ``x̂_k`` evaluated exactly on the
-FULL set; lower bound: the extensive form on batch ``k`` → its MIP dual bound; confidence
-intervals and bounds gap ``BG = UB.high − LB.low``.
+FULL set; lower bound: the largest valid bound of batch ``k``'s optimum (the batch extensive
+form's MIP dual bound, the Lagrangian bound at ``x̂_k``'s subgradients, the integer L-shaped
+master's dual bound, :mod:`~gridrecourse.methods.l_shaped`); confidence intervals and bounds
+gap ``BG = UB.high − LB.low``. For one candidate ``x̂`` evaluated on the full set (the decision
+the user gets), the paired estimate ``G_k = Σ_j w_j f(x̂, ω_kj) − LB_k`` of its optimality gap
+(Mak, Morton & Wood's multiple replication procedure).
 
 Units: objectives in the problem's units (P1: p.u. of v², dimensionless; P2: kW), slopes per PV
 unit, times in seconds.
