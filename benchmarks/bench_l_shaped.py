@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         config=LShapedConfig(max_iterations=args.iterations, time_limit=args.time_limit),
     )
     print(
-        f"L-shaped: stop {res.stop}, LB {res.lower_bound:.7f}, UB {res.upper_bound:.7f}, "
+        f"L-shaped: stop {res.stop.value}, LB {res.lower_bound:.7f}, UB {res.upper_bound:.7f}, "
         f"gap {res.gap:.2e}, {len(res.history)} masters, {res.n_optimality_cuts} cuts, "
         f"{res.seconds:.1f} s"
     )

@@ -17,6 +17,7 @@ from gridrecourse.formulation.limits import LimitMode
 from gridrecourse.methods.l_shaped import (
     LShapedConfig,
     LShapedError,
+    LShapedStop,
     SeedPoint,
     l_shaped_bound,
 )
@@ -64,7 +65,7 @@ def test_l_shaped_bound_is_below_and_converges_to_the_enumerated_batch_optimum(s
     assert _below(res.lower_bound, optimum), (res.lower_bound, optimum)
     for it in res.history:  # every master's dual bound, not only the best
         assert _below(it.lower_bound, optimum), (it, optimum)
-    assert res.converged, res.stop
+    assert res.converged and res.stop in (LShapedStop.GAP, LShapedStop.REPEATED_POINT)
     assert res.lower_bound == pytest.approx(optimum, rel=1e-6)
     assert res.upper_bound == pytest.approx(optimum, rel=1e-9)
     # the returned point's exact batch value is the upper bound
@@ -91,6 +92,19 @@ def test_seed_point_with_its_values_costs_no_solve_and_gives_the_same_bound(coun
         l_shaped_bound(problem, draws, seeds=[SeedPoint(x, ev.objectives[:2], ev.subgradients)])
     with pytest.raises(LShapedError, match="at least one seed"):
         l_shaped_bound(problem, draws)
+
+
+def test_time_limit_before_the_first_master_gives_no_bound_but_the_seed_value():
+    problem, _ = _random_problem(5)
+    draws = np.array([0, 1, 3])
+    x = problem.first_stage_vector((2, 0, 0))
+    res = l_shaped_bound(
+        problem, draws, seeds=[x], config=LShapedConfig(time_limit=1e-9), options=EXACT
+    )
+    assert res.stop is LShapedStop.TIME and not res.converged and res.history == ()
+    assert res.lower_bound == -np.inf
+    ev = evaluate_first_stage(problem, x, scenarios=draws, desc=None)
+    assert res.upper_bound == pytest.approx(ev.expected_objective, rel=1e-12)
 
 
 def test_hard_limits_feasibility_cuts_and_an_infeasible_seed():

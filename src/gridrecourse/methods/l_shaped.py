@@ -61,6 +61,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import Enum
 
 import highspy
 import numpy as np
@@ -85,6 +86,7 @@ __all__ = [
     "LShapedError",
     "LShapedIteration",
     "LShapedResult",
+    "LShapedStop",
     "SeedPoint",
     "l_shaped_bound",
 ]
@@ -102,6 +104,19 @@ L_SHAPED = MethodRequirements(
 
 class LShapedError(GridRecourseError, ValueError):
     """Invalid L-shaped input (settings, seed points) or a master without a bound."""
+
+
+class LShapedStop(str, Enum):
+    """Why the L-shaped loop ended."""
+
+    #: ``UB − LB ≤ rel_gap · |UB|`` (converged)
+    GAP = "gap"
+    #: the (tightly solved) master returned an evaluated point: LB = UB up to the cut margin
+    REPEATED_POINT = "repeated point"
+    #: ``max_iterations`` master solves
+    ITERATIONS = "iterations"
+    #: the time limit (the bound is the last master's dual bound, valid)
+    TIME = "time"
 
 
 @dataclass(frozen=True)
@@ -220,8 +235,8 @@ class LShapedResult:
         The point of ``upper_bound``.
     converged : bool
         ``UB − LB`` within ``rel_gap`` (or a repeated master point).
-    stop : str
-        Why the loop ended (``"gap"``, ``"repeated point"``, ``"iterations"``, ``"time"``).
+    stop : LShapedStop
+        Why the loop ended.
     history : tuple of LShapedIteration
     n_optimality_cuts, n_feasibility_cuts : int
     seconds : float
@@ -234,7 +249,7 @@ class LShapedResult:
     upper_bound: float
     x: np.ndarray
     converged: bool
-    stop: str
+    stop: LShapedStop
     history: tuple[LShapedIteration, ...]
     n_optimality_cuts: int
     n_feasibility_cuts: int
@@ -528,12 +543,12 @@ def _run(
         )
 
     history: list[LShapedIteration] = []
-    lower, stop = -math.inf, "iterations"
+    lower, stop = -math.inf, LShapedStop.ITERATIONS
     master_gap = math.inf
     for it in range(1, cfg.max_iterations + 1):
         left = None if cfg.time_limit is None else cfg.time_limit - (time.perf_counter() - t0)
         if left is not None and left <= 0.0:
-            stop = "time"
+            stop = LShapedStop.TIME
             break
         t_m = time.perf_counter()
         loop_gap = (best - lower) / max(abs(best), 1e-12) if math.isfinite(lower) else 1.0
@@ -555,7 +570,7 @@ def _run(
             (incumbent - bound) / max(abs(incumbent), 1e-12) if math.isfinite(incumbent) else 1.0
         )
         if not np.all(np.isfinite(x)):
-            stop = "time"
+            stop = LShapedStop.TIME
             history.append(
                 LShapedIteration(
                     it, bound, incumbent, math.nan, best, master.n_cuts, master_seconds, 0.0
@@ -564,7 +579,7 @@ def _run(
             break
         key = np.rint(x).astype(np.int64).tobytes()
         if best - lower <= cfg.rel_gap * max(abs(best), 1e-12):
-            stop = "gap"
+            stop = LShapedStop.GAP
             history.append(
                 LShapedIteration(
                     it, bound, incumbent, math.nan, best, master.n_cuts, master_seconds, 0.0
@@ -572,7 +587,7 @@ def _run(
             )
             break
         if key in seen:
-            stop = "repeated point"
+            stop = LShapedStop.REPEATED_POINT
             history.append(
                 LShapedIteration(
                     it, bound, incumbent, math.nan, best, master.n_cuts, master_seconds, 0.0
@@ -589,9 +604,9 @@ def _run(
             )
         )
         if left is not None and time.perf_counter() - t0 >= cfg.time_limit:  # type: ignore[operator]
-            stop = "time"
+            stop = LShapedStop.TIME
             break
-    converged = stop in ("gap", "repeated point")
+    converged = stop in (LShapedStop.GAP, LShapedStop.REPEATED_POINT)
     seconds = time.perf_counter() - t0
     provenance = BoundProvenance(
         method=BoundMethod.L_SHAPED,
