@@ -45,11 +45,9 @@ from gridrecourse.methods.l_shaped import LShapedConfig
 from gridrecourse.methods.spar import SPARConfig, solve_spar, spar_statistical_bounds
 from gridrecourse.problems.siting import (
     PVSitingProblem,
-    SitingConfig,
-    SitingObjective,
-    TapSetting,
 )
 from gridrecourse.solvers.options import SolverOptions
+from siting_instance import add_instance_arguments, siting_instance
 
 
 def log(msg: str) -> None:
@@ -125,10 +123,7 @@ def _path(out: Path, args: argparse.Namespace, batch: int) -> Path:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--feeder", default="ieee123")
-    p.add_argument("--scenarios", type=int, default=1200)
-    p.add_argument("--scenario-seed", type=int, default=0)
-    p.add_argument("--taps", choices=[t.value for t in TapSetting], default="neutral")
+    add_instance_arguments(p)
     p.add_argument("--batch-sizes", default="50,100,150,200")
     p.add_argument("--replications", type=int, default=3)
     p.add_argument("--bounds-seed", type=int, default=0)
@@ -168,13 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     batches = [int(b) for b in args.batch_sizes.split(",") if b]
     t0 = time.perf_counter()
-    problem = PVSitingProblem.from_feeder(
-        args.feeder,
-        args.scenarios,
-        SitingConfig(objective=SitingObjective.VOLTAGE_DEVIATION),
-        seed=args.scenario_seed,
-        taps=TapSetting(args.taps),
-    )
+    problem = siting_instance(args)
     log(f"built {args.feeder}: {args.scenarios} scenarios, {problem.n_sites} sites")
     meta = {
         "benchmark": "bench_bounds",

@@ -57,11 +57,11 @@ from gridrecourse.execution import ProcessPoolExecutor
 from gridrecourse.problems.base import SecondStageModel
 from gridrecourse.problems.siting import (
     PVSitingProblem,
-    SitingConfig,
     SitingObjective,
     TapSetting,
 )
 from gridrecourse.solvers.highs import SimplexPricing
+from siting_instance import add_instance_arguments, siting_instance
 
 LAYOUTS = ("lanes", "contiguous")
 
@@ -212,11 +212,8 @@ def max_rel_diff(a: np.ndarray, b: np.ndarray) -> float:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--feeder", default="ieee9500")
-    p.add_argument("--scenarios", type=int, default=1200, help="scenarios of the problem")
+    add_instance_arguments(p, feeder="ieee9500", taps=TapSetting.OPENDSS)
     p.add_argument("--evaluate", type=int, default=96, help="evenly spaced scenarios solved")
-    p.add_argument("--scenario-seed", type=int, default=0)
-    p.add_argument("--taps", choices=[t.value for t in TapSetting], default="opendss")
     p.add_argument(
         "--objective",
         choices=[o.value for o in SitingObjective],
@@ -237,13 +234,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     t_start = time.perf_counter()
-    problem = PVSitingProblem.from_feeder(
-        args.feeder,
-        args.scenarios,
-        SitingConfig(objective=SitingObjective(args.objective)),
-        seed=args.scenario_seed,
-        taps=TapSetting(args.taps),
-    )
+    problem = siting_instance(args, SitingObjective(args.objective))
     x = problem.first_stage_vector(decision_units(problem, args.units_from))
     n_eval = min(args.evaluate, args.scenarios)
     idx = np.unique(np.linspace(0, args.scenarios - 1, n_eval).round().astype(int))

@@ -24,20 +24,12 @@ import numpy as np
 
 from gridrecourse.methods.l_shaped import LShapedConfig, SeedPoint, l_shaped_bound
 from gridrecourse.methods.spar import SPARConfig, solve_spar
-from gridrecourse.problems.siting import (
-    PVSitingProblem,
-    SitingConfig,
-    SitingObjective,
-    TapSetting,
-)
+from siting_instance import add_instance_arguments, siting_instance
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--feeder", default="ieee123")
-    p.add_argument("--scenarios", type=int, default=96)
-    p.add_argument("--scenario-seed", type=int, default=0)
-    p.add_argument("--taps", choices=[t.value for t in TapSetting], default="neutral")
+    add_instance_arguments(p, scenarios=96)
     p.add_argument("--batch-size", type=int, default=24)
     p.add_argument("--replications", type=int, default=3, help="K of the draw (as bench_bounds)")
     p.add_argument("--batch", type=int, default=0, help="which of the K batches")
@@ -45,13 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iterations", type=int, default=60)
     p.add_argument("--time-limit", type=float, default=None, help="s")
     args = p.parse_args(argv)
-    problem = PVSitingProblem.from_feeder(
-        args.feeder,
-        args.scenarios,
-        SitingConfig(objective=SitingObjective.VOLTAGE_DEVIATION),
-        seed=args.scenario_seed,
-        taps=TapSetting(args.taps),
-    )
+    problem = siting_instance(args)
     # the batches and run seeds of spar_statistical_bounds(config=SPARConfig(seed=bounds_seed))
     draw_seq, *run_seqs = np.random.SeedSequence(args.bounds_seed).spawn(args.replications + 1)
     draws = np.random.default_rng(draw_seq).integers(

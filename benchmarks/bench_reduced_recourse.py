@@ -34,20 +34,15 @@ from gridrecourse.evaluation.scenario_order import warm_start_order
 from gridrecourse.problems.base import SecondStageModel
 from gridrecourse.problems.reduced_recourse import ReducedSecondStageModel
 from gridrecourse.problems.siting import (
-    PVSitingProblem,
-    SitingConfig,
-    SitingObjective,
     TapSetting,
 )
+from siting_instance import add_instance_arguments, siting_instance
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--feeder", default="ieee9500")
-    p.add_argument("--scenarios", type=int, default=1200, help="scenarios of the problem")
+    add_instance_arguments(p, feeder="ieee9500", taps=TapSetting.OPENDSS)
     p.add_argument("--evaluate", type=int, default=96, help="evenly spaced scenarios solved")
-    p.add_argument("--scenario-seed", type=int, default=0)
-    p.add_argument("--taps", choices=[t.value for t in TapSetting], default="opendss")
     p.add_argument(
         "--units-from",
         default="benchmarks/results/siting_ieee9500.json",
@@ -60,13 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     t_start = time.perf_counter()
-    problem = PVSitingProblem.from_feeder(
-        args.feeder,
-        args.scenarios,
-        SitingConfig(objective=SitingObjective.VOLTAGE_DEVIATION),
-        seed=args.scenario_seed,
-        taps=TapSetting(args.taps),
-    )
+    problem = siting_instance(args)
     x = problem.first_stage_vector(decision_units(problem, args.units_from))
     n_eval = min(args.evaluate, args.scenarios)
     idx = np.unique(np.linspace(0, args.scenarios - 1, n_eval).round().astype(int))
