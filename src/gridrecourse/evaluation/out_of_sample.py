@@ -294,8 +294,8 @@ def evaluate_first_stage(
     options = options or _DEFAULT_OPTIONS
     own = executor is None
     ex = InProcessExecutor() if own else executor
-    warm = bool(getattr(problem, "recourse_warm_starts", True))
-    order = warm_start_order(problem, idx) if reorder and warm else np.arange(len(idx))
+    warm = reorder and problem.recourse_warm_starts
+    order = warm_start_order(problem, idx) if warm else np.arange(len(idx))
     try:
         solved: list[SecondStageResult] = ex.map(
             functools.partial(_solve_scenario, x=x, options=options),

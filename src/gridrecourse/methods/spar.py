@@ -1462,9 +1462,7 @@ def _wait_and_see_bound(problem: SPARProblem, indices: np.ndarray, options: Solv
 
 def _ef_replication(
     problem: SPARProblem,
-    item: np.ndarray
-    | tuple[np.ndarray, np.ndarray | None, np.ndarray | None]
-    | tuple[np.ndarray, np.ndarray | None, np.ndarray | None, SeedPoint | None],
+    item: tuple[np.ndarray, np.ndarray | None, np.ndarray, SeedPoint | None],
     *,
     options: SolverOptions,
     lagrangian: bool = False,
@@ -1472,13 +1470,7 @@ def _ef_replication(
     l_shaped: LShapedConfig | None = None,
     recourse_options: SolverOptions | None = None,
 ) -> _EfReplication:
-    seed: SeedPoint | None = None
-    if isinstance(item, tuple) and len(item) == 4:
-        indices, start, subgradients, seed = item
-    elif isinstance(item, tuple):
-        indices, start, subgradients = item[:3]
-    else:
-        indices, start, subgradients = item, None, None
+    indices, start, subgradients, seed = item  # batch, EF start, subgradients, L-shaped seed
     if options.relax_integrality:
         return _relaxation_replication(problem, indices, options)
     t0 = time.perf_counter()

@@ -857,6 +857,13 @@ class TwoStageProblem(ABC, Generic[DecisionT]):
         """Build the recourse model once (re-solve it with :meth:`SecondStageModel.solve`)."""
         return SecondStageModel(self)
 
+    @property
+    def recourse_warm_starts(self) -> bool:
+        """Whether :meth:`build_second_stage`'s solves warm-start from the previous scenario's
+        basis (default True); the exact evaluation orders the scenarios into a warm-start chain
+        only then. Only the order of the solves depends on it, never their results."""
+        return True
+
 
 @dataclass(frozen=True, eq=False)
 class StackedBlocks:
