@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from gridrecourse.evaluation.batch_sampling import BatchSampling
 from gridrecourse.execution import ExecutorKind, make_executor
 from gridrecourse.methods.l_shaped import LShapedConfig
 from gridrecourse.methods.spar import SPARConfig, solve_spar, spar_statistical_bounds
@@ -89,11 +90,14 @@ def run_batch(
             time_limit=args.l_shaped_time_limit or args.batch_ef_time_limit,
         ),
         candidate=candidate,
+        sampling=BatchSampling(args.batch_sampling),
     )
     paired = b.paired
     return {
         "batch_size": batch,
         "replications": args.replications,
+        "batch_sampling": b.sampling.value,
+        "take_all": b.take_all,
         "ub_ci": [b.upper.low, b.upper.high],
         "lb_ci": [b.lower.low, b.lower.high],
         "ub_mean": b.upper.mean,
@@ -127,6 +131,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-sizes", default="50,100,150,200")
     p.add_argument("--replications", type=int, default=3)
     p.add_argument("--bounds-seed", type=int, default=0)
+    p.add_argument(
+        "--batch-sampling",
+        choices=[k.value for k in BatchSampling],
+        default=BatchSampling.STRATIFIED.value,
+        help="i.i.d. batches (paper C) or stratified on the candidate's scenario values",
+    )
     p.add_argument("--ef-gap", type=float, default=1e-4)
     p.add_argument("--batch-ef-time-limit", type=float, default=300.0)
     p.add_argument("--no-lagrangian", action="store_true")

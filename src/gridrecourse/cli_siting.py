@@ -41,6 +41,7 @@ from gridrecourse.cli_common import (
     read_data_option,
     resolved_config,
 )
+from gridrecourse.evaluation.batch_sampling import BatchSampling
 
 DEFAULT_SITING_FEEDER = "ieee123"
 #: SPAR/PH iterations between checkpoints in the run folder (fixed, not timed: the models are
@@ -73,6 +74,7 @@ OPTION_METHODS: dict[str, tuple[str, ...]] = {
     "bounds": ("spar",),
     "batch_size": ("spar",),
     "replications": ("spar",),
+    "batch_sampling": ("spar",),
 }
 #: Allowed ranges of the numeric options.
 BOUNDS: dict[str, Bound] = {
@@ -167,6 +169,13 @@ def add_siting_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--bounds", action="store_true", help="SPAR: SAA statistical bounds")
     p.add_argument("--batch-size", type=int, default=24, help="bounds: scenarios per batch")
     p.add_argument("--replications", type=int, default=5, help="bounds: replications (>= 2)")
+    p.add_argument(
+        "--batch-sampling",
+        choices=[k.value for k in BatchSampling],
+        default=BatchSampling.STRATIFIED.value,
+        help="bounds: i.i.d. batches (paper C) or stratified on the decision's scenario costs "
+        "with a take-all stratum for the far-out ones (valid too, far narrower intervals)",
+    )
     p.add_argument("--executor", choices=("inprocess", "process", "dask"), default="inprocess")
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--no-certificate", action="store_true", help="skip the OpenDSS AC certificate")
@@ -575,9 +584,12 @@ def _bounds(args, problem, executor, progress: Progress, folder, evaluation=None
         progress=progress.callback("replication tasks"),
         checkpoint=folder.checkpoint("bounds-replications", reused, progress.note),
         candidate=evaluation,
+        sampling=BatchSampling(args.batch_sampling),
     )
     return {
         "bounds_reused_replications": bounds.reused_replications,
+        "bounds_sampling": bounds.sampling.value,
+        "bounds_take_all": len(bounds.take_all),
         "lb_ci": [bounds.lower.low, bounds.lower.high],
         "ub_ci": [bounds.upper.low, bounds.upper.high],
         "bounds_gap": bounds.gap,

@@ -7,7 +7,8 @@ solving every scenario's recourse exactly. Then, for each seed:
 * lower bounds ≤ optimum: the EF's MIP dual bound; PH's wait-and-see bound and the Lagrangian
   bound (L1) of every PH iteration; the Lagrangian bound at the subgradients of a random
   feasible first stage and of the EF's; every SAA lower-bound sample ≤ the optimum of ITS
-  batch (enumerated with the batch weights), and every candidate behind it (batch EF,
+  batch (enumerated with the batch weights; i.i.d. batches for odd seeds, stratified ones with
+  the EF decision's values as key for even seeds), and every candidate behind it (batch EF,
   Lagrangian, integer L-shaped); the paired gap samples of the EF decision ≥ its batch value −
   the batch optimum;
 * upper bounds ≥ optimum: the exact value of the EF, PH and SPAR decisions and every SAA
@@ -22,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from gridrecourse.evaluation.batch_sampling import BatchSampling
 from gridrecourse.evaluation.out_of_sample import evaluate_first_stage
 from gridrecourse.methods.extensive_form import solve_extensive_form
 from gridrecourse.methods.lagrangian import lagrangian_bound, subgradient_multipliers
@@ -88,19 +90,21 @@ def test_bounds_bracket_the_enumerated_optimum(seed: int) -> None:
         n_replications=2,
         ef_options=EXACT,
         candidate=ef_exact,
+        sampling=BatchSampling.STRATIFIED if seed % 2 == 0 else BatchSampling.IID,
     )
     assert b.paired is not None
     for upper in b.upper_samples:
         assert _above(upper, optimum), (upper, optimum)
-    for draw, lower, provenance in zip(b.draws, b.lower_samples, b.lower_provenance, strict=True):
-        weights = np.bincount(draw, weights=prob[draw], minlength=len(prob))
+    batches = zip(b.draws, b.weights, b.lower_samples, b.lower_provenance, strict=True)
+    for draw, w, lower, provenance in batches:
+        weights = np.bincount(draw, weights=w, minlength=len(prob))
         batch_optimum = float((values @ (weights / weights.sum())).min())
         assert _below(lower, batch_optimum), (lower, batch_optimum)
         for candidate in provenance:  # every candidate, not only the chosen one
             assert _below(candidate.value, batch_optimum), (candidate, batch_optimum)
     # paired gap of the EF decision: G_k ≥ its batch value − the batch optimum
-    for k, draw in enumerate(b.draws):
-        weights = np.bincount(draw, weights=prob[draw], minlength=len(prob))
+    for k, (draw, w) in enumerate(zip(b.draws, b.weights, strict=True)):
+        weights = np.bincount(draw, weights=w, minlength=len(prob))
         batch_optimum = float((values @ (weights / weights.sum())).min())
         ef_value = ef_exact.objectives @ (weights / weights.sum()) + problem.first_stage.cost @ ef.x
         gap_k = ef_value - batch_optimum

@@ -66,6 +66,7 @@ from gridrecourse.problems.base import (
     TwoStageProblem,
     VariableBlockSpec,
     add_second_stage_blocks,
+    scenario_selection,
     tangent_rows,
 )
 from gridrecourse.problems.capabilities import EXTENSIVE_FORM, check_requirements
@@ -286,6 +287,7 @@ def build_extensive_form(
     problem: TwoStageProblem,
     *,
     scenarios: Sequence[int] | np.ndarray | None = None,
+    scenario_weights: Sequence[float] | np.ndarray | None = None,
     tangent_points: int = DEFAULT_TANGENT_POINTS,
 ) -> ExtensiveForm:
     """Assemble the extensive form (vectorized block-diagonal stacks).
@@ -295,22 +297,18 @@ def build_extensive_form(
     problem : TwoStageProblem
     scenarios : sequence of int, optional
         Scenario indices to include (default all); probabilities are renormalized.
+    scenario_weights : sequence of float, optional
+        One weight per index of ``scenarios`` instead of their probabilities (a stratified
+        batch's design weights); renormalized.
     tangent_points : int
         ``K`` tangent points per quadratic variable (>= 1).
     """
     t0 = time.perf_counter()
     if int(tangent_points) != tangent_points or tangent_points < 1:
         raise ExtensiveFormError(f"tangent_points must be an integer >= 1, got {tangent_points!r}")
-    n_all = problem.n_scenarios
-    idx = np.arange(n_all) if scenarios is None else np.asarray(scenarios, dtype=int).ravel()
-    if idx.size == 0 or idx.min() < 0 or idx.max() >= n_all:
-        raise ExtensiveFormError(
-            f"scenario indices must be a non-empty selection of 0..{n_all - 1}, got {idx[:10]}"
-        )
-    weights = np.asarray(problem.probability, dtype=float)[idx]
-    if weights.sum() <= 0:
-        raise ExtensiveFormError("the selected scenarios have zero total probability")
-    weights = weights / weights.sum()
+    idx, weights = scenario_selection(
+        problem, scenarios, scenario_weights, error=ExtensiveFormError
+    )
     s = len(idx)
     check_requirements(EXTENSIVE_FORM, problem)
 
@@ -381,6 +379,7 @@ def solve_extensive_form(
     options: SolverOptions | None = None,
     *,
     scenarios: Sequence[int] | np.ndarray | None = None,
+    scenario_weights: Sequence[float] | np.ndarray | None = None,
     tangent_points: int = DEFAULT_TANGENT_POINTS,
     start: np.ndarray | None = None,
 ) -> ExtensiveFormResult[D]:
@@ -394,6 +393,8 @@ def solve_extensive_form(
         valid outcome (``status = SolveStatus.TIME_LIMIT``).
     scenarios : sequence of int, optional
         Subset of scenarios (SAA batches); probabilities renormalized.
+    scenario_weights : sequence of float, optional
+        Weights of ``scenarios`` instead of their probabilities (:func:`build_extensive_form`).
     tangent_points : int
         ``K`` for quadratic recourse (module docstring).
     start : ndarray, shape (n_x,), optional
@@ -414,7 +415,12 @@ def solve_extensive_form(
         The time limit passed before HiGHS found an incumbent.
     """
     t0 = time.perf_counter()
-    ef = build_extensive_form(problem, scenarios=scenarios, tangent_points=tangent_points)
+    ef = build_extensive_form(
+        problem,
+        scenarios=scenarios,
+        scenario_weights=scenario_weights,
+        tangent_points=tangent_points,
+    )
     fs, spec = problem.first_stage, problem.second_stage
     if start is not None:
         x0 = np.asarray(start, dtype=float).reshape(-1)

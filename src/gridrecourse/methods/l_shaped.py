@@ -71,7 +71,7 @@ from gridrecourse.errors import GridRecourseError, SolverError
 from gridrecourse.evaluation.bounds import BoundMethod, BoundProvenance
 from gridrecourse.evaluation.out_of_sample import evaluate_first_stage
 from gridrecourse.execution import Executor, InProcessExecutor
-from gridrecourse.problems.base import TwoStageProblem
+from gridrecourse.problems.base import TwoStageProblem, scenario_selection
 from gridrecourse.problems.capabilities import (
     MethodRequirements,
     Trait,
@@ -392,6 +392,7 @@ def l_shaped_bound(
     problem: TwoStageProblem,
     scenarios: Sequence[int] | np.ndarray,
     *,
+    scenario_weights: Sequence[float] | np.ndarray | None = None,
     seeds: Sequence[SeedPoint | np.ndarray] = (),
     config: LShapedConfig | None = None,
     executor: Executor | None = None,
@@ -406,6 +407,9 @@ def l_shaped_bound(
     scenarios : sequence of int
         The batch's draws (repetitions allowed, weights ``w_j`` = probabilities renormalized,
         as in the SAA batches of :func:`~gridrecourse.methods.spar.spar_statistical_bounds`).
+    scenario_weights : sequence of float, optional
+        One weight per draw instead of its probability (a stratified batch's design weights);
+        renormalized.
     seeds : sequence of SeedPoint or ndarray
         Points whose cuts start the master: a :class:`SeedPoint` (already evaluated on the
         batch: no solve) or a first-stage vector (evaluated first). At least one; every
@@ -435,16 +439,13 @@ def l_shaped_bound(
     decl = problem.separable_first_stage
     assert decl is not None  # checked above
     decl.check(problem.second_stage)
-    idx = np.asarray(scenarios, dtype=int).ravel()
-    n_all = problem.n_scenarios
-    if idx.size == 0 or idx.min() < 0 or idx.max() >= n_all:
-        raise LShapedError(f"scenario indices must be within 0..{n_all - 1}, got {idx}")
+    idx, p = scenario_selection(problem, scenarios, scenario_weights, error=LShapedError)
     if not seeds:
         raise LShapedError("l_shaped_bound needs at least one seed point (e.g. SPAR's decision)")
     own = executor is None
     ex = InProcessExecutor() if own else executor
     try:
-        return _run(problem, decl, cfg, idx, seeds, ex, options, t0)
+        return _run(problem, decl, cfg, idx, p, seeds, ex, options, t0)
     finally:
         if own:
             ex.close()
@@ -455,14 +456,14 @@ def _run(
     decl: SeparableFirstStage,
     cfg: LShapedConfig,
     idx: np.ndarray,
+    p: np.ndarray,
     seeds: Sequence[SeedPoint | np.ndarray],
     executor: Executor,
     options: SolverOptions | None,
     t0: float,
 ) -> LShapedResult:
-    """The loop of :func:`l_shaped_bound` (arguments checked, executor open)."""
-    p = np.asarray(problem.probability, dtype=float)[idx]
-    p = p / p.sum()
+    """The loop of :func:`l_shaped_bound` (arguments checked, executor open; ``p`` the
+    renormalized weights of the draws ``idx``)."""
     unique, first, inverse = np.unique(idx, return_index=True, return_inverse=True)
     weights = np.bincount(inverse, weights=p, minlength=len(unique))
     fs = problem.first_stage

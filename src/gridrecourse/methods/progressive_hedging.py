@@ -133,7 +133,12 @@ from gridrecourse.evaluation.out_of_sample import OutOfSampleResult, evaluate_fi
 from gridrecourse.evaluation.resumable import evaluate_first_stage_resumable
 from gridrecourse.execution import Executor, InProcessExecutor
 from gridrecourse.methods.extensive_form import DEFAULT_TANGENT_POINTS, build_extensive_form
-from gridrecourse.problems.base import FirstStageSpec, TwoStageProblem, tangent_rows
+from gridrecourse.problems.base import (
+    FirstStageSpec,
+    TwoStageProblem,
+    scenario_selection,
+    tangent_rows,
+)
 from gridrecourse.problems.capabilities import (
     PROGRESSIVE_HEDGING,
     MethodRequirements,
@@ -1015,10 +1020,7 @@ def solve_progressive_hedging(
     idx = np.arange(n_all) if scenarios is None else np.asarray(scenarios, dtype=int).ravel()
     if idx.size == 0 or idx.min() < 0 or idx.max() >= n_all or len(set(idx)) != len(idx):
         raise PHError(f"scenarios must be distinct indices within 0..{n_all - 1}")
-    prob = np.asarray(problem.probability, dtype=float)[idx]
-    if prob.sum() <= 0:
-        raise PHError("the selected scenarios have zero total probability")
-    prob = prob / prob.sum()
+    idx, prob = scenario_selection(problem, idx, error=PHError)
     check_requirements(
         PROGRESSIVE_HEDGING_MILP if config.integer_recourse else PROGRESSIVE_HEDGING, problem
     )
@@ -1272,17 +1274,12 @@ def _lagrangian_task(bank: _SubproblemBank, task: _Task, *, options: SolverOptio
 
 
 def _unique_weights(
-    problem: TwoStageProblem, scenarios: Sequence[int] | np.ndarray | None
+    problem: TwoStageProblem,
+    scenarios: Sequence[int] | np.ndarray | None,
+    scenario_weights: Sequence[float] | np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Distinct scenarios, their summed renormalized weights, and the draw → distinct map."""
-    n_all = problem.n_scenarios
-    idx = np.arange(n_all) if scenarios is None else np.asarray(scenarios, dtype=int).ravel()
-    if idx.size == 0 or idx.min() < 0 or idx.max() >= n_all:
-        raise LagrangianError(f"scenario indices must be within 0..{n_all - 1}")
-    p = np.asarray(problem.probability, dtype=float)[idx]
-    if p.sum() <= 0:
-        raise LagrangianError("the selected scenarios have zero total probability")
-    p = p / p.sum()
+    idx, p = scenario_selection(problem, scenarios, scenario_weights, error=LagrangianError)
     unique, inverse = np.unique(idx, return_inverse=True)
     return unique, np.bincount(inverse, weights=p, minlength=len(unique)), inverse
 
@@ -1318,6 +1315,7 @@ def lagrangian_bound(
     multipliers: np.ndarray | None = None,
     *,
     scenarios: Sequence[int] | np.ndarray | None = None,
+    scenario_weights: Sequence[float] | np.ndarray | None = None,
     executor: Executor | None = None,
     options: SolverOptions | None = None,
     tangent_points: int = DEFAULT_TANGENT_POINTS,
@@ -1338,6 +1336,9 @@ def lagrangian_bound(
     scenarios : sequence of int, optional
         Scenario indices (default all; repetitions allowed, as in SAA batches); probabilities
         renormalized.
+    scenario_weights : sequence of float, optional
+        One weight per index of ``scenarios`` instead of their probabilities (a stratified
+        batch's design weights); renormalized.
     executor : Executor, optional
         Where the subproblems run (default in-process); PH's subproblem models are reused.
     options : SolverOptions, optional
@@ -1359,7 +1360,7 @@ def lagrangian_bound(
     LagrangianBound
     """
     t0 = time.perf_counter()
-    unique, weights, inverse = _unique_weights(problem, scenarios)
+    unique, weights, inverse = _unique_weights(problem, scenarios, scenario_weights)
     n_x = problem.first_stage.size
     if multipliers is None:
         w = np.zeros((len(unique), n_x))

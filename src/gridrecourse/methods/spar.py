@@ -115,6 +115,7 @@ from numpy.typing import NDArray
 
 from gridrecourse.checkpointing import Checkpoint
 from gridrecourse.errors import GridRecourseError, InfeasibleModelError, SolverTimeLimitError
+from gridrecourse.evaluation.batch_sampling import BatchSampling, draw_batches
 from gridrecourse.evaluation.bounds import (
     BoundMethod,
     BoundProvenance,
@@ -153,6 +154,7 @@ from gridrecourse.problems.base import (
     SecondStageModel,
     SecondStageResult,
     TwoStageProblem,
+    scenario_selection,
 )
 from gridrecourse.problems.capabilities import SPAR as SPAR_REQUIREMENTS
 from gridrecourse.problems.capabilities import check_requirements
@@ -659,17 +661,12 @@ def _exploration_slopes(rng: np.random.Generator, n_sites: int, max_units: int) 
 
 
 def _scenario_pool(
-    problem: SPARProblem, scenarios: Sequence[int] | np.ndarray | None
+    problem: SPARProblem,
+    scenarios: Sequence[int] | np.ndarray | None,
+    scenario_weights: Sequence[float] | np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Scenario indices SPAR samples from and their sampling probabilities."""
-    n_all = problem.n_scenarios
-    pool = np.arange(n_all) if scenarios is None else np.asarray(scenarios, dtype=int).ravel()
-    if pool.size == 0 or pool.min() < 0 or pool.max() >= n_all:
-        raise SPARConfigError(f"scenario indices must be a non-empty selection of 0..{n_all - 1}")
-    weight = np.asarray(problem.probability, dtype=float)[pool]
-    if not weight.sum() > 0:
-        raise SPARConfigError("the selected scenarios have zero total probability")
-    return pool, weight / weight.sum()
+    return scenario_selection(problem, scenarios, scenario_weights, error=SPARConfigError)
 
 
 def _set_slopes(model: FirstStageModel, slopes: np.ndarray) -> None:
@@ -971,6 +968,7 @@ def solve_spar(
     progress: ProgressCallback | None = None,
     on_iteration: Callable[[SPARIteration], bool | None] | None = None,
     scenarios: Sequence[int] | np.ndarray | None = None,
+    scenario_weights: Sequence[float] | np.ndarray | None = None,
     baseline_objective: float | None = None,
     checkpoint: Checkpoint | None = None,
     checkpoint_every: int = 10,
@@ -998,6 +996,9 @@ def solve_spar(
         Scenario indices to sample from (a SAA batch; repeats allowed), sampled with
         probability proportional to ``problem.probability``; default all. The exact evaluation
         always uses ALL scenarios.
+    scenario_weights : sequence of float, optional
+        Sampling weights of ``scenarios`` instead of their probabilities (a stratified batch's
+        design weights; renormalized). Not with ``checkpoint``.
     baseline_objective : float, optional
         ``V(0)`` if already known (``Intercept.EXACT_ZERO`` then skips its evaluation).
     checkpoint : Checkpoint, optional
@@ -1037,7 +1038,9 @@ def solve_spar(
     cfg = config or SPARConfig()
     if int(checkpoint_every) != checkpoint_every or checkpoint_every < 1:
         raise SPARConfigError(f"checkpoint_every must be an integer >= 1, got {checkpoint_every}")
-    pool, weight = _scenario_pool(problem, scenarios)
+    if checkpoint is not None and scenario_weights is not None:
+        raise SPARConfigError("scenario_weights with a checkpoint: not supported (no resume key)")
+    pool, weight = _scenario_pool(problem, scenarios, scenario_weights)
     rng = np.random.default_rng(cfg.seed)
     saved = _resumable_state(checkpoint, cfg, pool)
     stages = _Stages(problem, cfg, rng, () if saved is None else saved.cuts)
@@ -1300,6 +1303,12 @@ class SPARBounds(StatisticalBounds):
         wait-and-see), the chosen (largest) one first: method, value, subproblem gaps, time.
     draws : numpy.ndarray of int, shape (K, N)
         The scenario indices of every batch (to re-derive each batch optimum).
+    weights : numpy.ndarray, shape (K, N)
+        Their weights in the batch objectives (rows sum to 1).
+    sampling : BatchSampling
+        How the batches were drawn.
+    take_all : numpy.ndarray of int
+        The take-all stratum of stratified batches (in every batch; empty for i.i.d.).
     reused_replications : int
         Replication tasks (of ``2K``) taken from a checkpoint.
     paired : PairedGapEstimate or None
@@ -1326,6 +1335,9 @@ class SPARBounds(StatisticalBounds):
     wall_seconds: float = 0.0
     lower_provenance: tuple[tuple[BoundProvenance, ...], ...] = ()
     draws: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=int))
+    weights: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    sampling: BatchSampling = BatchSampling.IID
+    take_all: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
     reused_replications: int = 0
     paired: PairedGapEstimate | None = None
     gap_estimate: float = math.nan
@@ -1371,6 +1383,8 @@ class SPARBoundsState:
     draws: np.ndarray
     spar: dict[int, _SparReplication]
     lower: dict[int, _EfReplication]
+    #: Weights of the draws, shape (K, N) (a resume with other weights is refused).
+    weights: np.ndarray | None = None
 
     @property
     def n_finished(self) -> int:
@@ -1414,18 +1428,19 @@ def _problem_state(problem: SPARProblem) -> SPARProblem:
 
 def _spar_replication(
     problem: SPARProblem,
-    item: tuple[np.ndarray, int],
+    item: tuple[np.ndarray, np.ndarray, int],
     *,
     config: SPARConfig,
     baseline: float | None,
     options: SolverOptions | None,
 ) -> _SparReplication:
-    indices, seed = item
+    indices, weights, seed = item
     res = solve_spar(
         problem,
         replace(config, seed=int(seed), evaluate=True),
         options=options,
         scenarios=indices,
+        scenario_weights=weights,
         baseline_objective=baseline,
     )
     ev = res.evaluation
@@ -1442,11 +1457,13 @@ def _spar_replication(
     )
 
 
-def _wait_and_see_bound(problem: SPARProblem, indices: np.ndarray, options: SolverOptions) -> float:
+def _wait_and_see_bound(
+    problem: SPARProblem, indices: np.ndarray, weights: np.ndarray, options: SolverOptions
+) -> float:
     """``Σ_j w_j min_x Q(x, ω_j)`` over a batch (``LowerBoundSource.WAIT_AND_SEE``).
 
     Each term is a one-scenario extensive form (small; solved without the time limit); its MIP
-    dual bound is used. ``w_j`` are the batch weights of the EF (probabilities renormalized).
+    dual bound is used. ``w_j`` are the batch's weights (summing to 1).
     """
     unique, inverse = np.unique(np.asarray(indices, dtype=int), return_inverse=True)
     single = SolverOptions(mip_gap=options.mip_gap, threads=options.threads)
@@ -1456,13 +1473,12 @@ def _wait_and_see_bound(problem: SPARProblem, indices: np.ndarray, options: Solv
             for w in unique
         ]
     )
-    weight = np.asarray(problem.probability, dtype=float)[np.asarray(indices, dtype=int)]
-    return float((weight / weight.sum()) @ bounds[inverse])
+    return float(np.asarray(weights, dtype=float) @ bounds[inverse])
 
 
 def _ef_replication(
     problem: SPARProblem,
-    item: tuple[np.ndarray, np.ndarray | None, np.ndarray, SeedPoint | None],
+    item: tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray, SeedPoint | None],
     *,
     options: SolverOptions,
     lagrangian: bool = False,
@@ -1470,9 +1486,10 @@ def _ef_replication(
     l_shaped: LShapedConfig | None = None,
     recourse_options: SolverOptions | None = None,
 ) -> _EfReplication:
-    indices, start, subgradients, seed = item  # batch, EF start, subgradients, L-shaped seed
+    # batch draws and weights, EF start, subgradients, L-shaped seed
+    indices, weights, start, subgradients, seed = item
     if options.relax_integrality:
-        return _relaxation_replication(problem, indices, options)
+        return _relaxation_replication(problem, indices, weights, options)
     t0 = time.perf_counter()
     candidates: list[BoundProvenance] = []
     objective = math.nan
@@ -1481,7 +1498,7 @@ def _ef_replication(
         bound, gap = math.nan, math.inf
         try:
             res = solve_extensive_form(  # type: ignore[arg-type]
-                problem, options, scenarios=indices, start=start
+                problem, options, scenarios=indices, scenario_weights=weights, start=start
             )
             objective, bound, gap = float(res.objective), float(res.bound), float(res.gap)
         except SolverTimeLimitError as exc:  # no incumbent: HiGHS's dual bound stays valid
@@ -1499,14 +1516,25 @@ def _ef_replication(
                 )
             )
     if lagrangian and subgradients is not None:
-        weight = np.asarray(problem.probability, dtype=float)[np.asarray(indices, dtype=int)]
-        w = subgradient_multipliers(subgradients, weight)
+        w = subgradient_multipliers(subgradients, weights)
         single = SolverOptions(mip_gap=min(options.mip_gap, 1e-6), threads=options.threads)
-        lb = lagrangian_bound(problem, w, scenarios=indices, options=single, origin="subgradients")
+        lb = lagrangian_bound(
+            problem,
+            w,
+            scenarios=indices,
+            scenario_weights=weights,
+            options=single,
+            origin="subgradients",
+        )
         candidates.append(lb.provenance)
     if l_shaped is not None and seed is not None:
         ls = l_shaped_bound(
-            problem, indices, seeds=[seed], config=l_shaped, options=recourse_options
+            problem,
+            indices,
+            scenario_weights=weights,
+            seeds=[seed],
+            config=l_shaped,
+            options=recourse_options,
         )
         if math.isfinite(ls.lower_bound):
             candidates.append(ls.provenance)
@@ -1514,7 +1542,7 @@ def _ef_replication(
             objective = ls.upper_bound  # the best batch incumbent (EF or L-shaped)
     if not candidates:
         t_ws = time.perf_counter()
-        value = _wait_and_see_bound(problem, indices, options)
+        value = _wait_and_see_bound(problem, indices, weights, options)
         candidates.append(
             BoundProvenance(
                 method=BoundMethod.WAIT_AND_SEE,
@@ -1541,11 +1569,13 @@ def _ef_replication(
 
 
 def _relaxation_replication(
-    problem: SPARProblem, indices: np.ndarray, options: SolverOptions
+    problem: SPARProblem, indices: np.ndarray, weights: np.ndarray, options: SolverOptions
 ) -> _EfReplication:
     """The optimum of the batch EF's LP relaxation (``LowerBoundSource.RELAXATION``)."""
     t0 = time.perf_counter()
-    ef = build_extensive_form(problem, scenarios=indices)  # type: ignore[arg-type]
+    ef = build_extensive_form(  # type: ignore[arg-type]
+        problem, scenarios=indices, scenario_weights=weights
+    )
     relaxed = ef.model.solve(options)
     if not math.isfinite(relaxed.dual_bound):  # stopped early: no valid bound
         raise SolverTimeLimitError(
@@ -1582,14 +1612,22 @@ def spar_statistical_bounds(
     l_shaped: bool = True,
     l_shaped_config: LShapedConfig | None = None,
     candidate: OutOfSampleResult | None = None,
+    sampling: BatchSampling = BatchSampling.IID,
 ) -> SPARBounds:
     """Mak–Morton–Wood upper and lower bounds of the optimum around SPAR (paper C §II-E).
 
-    ``K = n_replications`` batches of ``N = batch_size`` scenario indices are drawn i.i.d.
-    uniformly with replacement from the problem's scenarios (seeded by ``config.seed``); a
-    batch weighs its draws by their probabilities renormalized (exactly ``1/N`` each for an
-    equal-probability set; for unequal probabilities a self-normalized estimate, consistent
-    with O(1/N) bias). For every batch ``k``:
+    ``K = n_replications`` batches of ``N = batch_size`` scenarios are drawn (seeded by
+    ``config.seed``; :func:`~gridrecourse.evaluation.batch_sampling.draw_batches`):
+
+    * ``sampling = IID`` (paper C): indices uniform with replacement, each draw weighed by its
+      probability renormalized (exactly ``1/N`` for an equal-probability set; for unequal
+      probabilities a self-normalized estimate, consistent with O(1/N) bias);
+    * ``sampling = STRATIFIED``: a take-all stratum of the far-out scenarios plus one draw per
+      equal-probability stratum of the rest, ranked by the ``candidate``'s per-scenario
+      recourse values (fixed before the draws); unbiased for every ``x``, so every bound
+      below stays valid, with far less variance when a few scenarios dominate the cost.
+
+    For every batch ``k``:
 
     * **UB** (paper C (27)–(31)): SPAR with seed ``seed_k`` sampling from batch ``k`` gives
       ``x̂_k``; its exact expected recourse over ALL scenarios is the sample ``U_k ≥ z*``.
@@ -1666,6 +1704,9 @@ def spar_statistical_bounds(
         the full set, :attr:`SPARResult.evaluation`): gives the paired gap estimate
         (:attr:`SPARBounds.paired`, :func:`~gridrecourse.evaluation.bounds.paired_gap_estimate`)
         from its per-scenario values, no new solve. Its decision must not depend on the batches.
+        Required for ``STRATIFIED`` sampling (its values are the stratification key).
+    sampling : BatchSampling, default IID
+        How the batches are drawn (above).
 
     Returns
     -------
@@ -1684,16 +1725,29 @@ def spar_statistical_bounds(
     ls_config = None
     if l_shaped:
         ls_config = l_shaped_config or LShapedConfig(time_limit=ef_opts.time_limit)
+    sampling = BatchSampling(sampling)
+    key = None
+    if sampling is BatchSampling.STRATIFIED:
+        if candidate is None:
+            raise SPARConfigError(
+                "stratified batches need the candidate's evaluation on all scenarios (its "
+                "per-scenario recourse values rank the scenarios)"
+            )
+        key = _candidate_scenario_values(problem, candidate, np.arange(problem.n_scenarios))
     seq = np.random.SeedSequence(cfg.seed)
     draw_seq, *run_seqs = seq.spawn(k_reps + 1)
-    draws = np.random.default_rng(draw_seq).integers(0, problem.n_scenarios, size=(k_reps, n_batch))
+    batches = draw_batches(
+        problem.probability, k_reps, n_batch, np.random.default_rng(draw_seq), sampling, key
+    )
+    draws, weights = batches.indices, batches.weights
     run_seeds = [int(s.generate_state(1)[0]) for s in run_seqs]
-    saved = SPARBoundsState(cfg, draws, {}, {})
+    saved = SPARBoundsState(cfg, draws, {}, {}, weights)
     found = None if checkpoint is None else checkpoint.load()
     if found is not None:
         if not isinstance(found, SPARBoundsState):
             raise SPARConfigError(f"checkpoint holds a {type(found).__name__}, not bounds")
-        if found.config != cfg or not np.array_equal(found.draws, draws):
+        same_weights = found.weights is None or np.array_equal(found.weights, weights)
+        if found.config != cfg or not np.array_equal(found.draws, draws) or not same_weights:
             raise SPARConfigError(
                 "bounds checkpoint written with other settings, batches or seed; start anew"
             )
@@ -1717,7 +1771,7 @@ def spar_statistical_bounds(
         spar_runs: list[_SparReplication] = _map_with_checkpoints(
             ex,
             functools.partial(_spar_replication, config=cfg, baseline=baseline, options=options),
-            list(zip(draws, run_seeds, strict=True)),
+            list(zip(draws, weights, run_seeds, strict=True)),
             saved.spar,
             save,
             state,
@@ -1737,13 +1791,14 @@ def spar_statistical_bounds(
             [
                 (
                     d,
+                    w,
                     r.x if ef_start else None,
                     r.batch_subgradients,
                     None
                     if r.batch_objectives is None
                     else SeedPoint(r.x, r.batch_objectives, r.batch_subgradients),
                 )
-                for d, r in zip(draws, spar_runs, strict=True)
+                for d, w, r in zip(draws, weights, spar_runs, strict=True)
             ],
             saved.lower,
             save,
@@ -1759,7 +1814,7 @@ def spar_statistical_bounds(
     paired = None
     if candidate is not None:
         paired = paired_gap_estimate(
-            _candidate_batch_values(problem, candidate, draws),
+            _candidate_batch_values(problem, candidate, draws, weights),
             lower,
             candidate.expected_objective,
             confidence,
@@ -1782,6 +1837,9 @@ def spar_statistical_bounds(
         wall_seconds=time.perf_counter() - t0,
         lower_provenance=tuple(r.provenance for r in ef_runs),
         draws=draws,
+        weights=weights,
+        sampling=sampling,
+        take_all=batches.take_all,
         reused_replications=reused,
         paired=paired,
         gap_estimate=math.nan if paired is None else paired.upper,
@@ -1790,9 +1848,18 @@ def spar_statistical_bounds(
 
 
 def _candidate_batch_values(
+    problem: SPARProblem, candidate: OutOfSampleResult, draws: np.ndarray, weights: np.ndarray
+) -> np.ndarray:
+    """``Σ_j w_kj (cᵀx̂ + Q(x̂, ω_kj))`` per batch ``k`` from the candidate's exact evaluation."""
+    q = _candidate_scenario_values(problem, candidate, draws)
+    first_cost = float(problem.first_stage.cost @ np.asarray(candidate.x, dtype=float))
+    return (np.asarray(weights, dtype=float) * q).sum(axis=1) + first_cost
+
+
+def _candidate_scenario_values(
     problem: SPARProblem, candidate: OutOfSampleResult, draws: np.ndarray
 ) -> np.ndarray:
-    """``Σ_j w_j (cᵀx̂ + Q(x̂, ω_kj))`` per batch ``k`` from the candidate's exact evaluation.
+    """``Q(x̂, ω)`` for every index in ``draws`` (same shape) from the candidate's evaluation.
 
     Raises
     ------
@@ -1812,8 +1879,7 @@ def _candidate_batch_values(
         )
     q = np.asarray(candidate.objectives, dtype=float)[rows]
     if not np.all(np.isfinite(q)):
-        raise SPARConfigError("the candidate is infeasible in a drawn scenario: no gap estimate")
-    w = np.asarray(problem.probability, dtype=float)[draws]
-    w = w / w.sum(axis=1, keepdims=True)
-    first_cost = float(problem.first_stage.cost @ np.asarray(candidate.x, dtype=float))
-    return (w * q).sum(axis=1) + first_cost
+        raise SPARConfigError(
+            "the candidate is infeasible in a drawn scenario: no gap estimate or stratification"
+        )
+    return q

@@ -865,6 +865,54 @@ class TwoStageProblem(ABC, Generic[DecisionT]):
         return True
 
 
+def scenario_selection(
+    problem: TwoStageProblem,
+    scenarios: Sequence[int] | np.ndarray | None,
+    weights: Sequence[float] | np.ndarray | None = None,
+    *,
+    error: type[Exception] = ProblemSpecError,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and weights of a scenario selection (a batch, a subset, or all scenarios).
+
+    Parameters
+    ----------
+    problem : TwoStageProblem
+    scenarios : sequence of int, optional
+        Indices into ``0..S-1`` (repeats allowed: a draw with replacement); default all.
+    weights : sequence of float, optional
+        One non-negative weight per selected index (e.g. a stratified batch's design weights,
+        :mod:`gridrecourse.evaluation.batch_sampling`); default the scenario probabilities
+        ``π`` of the selection. Either way renormalized to sum to 1.
+    error : exception class, default ProblemSpecError
+        Raised (with the reason) on an empty or out-of-range selection, weights of another
+        length, negative or non-finite weights, or a zero total.
+
+    Returns
+    -------
+    indices : ndarray of int, shape (n,)
+    weights : ndarray of float, shape (n,)
+        Summing to 1.
+    """
+    n_all = problem.n_scenarios
+    idx = np.arange(n_all) if scenarios is None else np.asarray(scenarios, dtype=int).ravel()
+    if idx.size == 0 or idx.min() < 0 or idx.max() >= n_all:
+        raise error(
+            f"scenario indices must be a non-empty selection of 0..{n_all - 1}, got {idx[:10]}"
+        )
+    if weights is None:
+        w = np.asarray(problem.probability, dtype=float)[idx]
+    else:
+        w = np.asarray(weights, dtype=float).ravel()
+        if w.shape != idx.shape:
+            raise error(f"scenario weights: {w.size} values for {idx.size} selected scenarios")
+        if not np.all(np.isfinite(w)) or np.any(w < 0):
+            raise error("scenario weights must be finite and non-negative")
+    total = float(w.sum())
+    if not total > 0:
+        raise error("the selected scenarios have zero total probability")
+    return idx, w / total
+
+
 @dataclass(frozen=True, eq=False)
 class StackedBlocks:
     """Blocks of ``S`` stacked second-stage copies in a :class:`LinearModel`.
