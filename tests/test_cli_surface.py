@@ -133,6 +133,8 @@ def test_siting_json_pipeline_success_and_report(siting_reference):
         100 * summary["bounds_gap_mrp"] / summary["objective"], rel=1e-12
     )
     assert set(summary["lb_sources"]) <= {"extensive_form", "lagrangian", "l_shaped"}
+    assert summary["bounds_sampling"] == "stratified"  # the default design
+    assert 0 <= summary["bounds_take_all"] <= 12 // 2
     assert summary["ac_voltage_violations"] >= 0
     assert (out / "solver.log").is_file()  # the bounds' batch EFs (MIPs) log there
     assert "Running HiGHS" in (out / "solver.log").read_text()

@@ -201,3 +201,21 @@ def test_penalty_is_the_cost_of_the_penalty_columns():
         assert res.penalty == pytest.approx(expected, rel=1e-12, abs=1e-15)
         penalties.append(res.penalty)
     assert min(penalties) == 0.0 and max(penalties) > 1.0
+
+
+def test_reweighted_keeps_the_solves_and_changes_only_the_expectation():
+    """A stratified SAA batch weighs its scenarios by its design, not by their probabilities."""
+    problem = tiny_problem()
+    ev = evaluate_first_stage(problem, problem.first_stage_vector([2, 0, 1]), desc=None)
+    same = ev.reweighted(ev.probability * 7.0)  # renormalized
+    assert same.expected_objective == pytest.approx(ev.expected_objective, rel=1e-14)
+    w = np.arange(1.0, ev.probability.size + 1.0)
+    other = ev.reweighted(w)
+    first_cost = float(problem.first_stage.cost @ ev.x)
+    assert other.expected_objective == pytest.approx(
+        first_cost + float((w / w.sum()) @ ev.objectives), rel=1e-12
+    )
+    np.testing.assert_array_equal(other.objectives, ev.objectives)
+    np.testing.assert_allclose(other.expected_subgradient, (w / w.sum()) @ ev.subgradients)
+    with pytest.raises(OutOfSampleError, match="non-negative"):
+        ev.reweighted(-w)

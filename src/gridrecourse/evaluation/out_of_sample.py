@@ -22,9 +22,10 @@ from, and infeasible scenarios (hard limits) carry Farkas feasibility cuts.
 from __future__ import annotations
 
 import functools
+import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -158,6 +159,37 @@ class OutOfSampleResult:
             n_infeasible=n_inf,
             feasible=feasible,
             **per_scenario,
+        )
+
+    def reweighted(self, weights: np.ndarray) -> OutOfSampleResult:
+        """The same solves under other scenario weights (e.g. a stratified SAA batch's).
+
+        Parameters
+        ----------
+        weights : ndarray, shape (S,)
+            Non-negative, one per evaluated scenario; renormalized.
+
+        Returns
+        -------
+        OutOfSampleResult
+            With ``probability``, ``expected_objective`` and ``expected_penalty`` under them.
+        """
+        w = np.asarray(weights, dtype=float).ravel()
+        if w.shape != self.probability.shape or np.any(w < 0) or not w.sum() > 0:
+            raise OutOfSampleError(
+                f"weights: {self.probability.size} non-negative values with a positive sum "
+                f"expected, got {w.size}"
+            )
+        w = w / w.sum()
+        expected = self.expected_objective
+        if math.isfinite(expected):
+            first_cost = expected - float(self.probability @ self.objectives)
+            expected = first_cost + float(w @ self.objectives)
+        return replace(
+            self,
+            probability=w,
+            expected_objective=expected,
+            expected_penalty=float(w[self.feasible] @ self.penalties[self.feasible]),
         )
 
     @property

@@ -815,13 +815,17 @@ def _evaluate_with_repair(
     options: SolverOptions | None,
     scenarios: np.ndarray | None = None,
     store: _EvaluationStore | None = None,
+    weights: np.ndarray | None = None,
 ) -> tuple[FirstStageSolution, OutOfSampleResult]:
-    """Exact evaluation of ``final`` (on ``scenarios``, default all); infeasible scenarios add
-    cuts and the first stage is re-solved (at most ``max_repair_rounds`` times)."""
+    """Exact evaluation of ``final`` (on ``scenarios``, default all, weighed by ``weights``,
+    default their probabilities); infeasible scenarios add cuts and the first stage is re-solved
+    (at most ``max_repair_rounds`` times)."""
     evaluation = None
     for _ in range(stages.config.max_repair_rounds + 1):
         x_hat = stages.decl.embed(final.units, final.sited)
         evaluation = _evaluate(problem, x_hat, executor, options, scenarios, store)
+        if weights is not None:
+            evaluation = evaluation.reweighted(weights)
         if evaluation.n_infeasible == 0 or not evaluation.cuts:
             break
         for c in evaluation.cuts:
@@ -840,6 +844,7 @@ def _evaluate_and_polish(
     options: SolverOptions | None,
     scenarios: np.ndarray | None = None,
     store: _EvaluationStore | None = None,
+    weights: np.ndarray | None = None,
 ) -> tuple[FirstStageSolution, OutOfSampleResult, list[float]]:
     """Exact evaluation of the learned decision, then ``polish_rounds`` full-gradient rounds.
 
@@ -854,7 +859,7 @@ def _evaluate_and_polish(
     (decision, its evaluation, exact objectives of the evaluated decisions, learned one first)
     """
     final, evaluation = _evaluate_with_repair(
-        problem, stages, slopes, final, executor, options, scenarios, store
+        problem, stages, slopes, final, executor, options, scenarios, store, weights
     )
     rounds = stages.config.polish_rounds
     if rounds == 0:
@@ -876,7 +881,7 @@ def _evaluate_and_polish(
             break
         seen.add(key)
         current, current_eval = _evaluate_with_repair(
-            problem, stages, slopes, proposal, executor, options, scenarios, store
+            problem, stages, slopes, proposal, executor, options, scenarios, store, weights
         )
         objectives.append(float(current_eval.expected_objective))
         if current_eval.expected_objective < best[1].expected_objective:
@@ -1195,9 +1200,18 @@ def solve_spar(
                     problem, stages, slopes, final, ex, options, None, store
                 )
             elif cfg.polish_rounds > 0:
-                # a SAA batch or a large set: polish on the batch / a fixed subsample
+                # a SAA batch or a large set: polish on the batch (with its weights) / a
+                # fixed subsample
                 final, _, polish = _evaluate_and_polish(
-                    problem, stages, slopes, final, ex, options, polish_set, store
+                    problem,
+                    stages,
+                    slopes,
+                    final,
+                    ex,
+                    options,
+                    polish_set,
+                    store,
+                    None if scenario_weights is None else weight,
                 )
             if polish:
                 # the polish rounds are part of the method: their evaluations chose n̂
