@@ -600,6 +600,16 @@ def _bounds(args, problem, executor, progress: Progress, folder, evaluation=None
     }
 
 
+def _sampling_text(summary: dict) -> str:
+    """How the bounds' batches were drawn, in words."""
+    if summary["bounds_sampling"] == BatchSampling.IID.value:
+        return "i.i.d. batches"
+    return (
+        f"stratified batches: {summary['bounds_take_all']} far-out scenarios in every batch, one "
+        "draw per equal-probability stratum of the rest, ranked by the decision's scenario costs"
+    )
+
+
 def _report(folder, args, method: SitingMethod, summary: dict, table, history) -> None:
     """report.md/.html: the decision, the objective and bounds with units, the plots."""
     from gridrecourse.report.html import fmt_number, frame_table, key_value_table
@@ -636,9 +646,11 @@ def _report(folder, args, method: SitingMethod, summary: dict, table, history) -
             "## Statistical bounds (Mak–Morton–Wood, 95 %)\n",
             "| bound | low | high |\n|---|---|---|\n"
             f"| lower (optimum ≥) | {fmt_number(lb[0])} | {fmt_number(lb[1])} |\n"
-            f"| upper (decision's value ≤) | {fmt_number(ub[0])} | {fmt_number(ub[1])} |\n",
+            f"| upper (optimum ≤; batch decisions' values) | {fmt_number(ub[0])} | "
+            f"{fmt_number(ub[1])} |\n",
             f"Gap {fmt_number(summary['bounds_gap_pct'], 3)} % "
-            f"({args.replications} replications of {args.batch_size} scenarios).\n",
+            f"({args.replications} replications of {args.batch_size} scenarios; "
+            f"{_sampling_text(summary)}).\n",
             "Optimality gap of this decision (paired Mak–Morton–Wood estimate, one-sided 95 %): "
             f"at most {fmt_number(summary.get('bounds_gap_mrp_pct', float('nan')), 3)} % of "
             "its objective.\n",
