@@ -608,6 +608,9 @@ def _run(
             stop = LShapedStop.TIME
             break
     converged = stop in (LShapedStop.GAP, LShapedStop.REPEATED_POINT)
+    # the batch optimum is at most the best exactly evaluated point: a master bound above it
+    # (by the MIP's feasibility tolerance, seen at 4e-8 relative) is clipped to it
+    lower = min(lower, best)
     seconds = time.perf_counter() - t0
     provenance = BoundProvenance(
         method=BoundMethod.L_SHAPED,
