@@ -61,7 +61,8 @@ class Batches:
     ----------
     sampling : BatchSampling
     indices : numpy.ndarray of int, shape (K, N)
-        Scenario indices of the draws (repeats possible under :attr:`BatchSampling.IID`).
+        Scenario indices of the draws (repeats possible: i.i.d. draws, or a stratified one whose
+        probability spans more than one stratum).
     weights : numpy.ndarray of float, shape (K, N)
         Weight of each draw in its batch's objective; each row sums to 1.
     take_all : numpy.ndarray of int
