@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gridrecourse.errors import SolverError
+from gridrecourse.errors import InfeasibleModelError, SolverError, SolverTimeLimitError
 from gridrecourse.problems import base
 from gridrecourse.problems.siting import SitingObjective
 from gridrecourse.solvers.highs import LinearModel
@@ -50,3 +50,41 @@ def test_cutting_planes_stop_at_the_lp_tolerance_floor(monkeypatch):
     monkeypatch.setattr(base, "_QP_FALLBACK_STALL_TOLERANCE", -1.0)  # nor the stalled one
     with pytest.raises(SolverError, match="did not converge"):
         model._qp_by_cutting_planes(lb, ub, None)
+
+
+class _FlakyRelaxation:
+    """A stand-in for the feasibility relaxation: its solves raise the given errors in turn."""
+
+    def __init__(self, *outcomes: Exception | None):
+        self.outcomes = list(outcomes)
+        self.resets = 0
+
+    def solve(self, options):
+        outcome = self.outcomes.pop(0)
+        if outcome is not None:
+            raise outcome
+
+    def reset(self):
+        self.resets += 1
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "has_ray_model", "resets"),
+    [
+        ((None,), True, 0),  # solved: its ray (if any) is read
+        ((InfeasibleModelError("infeasible"),), True, 0),  # the expected case: a ray
+        ((SolverError("status Unknown"), None), True, 1),  # warm start failed: cold retry
+        ((SolverError("status Unknown"), SolverError("status Unknown")), False, 1),  # no cut
+        ((SolverTimeLimitError("time"),), False, 0),
+    ],
+)
+def test_a_failed_feasibility_relaxation_loses_the_cut_not_the_evaluation(
+    outcomes, has_ray_model, resets
+):
+    """IEEE 123 Volt-VAR: the MILP proved a scenario infeasible and HiGHS then ended the LP
+    relaxation (for a feasibility cut) with status "Unknown": the whole exact evaluation
+    failed. Now only the cut is lost: the scenario is reported infeasible."""
+    model = _FlakyRelaxation(*outcomes)
+    got = base._solve_for_ray(model, None)
+    assert (got is model) == has_ray_model and (got is None) == (not has_ray_model)
+    assert model.resets == resets

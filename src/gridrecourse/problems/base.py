@@ -913,6 +913,25 @@ def scenario_selection(
     return idx, w / total
 
 
+def _solve_for_ray(model: LinearModel, options: SolverOptions | None) -> LinearModel | None:
+    """Solve ``model`` (a relaxation whose infeasibility is expected) so that it holds a dual
+    ray: the model, or None when HiGHS ends without an answer twice (warm, then cold; seen on
+    the IEEE 123 Volt-VAR relaxation as status "Unknown"). The scenario is infeasible either
+    way (its MILP said so); only its feasibility cut is lost."""
+    for attempt in range(2):
+        try:
+            model.solve(options)
+            return model
+        except InfeasibleModelError:
+            return model
+        except SolverTimeLimitError:
+            return None
+        except SolverError:
+            if attempt == 0:
+                model.reset()
+    return None
+
+
 @dataclass(frozen=True, eq=False)
 class StackedBlocks:
     """Blocks of ``S`` stacked second-stage copies in a :class:`LinearModel`.
@@ -1332,11 +1351,8 @@ class SecondStageModel:
                     )
                 model = self._feasibility_lp
                 self._apply(model, self._lp_blocks, lb, ub)
-                try:
-                    model.solve(options)
-                except InfeasibleModelError:
-                    pass
-            ray = model.dual_ray()
+                model = _solve_for_ray(model, options)
+            ray = None if model is None else model.dual_ray()
             if ray is not None:
                 cut, oriented = self._cut_from_ray(ray, x, scenario, lb, ub, scale)
                 ray_link = oriented[self._link_rows] if oriented is not None else None
