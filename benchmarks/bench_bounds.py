@@ -17,6 +17,10 @@ exactly once; per batch ``G_k = Σ_j w_j f(x̂, ω_kj) − LB_k``; the output ha
 bound ``gap_estimate`` (objective units) and ``bounds_gap_mrp_pct`` (% of ``f(x̂)``) next to the
 interval gap ``bounds_gap_pct``. The candidate is solved once per run (not per batch size).
 
+Batches (``--batch-sampling``, :mod:`gridrecourse.evaluation.batch_sampling`): ``stratified``
+(default; needs the candidate: its per-scenario costs rank the scenarios, the far-out ones are in
+every batch, one draw per equal-probability stratum of the rest) or ``iid`` (paper C).
+
 Resumable: each batch size is written to ``--out-dir/bounds_<feeder>_S<S>_N<N>.json`` once it
 finishes and skipped when that file exists; ``--summary`` collects all into one file.
 
@@ -158,7 +162,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--no-candidate",
         action="store_true",
-        help="skip SPAR on all scenarios (then no paired gap estimate)",
+        help="skip SPAR on all scenarios (then no paired gap estimate; needs --batch-sampling iid)",
     )
     p.add_argument("--executor", choices=[k.value for k in ExecutorKind], default="process")
     p.add_argument("--workers", type=int, default=2)
