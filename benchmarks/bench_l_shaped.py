@@ -1,6 +1,6 @@
 """Benchmark: the integer L-shaped loop on one SAA batch, master by master.
 
-Draws the batches exactly as ``spar_statistical_bounds`` / ``bench_bounds.py`` do (seed
+Draws the i.i.d. batches exactly as ``bench_bounds.py --batch-sampling iid`` does (seed
 ``--bounds-seed``), runs SPAR on batch ``--batch`` (the replication's seed), then
 :func:`gridrecourse.methods.l_shaped.l_shaped_bound` seeded at SPAR's decision with its exact
 batch values (no new solve), and prints per master: its MIP dual bound (the lower bound), the
@@ -22,6 +22,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from gridrecourse.evaluation.batch_sampling import draw_batches
 from gridrecourse.methods.l_shaped import LShapedConfig, SeedPoint, l_shaped_bound
 from gridrecourse.methods.spar import SPARConfig, solve_spar
 from siting_instance import add_instance_arguments, siting_instance
@@ -38,12 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--time-limit", type=float, default=None, help="s")
     args = p.parse_args(argv)
     problem = siting_instance(args)
-    # the batches and run seeds of spar_statistical_bounds(config=SPARConfig(seed=bounds_seed))
+    # the batches and run seeds of spar_statistical_bounds(config=SPARConfig(seed=bounds_seed),
+    # sampling=BatchSampling.IID), i.e. bench_bounds --batch-sampling iid
     draw_seq, *run_seqs = np.random.SeedSequence(args.bounds_seed).spawn(args.replications + 1)
-    draws = np.random.default_rng(draw_seq).integers(
-        0, args.scenarios, size=(args.replications, args.batch_size)
+    draws = draw_batches(
+        problem.probability, args.replications, args.batch_size, np.random.default_rng(draw_seq)
     )
-    batch = draws[args.batch]
+    batch = draws.indices[args.batch]
     seed = int(run_seqs[args.batch].generate_state(1)[0])
     t0 = time.perf_counter()
     spar = solve_spar(

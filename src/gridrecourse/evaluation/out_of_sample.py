@@ -139,25 +139,20 @@ class OutOfSampleResult:
 
         Renormalizes the scenarios' probabilities and computes ``expected_objective`` (with
         the first-stage cost ``cᵀx``; ``inf`` if any scenario is infeasible),
-        ``expected_penalty`` and ``n_infeasible``: the one place these are derived, for a
-        plain evaluation and for one merged from blocks
-        (:mod:`gridrecourse.evaluation.resumable`). ``per_scenario`` holds the other fields.
+        ``expected_penalty`` and ``n_infeasible`` (:func:`_expectations`, the one place these
+        are derived: for a plain evaluation, for one merged from blocks
+        (:mod:`gridrecourse.evaluation.resumable`) and for :meth:`reweighted`).
+        ``per_scenario`` holds the other fields.
         """
         prob = np.asarray(problem.probability, dtype=float)[scenario_indices]
-        prob = prob / prob.sum()
-        n_inf = int((~feasible).sum())
         first_cost = float(problem.first_stage.cost @ x)
-        expected = float(prob @ objectives) + first_cost if n_inf == 0 else float("inf")
         return cls(
             x=x,
             scenario_indices=scenario_indices,
-            probability=prob,
             objectives=objectives,
             penalties=penalties,
-            expected_objective=expected,
-            expected_penalty=float(prob[feasible] @ penalties[feasible]),
-            n_infeasible=n_inf,
             feasible=feasible,
+            **_expectations(prob, objectives, feasible, penalties, first_cost),
             **per_scenario,
         )
 
@@ -180,16 +175,11 @@ class OutOfSampleResult:
                 f"weights: {self.probability.size} non-negative values with a positive sum "
                 f"expected, got {w.size}"
             )
-        w = w / w.sum()
-        expected = self.expected_objective
-        if math.isfinite(expected):
-            first_cost = expected - float(self.probability @ self.objectives)
-            expected = first_cost + float(w @ self.objectives)
+        first_cost = 0.0  # any value: the expectation is inf when a scenario is infeasible
+        if math.isfinite(self.expected_objective):
+            first_cost = self.expected_objective - float(self.probability @ self.objectives)
         return replace(
-            self,
-            probability=w,
-            expected_objective=expected,
-            expected_penalty=float(w[self.feasible] @ self.penalties[self.feasible]),
+            self, **_expectations(w, self.objectives, self.feasible, self.penalties, first_cost)
         )
 
     @property
@@ -204,6 +194,27 @@ class OutOfSampleResult:
     def expected_subgradient(self) -> np.ndarray:
         """``Σ π_ω ∂Q/∂x`` over the scenarios (NaN if any is infeasible)."""
         return self.probability @ self.subgradients
+
+
+def _expectations(
+    weights: np.ndarray,
+    objectives: np.ndarray,
+    feasible: np.ndarray,
+    penalties: np.ndarray,
+    first_cost: float,
+) -> dict[str, Any]:
+    """The fields of :class:`OutOfSampleResult` derived from per-scenario values under
+    ``weights`` (renormalized here): ``probability``, ``expected_objective`` (``cᵀx`` =
+    ``first_cost`` included; ``inf`` if any scenario is infeasible), ``expected_penalty`` and
+    ``n_infeasible``."""
+    prob = np.asarray(weights, dtype=float) / float(np.sum(weights))
+    n_inf = int((~feasible).sum())
+    return {
+        "probability": prob,
+        "expected_objective": float(prob @ objectives) + first_cost if n_inf == 0 else math.inf,
+        "expected_penalty": float(prob[feasible] @ penalties[feasible]),
+        "n_infeasible": n_inf,
+    }
 
 
 def _build_state(problem: TwoStageProblem) -> SecondStageModel:

@@ -660,15 +660,6 @@ def _exploration_slopes(rng: np.random.Generator, n_sites: int, max_units: int) 
     return weight[:, None] * (k[None, :] + 0.5 - target[:, None]) / max_units
 
 
-def _scenario_pool(
-    problem: SPARProblem,
-    scenarios: Sequence[int] | np.ndarray | None,
-    scenario_weights: Sequence[float] | np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Scenario indices SPAR samples from and their sampling probabilities."""
-    return scenario_selection(problem, scenarios, scenario_weights, error=SPARConfigError)
-
-
 def _set_slopes(model: FirstStageModel, slopes: np.ndarray) -> None:
     """``model.set_slopes(slopes)``, working around a LAMBDA-formulation defect.
 
@@ -1045,7 +1036,8 @@ def solve_spar(
         raise SPARConfigError(f"checkpoint_every must be an integer >= 1, got {checkpoint_every}")
     if checkpoint is not None and scenario_weights is not None:
         raise SPARConfigError("scenario_weights with a checkpoint: not supported (no resume key)")
-    pool, weight = _scenario_pool(problem, scenarios, scenario_weights)
+    # the scenarios SPAR samples from and their sampling probabilities
+    pool, weight = scenario_selection(problem, scenarios, scenario_weights, error=SPARConfigError)
     rng = np.random.default_rng(cfg.seed)
     saved = _resumable_state(checkpoint, cfg, pool)
     stages = _Stages(problem, cfg, rng, () if saved is None else saved.cuts)
