@@ -288,6 +288,7 @@ def build_extensive_form(
     *,
     scenarios: Sequence[int] | np.ndarray | None = None,
     scenario_weights: Sequence[float] | np.ndarray | None = None,
+    weight_total: float = 1.0,
     tangent_points: int = DEFAULT_TANGENT_POINTS,
 ) -> ExtensiveForm:
     """Assemble the extensive form (vectorized block-diagonal stacks).
@@ -300,6 +301,9 @@ def build_extensive_form(
     scenario_weights : sequence of float, optional
         One weight per index of ``scenarios`` instead of their probabilities (a stratified
         batch's design weights); renormalized.
+    weight_total : float, default 1
+        What the scenario weights sum to (:func:`~gridrecourse.problems.base.scenario_selection`;
+        below 1 for a restricted master that stands for part of the probability mass).
     tangent_points : int
         ``K`` tangent points per quadratic variable (>= 1).
     """
@@ -307,7 +311,7 @@ def build_extensive_form(
     if int(tangent_points) != tangent_points or tangent_points < 1:
         raise ExtensiveFormError(f"tangent_points must be an integer >= 1, got {tangent_points!r}")
     idx, weights = scenario_selection(
-        problem, scenarios, scenario_weights, error=ExtensiveFormError
+        problem, scenarios, scenario_weights, total=weight_total, error=ExtensiveFormError
     )
     s = len(idx)
     check_requirements(EXTENSIVE_FORM, problem)
@@ -380,6 +384,7 @@ def solve_extensive_form(
     *,
     scenarios: Sequence[int] | np.ndarray | None = None,
     scenario_weights: Sequence[float] | np.ndarray | None = None,
+    weight_total: float = 1.0,
     tangent_points: int = DEFAULT_TANGENT_POINTS,
     start: np.ndarray | None = None,
 ) -> ExtensiveFormResult[D]:
@@ -395,6 +400,9 @@ def solve_extensive_form(
         Subset of scenarios (SAA batches); probabilities renormalized.
     scenario_weights : sequence of float, optional
         Weights of ``scenarios`` instead of their probabilities (:func:`build_extensive_form`).
+    weight_total : float, default 1
+        What the weights sum to (:func:`build_extensive_form`). ``objective`` and ``bound``
+        then include ``weight_total · objective_offset`` only.
     tangent_points : int
         ``K`` for quadratic recourse (module docstring).
     start : ndarray, shape (n_x,), optional
@@ -419,6 +427,7 @@ def solve_extensive_form(
         problem,
         scenarios=scenarios,
         scenario_weights=scenario_weights,
+        weight_total=weight_total,
         tangent_points=tangent_points,
     )
     fs, spec = problem.first_stage, problem.second_stage
@@ -437,7 +446,7 @@ def solve_extensive_form(
         sol = ef.model.solve(options)
     except SolverTimeLimitError as exc:  # keep the bound, in the problem's objective units
         raise SolverTimeLimitError(
-            str(exc), dual_bound=exc.dual_bound + spec.objective_offset
+            str(exc), dual_bound=exc.dual_bound + weight_total * spec.objective_offset
         ) from exc
     x = np.concatenate([sol.value(ef.first_stage[v.name]) for v in fs.variables])
     integer = fs.integer
@@ -484,8 +493,8 @@ def solve_extensive_form(
     return ExtensiveFormResult(
         decision=problem.decode(x),
         x=x,
-        objective=float(sol.objective) + spec.objective_offset,
-        bound=float(sol.dual_bound) + spec.objective_offset,
+        objective=float(sol.objective) + weight_total * spec.objective_offset,
+        bound=float(sol.dual_bound) + weight_total * spec.objective_offset,
         gap=float(sol.mip_gap),
         status=SolveStatus.from_highs(sol.status),
         recourse=recourse,

@@ -89,6 +89,8 @@ __all__ = [
     "TwoStageProblem",
     "VariableBlockSpec",
     "add_second_stage_blocks",
+    "recourse_floor",
+    "scenario_selection",
     "tangent_rows",
 ]
 
@@ -870,6 +872,7 @@ def scenario_selection(
     scenarios: Sequence[int] | np.ndarray | None,
     weights: Sequence[float] | np.ndarray | None = None,
     *,
+    total: float = 1.0,
     error: type[Exception] = ProblemSpecError,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Indices and weights of a scenario selection (a batch, a subset, or all scenarios).
@@ -882,16 +885,21 @@ def scenario_selection(
     weights : sequence of float, optional
         One non-negative weight per selected index (e.g. a stratified batch's design weights,
         :mod:`gridrecourse.evaluation.batch_sampling`); default the scenario probabilities
-        ``π`` of the selection. Either way renormalized to sum to 1.
+        ``π`` of the selection. Either way renormalized to sum to ``total``.
+    total : float, default 1
+        What the weights sum to, in ``(0, 1]``. Below 1 the selection stands for part of the
+        probability mass (the restricted master of
+        :mod:`~gridrecourse.methods.scenario_addition`, where the scenarios left out
+        contribute their :func:`recourse_floor`).
     error : exception class, default ProblemSpecError
         Raised (with the reason) on an empty or out-of-range selection, weights of another
-        length, negative or non-finite weights, or a zero total.
+        length, negative or non-finite weights, a zero total, or ``total`` outside ``(0, 1]``.
 
     Returns
     -------
     indices : ndarray of int, shape (n,)
     weights : ndarray of float, shape (n,)
-        Summing to 1.
+        Summing to ``total``.
     """
     n_all = problem.n_scenarios
     idx = np.arange(n_all) if scenarios is None else np.asarray(scenarios, dtype=int).ravel()
@@ -907,10 +915,40 @@ def scenario_selection(
             raise error(f"scenario weights: {w.size} values for {idx.size} selected scenarios")
         if not np.all(np.isfinite(w)) or np.any(w < 0):
             raise error("scenario weights must be finite and non-negative")
-    total = float(w.sum())
-    if not total > 0:
+    if not 0.0 < total <= 1.0 + 1e-9:  # a sum of probabilities may land just above 1
+        raise error(f"the scenario weights' total must lie in (0, 1], got {total!r}")
+    mass = float(w.sum())
+    if not mass > 0:
         raise error("the selected scenarios have zero total probability")
-    return idx, w / total
+    return idx, w * (min(total, 1.0) / mass)
+
+
+def recourse_floor(problem: TwoStageProblem) -> np.ndarray:
+    """A lower bound on every scenario's recourse value over all first stages.
+
+    ``L_ω = offset + Σ_j min_{l_ωj ≤ y_j ≤ u_ωj} (d_ωj y_j + h_j y_j²)``: the recourse
+    objective minimized over the column box alone (rows dropped), so ``Q(x, ξ_ω) ≥ L_ω`` for
+    every ``x``. Paper B's recourse (curtailment cost of non-negative curtailment) has
+    ``L_ω = 0``.
+
+    Returns
+    -------
+    ndarray, shape (S,)
+        ``−inf`` where the box leaves the objective unbounded below.
+    """
+    spec = problem.second_stage
+    data = problem.scenario_data(np.arange(problem.n_scenarios))
+    floor = np.full(problem.n_scenarios, float(spec.objective_offset))
+    for v in spec.variables:
+        d = data.block_cost(v)
+        lb, ub = data.block_bounds(v)
+        h = np.zeros(v.size) if v.quadratic is None else v.quadratic
+        with np.errstate(invalid="ignore"):  # 0·inf: a free column without cost adds 0
+            y = np.where(h > 0, np.clip(-d / np.where(h > 0, 2 * h, 1.0), lb, ub),
+                         np.where(d >= 0, lb, ub))  # fmt: skip
+            term = np.where((d == 0) & (h == 0), 0.0, d * y + h * y**2)
+        floor += np.nan_to_num(term, nan=-np.inf).sum(axis=1)
+    return floor
 
 
 def _solve_for_ray(model: LinearModel, options: SolverOptions | None) -> LinearModel | None:
