@@ -5,11 +5,15 @@ One run per call (append one JSON line to ``--out``)::
     python benchmarks/bench_voltvar.py lm ef --scenarios 10 --time-limit 600
     python benchmarks/bench_voltvar.py lm efk --scenarios 10 --time-limit 600   # kernel start
     python benchmarks/bench_voltvar.py lm ph --scenarios 10 --time-limit 60 --iterations 2
+    python benchmarks/bench_voltvar.py lm sa --scenarios 100 --time-limit 600   # exact reference
 
 ``ef``: the extensive form from the neutral start (:meth:`VoltVarProblem.neutral_start`);
 ``efk``: first the EF of scenarios 0–2 (half the time limit, no start), its first stage then the
 start of the full EF; ``ph``: progressive hedging with MILP subproblems (consensus on taps and
-switches, ``ρ`` per unit², subproblem time limit ``--time-limit``) from the neutral start.
+switches, ``ρ`` per unit², subproblem time limit ``--time-limit``) from the neutral start;
+``sa``: scenario addition (restricted EFs over a growing subset, exact with a proven gap: the
+reference optimum of the tables) from the neutral start. HiGHS runs on ``--threads`` (1) so
+that two runs share the 2 cores fairly.
 Every first stage is evaluated exactly (one recourse MILP per scenario, 120 s each at most).
 Requires ``GRIDRECOURSE_FEEDER_DIR``.
 """
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -28,6 +33,7 @@ from gridrecourse.errors import GridRecourseError
 from gridrecourse.evaluation.out_of_sample import evaluate_first_stage
 from gridrecourse.methods.extensive_form import solve_extensive_form
 from gridrecourse.methods.progressive_hedging import PHConfig, solve_progressive_hedging
+from gridrecourse.methods.scenario_addition import solve_scenario_addition
 from gridrecourse.problems.volt_var import PRIMARY_BLOCKS, VoltVarConfig, VoltVarProblem
 from gridrecourse.solvers.options import SolverOptions
 
@@ -36,7 +42,8 @@ def main() -> None:
     """Run one (monitor, method) case and append its JSON line."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("monitor", choices=("lm", "mm", "fm"))
-    ap.add_argument("method", choices=("ef", "efk", "ph"))
+    ap.add_argument("method", choices=("ef", "efk", "ph", "sa"))
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--scenarios", type=int, default=10)
     ap.add_argument("--time-limit", type=float, default=600.0)
     ap.add_argument("--rho", type=float, default=100.0)
@@ -50,7 +57,8 @@ def main() -> None:
                                    seed=args.seed)  # fmt: skip
     rec: dict = {"monitor": args.monitor, "method": args.method, "n_scenarios": args.scenarios,
                  "time_limit_s": args.time_limit, "build_s": time.perf_counter() - t0}  # fmt: skip
-    options = SolverOptions(mip_gap=1e-4, time_limit=args.time_limit)
+    options = SolverOptions(mip_gap=1e-4, time_limit=args.time_limit, threads=args.threads)
+    eval_options = SolverOptions(mip_gap=1e-4, time_limit=120, threads=args.threads)
     try:
         if args.method == "ph":
             config = PHConfig(rho=args.rho, max_iterations=args.iterations,
@@ -58,11 +66,20 @@ def main() -> None:
             r = solve_progressive_hedging(p, config, options=options, start=p.neutral_start())
             rec.update(status=r.status.value, iterations=r.iterations, solve_s=r.wall_seconds,
                        wait_and_see_bound=r.lower_bound)  # fmt: skip
+        elif args.method == "sa":
+            r = solve_scenario_addition(
+                p, options, start=p.neutral_start(), time_limit=args.time_limit,
+                eval_options=eval_options, log=lambda s: print(s, file=sys.stderr, flush=True),
+            )  # fmt: skip
+            rec.update(sa_objective=r.objective, sa_bound=r.bound, sa_gap_pct=100 * r.gap,
+                       status=r.status.value, solve_s=r.wall_seconds, rounds=len(r.rounds),
+                       subset=list(r.rounds[-1].scenarios))  # fmt: skip
         else:
             start = p.neutral_start()
             if args.method == "efk":
                 t1 = time.perf_counter()
-                half = SolverOptions(mip_gap=1e-4, time_limit=args.time_limit / 2)
+                half = SolverOptions(mip_gap=1e-4, time_limit=args.time_limit / 2,
+                                     threads=args.threads)  # fmt: skip
                 kernel = solve_extensive_form(p, half, scenarios=[0, 1, 2])
                 start = kernel.x
                 rec.update(kernel_objective=kernel.objective, kernel_gap_pct=100 * kernel.gap,
@@ -72,9 +89,7 @@ def main() -> None:
                        status=r.status.value, solve_s=r.wall_seconds, n_rows=r.n_rows,
                        n_cols=r.n_cols)  # fmt: skip
         t1 = time.perf_counter()
-        ev = evaluate_first_stage(
-            p, r.x, options=SolverOptions(mip_gap=1e-4, time_limit=120), desc=None
-        )
+        ev = evaluate_first_stage(p, r.x, options=eval_options, desc=None)
         d = p.decode(r.x)
         rec.update(objective=ev.expected_objective, eval_s=time.perf_counter() - t1,
                    n_infeasible=ev.n_infeasible, max_scenario_gap=float(np.max(ev.mip_gaps)),

@@ -64,6 +64,11 @@ def test_ef_and_ph_json_and_run_folder(capfd, tmp_path):
     assert code == 0 and ph["method"] == "ph"
     assert ph["gap_pct"] == pytest.approx(0.0, abs=1e-6)
     assert "ac_min_voltage_pu" not in ph
+    code, sa = _run(capfd, [*TINY, "--method", "sa", "--no-ac", "--out", str(tmp_path / "sa")])
+    assert code == 0 and sa["method"] == "sa" and sa["status"] == "optimal"
+    assert sa["objective"] == pytest.approx(600.0, abs=1e-6)  # the enumerated optimum
+    assert sa["ef_bound"] <= 600.0 + 1e-6 and sa["gap_pct"] == pytest.approx(0.0, abs=1e-6)
+    assert 1 <= sa["sa_rounds"] <= 3 and len(sa["sa_scenarios"]) == sa["sa_rounds"]
 
 
 def test_monitored_bus_error_is_one_json_object(capfd, tmp_path):

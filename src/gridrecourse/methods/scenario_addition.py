@@ -232,9 +232,7 @@ def solve_scenario_addition(
             ) from exc
         t2 = time.perf_counter()
         lower = max(lower, ef.bound + dropped)
-        ev = evaluate_first_stage(
-            problem, ef.x, executor=executor, options=eval_options, desc=None
-        )
+        ev = evaluate_first_stage(problem, ef.x, executor=executor, options=eval_options, desc=None)
         q = np.where(ev.feasible, ev.objectives, math.inf)
         value = ev.expected_objective
         rounds.append(
