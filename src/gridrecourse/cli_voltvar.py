@@ -275,6 +275,13 @@ def add_voltvar_train_parser(subparsers) -> argparse.ArgumentParser:
         "--initial-kernel", action="store_true", help="also perturb the do-nothing first stage"
     )
     p.add_argument("--radius", type=float, default=0.2, help="perturbation radius (0.2)")
+    p.add_argument(
+        "--first-stage-perturbation",
+        choices=["redraw", "steps"],
+        default="redraw",
+        help="redraw a share radius of the tap/switch entries (paper B), or one-position steps "
+        "and switch toggles with probability radius each (the cheap neighbourhood)",
+    )
     p.add_argument("--chunk-size", type=int, default=8, help="samples per chunk file (8)")
     p.add_argument("--data-seed", type=int, default=0)
     p.add_argument("--recourse-time-limit", type=float, default=30.0, help="per MILP (s)")
@@ -319,6 +326,7 @@ def _train(args: argparse.Namespace) -> dict:
         n_samples=args.samples,
         scenarios_per_instance=args.scenarios_per_instance,
         radius=args.radius,
+        perturbation=args.first_stage_perturbation,
         n_kernels=args.kernels,
         initial_kernel=args.initial_kernel,
         chunk_size=args.chunk_size,

@@ -25,9 +25,11 @@ torch = pytest.importorskip("torch")
 
 from gridrecourse.learning.voltvar_data import (  # noqa: E402
     DataConfig,
+    Perturbation,
     VoltVarDataError,
     feature_map,
     generate_data,
+    perturbed_targets,
 )
 from gridrecourse.learning.voltvar_net import (  # noqa: E402
     SurrogateConfig,
@@ -87,6 +89,26 @@ def _first_stages(problem: VoltVarProblem):
                 yield problem.first_stage_vector(np.array(pos)[None, :], np.array(conf).T)
             except InfeasibleModelError:
                 continue
+
+
+def test_step_perturbation_stays_in_the_cheap_neighbourhood(tiny):
+    kernel = tiny.first_stage_vector(np.array([[2, 2]]), np.array([[1, 1], [0, 0]]))
+    rng = np.random.default_rng(0)
+    moved = toggled = 0
+    for _ in range(200):
+        taps, sws = perturbed_targets(tiny, kernel, 0.5, rng, Perturbation.STEPS)
+        d = taps - 2.0
+        assert set(np.unique(d)) <= {-1.0, 0.0, 1.0}  # one position at most …
+        assert np.all(np.abs(d[:, 1:]) >= np.abs(d[:, :-1]))  # … from one hour on
+        flips = sws != np.array([[1, 1], [0, 0]])
+        assert set(np.unique(sws)) <= {0.0, 1.0}
+        assert all(np.all(np.diff(np.flatnonzero(f)) == 1) for f in flips)  # one window each
+        moved += bool(np.any(d))
+        toggled += bool(np.any(flips))
+    assert 80 < moved < 150 and 100 < toggled < 190  # probabilities 0.5 and 1 − 0.5²
+    assert DataConfig().generation_key() == DataConfig(perturbation="redraw").generation_key()
+    assert "perturbation" not in DataConfig().generation_key()  # keys of older data unchanged
+    assert DataConfig(perturbation="steps").generation_key()["perturbation"] == "steps"
 
 
 def test_data_are_resumable_and_settings_checked(tiny, data, tmp_path):
