@@ -150,8 +150,12 @@ class ScenarioEncoder(nn.Module):
         b, n, t, _ = feats.shape
         h = feats / self.scale + self.positional[None, None]  # (B, N, T, C)
         h = h.permute(0, 2, 1, 3)  # (B, T, N, C): one graph convolution per hour (eq 27)
+        adj = self.adj.to_sparse_coo()  # a few entries per row: a sparse product
         for lin, norm in zip(self.gcn, self.norms, strict=False):
-            h = torch.relu(norm(torch.einsum("nm,btmc->btnc", self.adj, lin(h))))
+            z = lin(h)  # (B, T, N, C')
+            c = z.shape[-1]
+            z = torch.sparse.mm(adj, z.permute(2, 0, 1, 3).reshape(n, -1))
+            h = torch.relu(norm(z.reshape(n, b, t, c).permute(1, 2, 0, 3)))
         h = h.permute(0, 2, 3, 1).reshape(b * n, -1, t)  # per node: channels × hours
         h = nn.functional.pad(h, self.padding)
         h = self.pool(torch.relu(self.conv(h)))  # (B·N, conv, time_pool)   (eq 28)
