@@ -149,9 +149,16 @@ def test_training_resumes_to_the_same_weights(tiny, data, tmp_path):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-def test_neural_decision_is_feasible_and_evaluated_exactly(tiny, surrogate, tmp_path):
+def test_neural_decision_is_feasible_and_evaluated_exactly(tiny, data, surrogate, tmp_path):
     surrogate.save(tmp_path / "net.pt")
     loaded = load_surrogate(tmp_path / "net.pt")
+    # the data's kernels travel with the network as MIP start candidates
+    assert len(loaded.starts) == len(data.kernels) >= 1
+    np.testing.assert_array_equal(loaded.starts, surrogate.starts)
+    for cand, kernel in zip(loaded.start_candidates(tiny), data.kernels, strict=True):
+        np.testing.assert_array_equal(cand[tiny.primary_columns()],
+                                      kernel[tiny.primary_columns()])  # fmt: skip
+        assert cand @ tiny.first_stage.cost == pytest.approx(kernel @ tiny.first_stage.cost)
     res = solve_neural_voltvar(tiny, loaded, SolverOptions(mip_gap=0.0, threads=1),
                                eval_options=EXACT)  # fmt: skip
     fs = tiny.first_stage

@@ -39,7 +39,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
 
@@ -396,6 +396,8 @@ def merge_data(*parts: VoltVarData) -> VoltVarData:
         x=cat("x"), features=cat("features"), scenarios=cat("scenarios"),
         recourse=cat("recourse"), target=cat("target"), encoder_input=cat("encoder_input"),
         seconds=cat("seconds"), meta=meta,
+        kernels=np.unique(np.vstack([p.kernels for p in parts if p.kernels.size]), axis=0)
+        if any(p.kernels.size for p in parts) else parts[0].kernels,
     )  # fmt: skip
 
 
@@ -465,6 +467,8 @@ class VoltVarData:
     seconds : ndarray, shape (n_chunks,)
         Wall time of every chunk.
     meta : dict
+    kernels : ndarray, shape (k, n_x)
+        The kernel first stages the samples were perturbed from (``kernels.npz``).
     """
 
     x: np.ndarray
@@ -475,6 +479,7 @@ class VoltVarData:
     encoder_input: np.ndarray
     seconds: np.ndarray
     meta: dict
+    kernels: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
 
     @property
     def feasible(self) -> np.ndarray:
@@ -656,4 +661,6 @@ def load_data(directory: str | Path) -> VoltVarData:
         encoder_input=cat("encoder_input"),
         seconds=cat("seconds"),
         meta=meta,
-    )
+        kernels=np.load(root / "kernels.npz")["x"] if (root / "kernels.npz").exists()
+        else np.zeros((0, cat("x").shape[1])),
+    )  # fmt: skip

@@ -213,6 +213,10 @@ class VoltVarSurrogate:
         :func:`~gridrecourse.learning.voltvar_data.problem_fingerprint` of the training problem.
     info : dict
         Data settings and hash, sample counts, validation figures, training curve.
+    starts : ndarray of uint8, shape (k, n_primary)
+        The training data's kernel first stages (deterministic VVO solutions of training
+        scenarios), primary columns only (:meth:`VoltVarProblem.primary_columns`): MIP start
+        candidates of the surrogate MILP, computed offline with the data.
     """
 
     net: SurrogateNet
@@ -221,6 +225,12 @@ class VoltVarSurrogate:
     target_std: float
     fingerprint: dict
     info: dict = field(default_factory=dict)
+    starts: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.uint8))
+
+    def start_candidates(self, problem: VoltVarProblem) -> list[np.ndarray]:
+        """The kernel first stages completed for ``problem`` (checked against it first)."""
+        self.check(problem)
+        return [problem.complete_first_stage(p.astype(float)) for p in self.starts]
 
     def check(self, problem: VoltVarProblem) -> None:
         """Raise :class:`SurrogateMismatchError` unless ``problem`` matches the training one."""
@@ -274,6 +284,7 @@ class VoltVarSurrogate:
             "target": [float(self.target_mean), float(self.target_std)],
             "fingerprint": json.dumps(self.fingerprint),
             "info": json.dumps(self.info),
+            "starts": torch.as_tensor(np.asarray(self.starts, dtype=np.uint8)),
             "shape": [
                 int(self.net.encoder.adj.shape[0]),
                 int(self.net.encoder.positional.shape[0]),
@@ -299,9 +310,11 @@ def load_surrogate(path: str | os.PathLike) -> VoltVarSurrogate:
     net.load_state_dict(state["state_dict"])
     net.eval()
     mean, std = state["target"]
+    starts = state["starts"].numpy() if "starts" in state else np.zeros((0, 0), dtype=np.uint8)
     return VoltVarSurrogate(
-        net, config, mean, std, json.loads(state["fingerprint"]), json.loads(state["info"])
-    )
+        net, config, mean, std, json.loads(state["fingerprint"]), json.loads(state["info"]),
+        starts,
+    )  # fmt: skip
 
 
 def shipped_surrogate_path(problem: VoltVarProblem) -> Path:
@@ -470,4 +483,7 @@ def train_surrogate(
         "history": history,
     }
     fp = data.meta.get("problem") or problem_fingerprint(problem)
-    return VoltVarSurrogate(net, cfg, mean, std, fp, info), curve
+    primary = problem.primary_columns()
+    starts = np.rint(data.kernels[:, primary]).astype(np.uint8) if data.kernels.size else None
+    extra = () if starts is None else (starts,)
+    return VoltVarSurrogate(net, cfg, mean, std, fp, info, *extra), curve

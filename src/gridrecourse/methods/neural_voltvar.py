@@ -111,7 +111,9 @@ def solve_neural_voltvar(
     start : sequence of ndarray, optional
         Candidate first stages (complete, feasible); the one the surrogate prices lowest is
         given to HiGHS as a MIP start with the network's activations. Default: the neutral
-        taps and the initial taps held (both with the normal switch states); ``()`` for none.
+        taps and the initial taps held (both with the normal switch states) and the kernel
+        first stages the network's training data were perturbed from
+        (:meth:`VoltVarSurrogate.start_candidates`); ``()`` for none.
 
     Returns
     -------
@@ -146,7 +148,11 @@ def solve_neural_voltvar(
         output_cost=surrogate.target_std,
     )
     if start is None:
-        start = [neutral_first_stage(problem), initial_first_stage(problem)]
+        start = [
+            neutral_first_stage(problem),
+            initial_first_stage(problem),
+            *surrogate.start_candidates(problem),
+        ]
     if len(start):
         # MIP start: the candidate first stage with the lowest surrogate value, with the
         # network's activations at it (HiGHS alone may find no incumbent within the limit)
