@@ -56,6 +56,7 @@ def main() -> None:
     p = VoltVarProblem.from_feeder(feeder, args.scenarios, VoltVarConfig(monitor=args.monitor),
                                    seed=args.seed)  # fmt: skip
     rec: dict = {"monitor": args.monitor, "method": args.method, "n_scenarios": args.scenarios,
+                 "seed": args.seed,
                  "time_limit_s": args.time_limit, "build_s": time.perf_counter() - t0}  # fmt: skip
     options = SolverOptions(mip_gap=1e-4, time_limit=args.time_limit, threads=args.threads)
     eval_options = SolverOptions(mip_gap=1e-4, time_limit=120, threads=args.threads)
