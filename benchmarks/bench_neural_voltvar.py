@@ -15,7 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
+
+import numpy as np
 
 from gridrecourse.execution import make_executor
 from gridrecourse.formulation.relu import BoundMode
@@ -38,6 +41,9 @@ def main() -> None:
     ap.add_argument("--no-eval", action="store_true")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--time-limit", type=float, default=60.0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--save-x", help="write the decision's first-stage vector here (.npy)")
+    ap.add_argument("--out", help="also append the JSON line to this file")
     args = ap.parse_args()
     base = os.environ.get("GRIDRECOURSE_FEEDER_DIR", "../shared/feeders")
     t0 = time.perf_counter()
@@ -47,14 +53,14 @@ def main() -> None:
     )  # fmt: skip
     build = time.perf_counter() - t0
     surrogate = load_surrogate(args.network)
-    options = SolverOptions(mip_gap=1e-4, time_limit=args.time_limit)
+    options = SolverOptions(mip_gap=1e-4, time_limit=args.time_limit, threads=args.threads)
     rec = {"monitor": args.monitor, "n_scenarios": args.scenarios, "seed": args.seed,
            "build_s": build, "training_samples": surrogate.info.get("n_samples")}  # fmt: skip
     with make_executor("process", n_workers=args.workers) as ex:
         t1 = time.perf_counter()
         r = solve_neural_voltvar(
             problem, surrogate, options, evaluate=not args.no_eval, executor=ex,
-            eval_options=SolverOptions(mip_gap=1e-4, time_limit=120.0, threads=1),
+            eval_options=SolverOptions(mip_gap=1e-4, time_limit=120.0, threads=args.threads),
         )  # fmt: skip
         rec |= {
             "nn_wall_s": r.encode_seconds + r.solve_seconds,
@@ -81,7 +87,14 @@ def main() -> None:
             "bigm_status": b.status,
             "bigm_surrogate_objective": b.surrogate_objective,
         }
-    print(json.dumps(rec, default=float), flush=True)
+    if args.save_x:
+        np.save(args.save_x, r.x)
+    rec["method"], rec["argv"] = "nn", sys.argv[1:]
+    line = json.dumps(rec, default=float)
+    if args.out:
+        with open(args.out, "a") as fh:
+            fh.write(line + "\n")
+    print(line, flush=True)
 
 
 if __name__ == "__main__":

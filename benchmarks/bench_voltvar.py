@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -35,7 +36,30 @@ from gridrecourse.methods.extensive_form import solve_extensive_form
 from gridrecourse.methods.progressive_hedging import PHConfig, solve_progressive_hedging
 from gridrecourse.methods.scenario_addition import solve_scenario_addition
 from gridrecourse.problems.volt_var import PRIMARY_BLOCKS, VoltVarConfig, VoltVarProblem
+from gridrecourse.solvers.highs import solver_log_file
 from gridrecourse.solvers.options import SolverOptions
+
+#: A HiGHS MIP progress line: source letter, node counts, bounds, gap …, time (s).
+_PROGRESS = re.compile(
+    r"^\s*([A-Za-z])?\s+\d+\s+\d+\s+\d+\s+[\d.]+%\s+(\S+)\s+(\S+)\s+.*?([\d.]+)s\s*$"
+)
+
+
+def incumbent_trajectory(log: str) -> list[tuple[float, float]]:
+    """``(seconds, incumbent)`` each time HiGHS's best solution improved (from its MIP log):
+    Table VI's "time for the EF to reach a gap" is read off it."""
+    out: list[tuple[float, float]] = []
+    for line in log.splitlines():
+        m = _PROGRESS.match(line)
+        if not m:
+            continue
+        try:
+            best = float(m.group(3))
+        except ValueError:  # "inf" before the first incumbent parses; anything else skips
+            continue
+        if np.isfinite(best) and (not out or best < out[-1][1] - 1e-9):
+            out.append((float(m.group(4)), best))
+    return out
 
 
 def main() -> None:
@@ -44,6 +68,7 @@ def main() -> None:
     ap.add_argument("monitor", choices=("lm", "mm", "fm"))
     ap.add_argument("method", choices=("ef", "efk", "ph", "sa"))
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--start-x", help="ef: a first-stage vector (.npy) as the MIP start")
     ap.add_argument("--scenarios", type=int, default=10)
     ap.add_argument("--time-limit", type=float, default=600.0)
     ap.add_argument("--rho", type=float, default=100.0)
@@ -85,10 +110,17 @@ def main() -> None:
                 start = kernel.x
                 rec.update(kernel_objective=kernel.objective, kernel_gap_pct=100 * kernel.gap,
                            kernel_s=time.perf_counter() - t1)  # fmt: skip
-            r = solve_extensive_form(p, options, start=start)
+            if args.start_x:  # e.g. the neural method's decision (Table VI: NN-to-optimal)
+                start = np.load(args.start_x)
+                rec["start_x"] = args.start_x
+            log = Path(args.out).with_suffix(f".{args.monitor}{args.scenarios}.highs.log")
+            log.unlink(missing_ok=True)
+            with solver_log_file(log):
+                r = solve_extensive_form(p, options, start=start)
             rec.update(ef_objective=r.objective, ef_bound=r.bound, ef_gap_pct=100 * r.gap,
                        status=r.status.value, solve_s=r.wall_seconds, n_rows=r.n_rows,
                        n_cols=r.n_cols)  # fmt: skip
+            rec["incumbents"] = incumbent_trajectory(log.read_text())
         t1 = time.perf_counter()
         ev = evaluate_first_stage(p, r.x, options=eval_options, desc=None)
         d = p.decode(r.x)
