@@ -52,6 +52,7 @@ _API: dict[str, str] = {
     "solve_extensive_form": "gridrecourse.methods.extensive_form",
     "solve_progressive_hedging": "gridrecourse.methods.progressive_hedging",
     "PHConfig": "gridrecourse.methods.progressive_hedging",
+    "solve_scenario_addition": "gridrecourse.methods.scenario_addition",
     # evaluation
     "evaluate": "gridrecourse.api",
     "Evaluation": "gridrecourse.api",
