@@ -109,6 +109,8 @@ def test_step_perturbation_stays_in_the_cheap_neighbourhood(tiny):
     assert DataConfig().generation_key() == DataConfig(perturbation="redraw").generation_key()
     assert "perturbation" not in DataConfig().generation_key()  # keys of older data unchanged
     assert DataConfig(perturbation="steps").generation_key()["perturbation"] == "steps"
+    with pytest.raises(VoltVarDataError, match=r"must be one of \['redraw', 'steps'\]"):
+        DataConfig(perturbation="jitter")
 
 
 def test_data_are_resumable_and_settings_checked(tiny, data, tmp_path):

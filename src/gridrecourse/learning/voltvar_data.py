@@ -134,7 +134,13 @@ class DataConfig:
                 raise VoltVarDataError(f"DataConfig.{name} must be >= 1")
         if not 0.0 <= self.radius <= 1.0:
             raise VoltVarDataError("DataConfig.radius must lie in [0, 1]")
-        object.__setattr__(self, "perturbation", Perturbation(self.perturbation))
+        try:
+            object.__setattr__(self, "perturbation", Perturbation(self.perturbation))
+        except ValueError:
+            raise VoltVarDataError(
+                f"DataConfig.perturbation must be one of {[p.value for p in Perturbation]}, "
+                f"got {self.perturbation!r}"
+            ) from None
 
     def generation_key(self) -> dict:
         """Settings that fix the data (``n_samples`` excluded: more samples extend the data;
