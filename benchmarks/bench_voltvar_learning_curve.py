@@ -57,6 +57,8 @@ def main() -> None:
     ap.add_argument("--monitor", default="lm", choices=[m.value for m in Monitor])
     ap.add_argument("--sizes", default="50,100,200,400")
     ap.add_argument("--epochs", type=int, default=200)
+    ap.add_argument("--infeasible-penalty", type=float, default=SurrogateConfig.infeasible_penalty,
+                    help="recourse label of an infeasible scenario ($)")  # fmt: skip
     ap.add_argument("--scenarios", type=int, default=10)
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--time-limit", type=float, default=60.0, help="surrogate MILP (s)")
@@ -79,7 +81,8 @@ def main() -> None:
         if all((n, s) in done for s in seeds):
             continue
         t0 = time.perf_counter()
-        cfg = replace(SurrogateConfig(), epochs=args.epochs, checkpoint_every=args.epochs)
+        cfg = replace(SurrogateConfig(), epochs=args.epochs, checkpoint_every=args.epochs,
+                      infeasible_penalty=args.infeasible_penalty)  # fmt: skip
         surrogate, _ = train_surrogate(train_problem, data, cfg, max_samples=n,
                                            log=lambda s: print(s, file=sys.stderr))  # fmt: skip
         train_s = time.perf_counter() - t0
@@ -101,6 +104,7 @@ def main() -> None:
                 "monitor": args.monitor, "n_samples_requested": n,
                 "n_samples": surrogate.info["n_samples"], "seed": seed,
                 "n_scenarios": args.scenarios, "epochs": args.epochs,
+                "infeasible_penalty": args.infeasible_penalty,
                 "final_val_mae": surrogate.info["final_val_mae"], "train_s": train_s,
                 "data_seconds_per_sample": per_sample,
                 "nn_s": r.encode_seconds + r.solve_seconds, "nn_status": r.status,

@@ -289,6 +289,13 @@ def add_voltvar_train_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--epochs", type=int, default=400)
     p.add_argument("--hidden", default="128,64,32", help="main ReLU MLP widths (128,64,32)")
+    p.add_argument(
+        "--infeasible-penalty",
+        type=float,
+        default=10000.0,
+        help="recourse label ($) of a scenario whose recourse is infeasible; keep it above any "
+        "curtailment cost in the data (10000)",
+    )
     p.add_argument("--no-train", action="store_true", help="generate data only")
     p.add_argument("--data-dir", help="data directory (default <dir>/data)")
     p.add_argument(
@@ -353,7 +360,11 @@ def _train(args: argparse.Namespace) -> dict:
         surrogate, curve = train_surrogate(
             problem,
             data,
-            SurrogateConfig(epochs=args.epochs, main=tuple(int(w) for w in args.hidden.split(","))),
+            SurrogateConfig(
+                epochs=args.epochs,
+                main=tuple(int(w) for w in args.hidden.split(",")),
+                infeasible_penalty=args.infeasible_penalty,
+            ),
             checkpoint=out / "checkpoint.pt",
         )
         surrogate.save(out / "network.pt")
@@ -377,8 +388,6 @@ def _train(args: argparse.Namespace) -> dict:
         summary["network"] = None
     summary["wall_seconds"] = time.perf_counter() - t0
     return summary
-
-
 
 
 def _feeder_path(name: str) -> str:

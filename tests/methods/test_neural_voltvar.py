@@ -33,6 +33,7 @@ from gridrecourse.learning.voltvar_data import (  # noqa: E402
 )
 from gridrecourse.learning.voltvar_net import (  # noqa: E402
     SurrogateConfig,
+    SurrogateConfigError,
     SurrogateMismatchError,
     load_surrogate,
     shipped_surrogate,
@@ -188,6 +189,13 @@ def test_neural_decision_is_feasible_and_evaluated_exactly(tiny, data, surrogate
                                mode=BoundMode.BIG_M, evaluate=False)  # fmt: skip
     assert big.surrogate_objective == pytest.approx(res.surrogate_objective, abs=1e-5)
     assert res.n_binaries <= big.n_binaries == sum(SMALL.main)
+
+
+def test_bad_training_settings_are_refused():
+    with pytest.raises(SurrogateConfigError, match="infeasible_penalty must be a finite"):
+        SurrogateConfig(infeasible_penalty=-1.0)
+    with pytest.raises(SurrogateConfigError, match="epochs and batch_size"):
+        SurrogateConfig(epochs=0)
 
 
 def test_mismatched_network_is_refused(tiny, surrogate):

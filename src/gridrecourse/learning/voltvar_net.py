@@ -49,6 +49,7 @@ from gridrecourse.problems.volt_var import VoltVarProblem
 
 __all__ = [
     "SurrogateConfig",
+    "SurrogateConfigError",
     "SurrogateMismatchError",
     "TrainingCurve",
     "VoltVarSurrogate",
@@ -60,6 +61,10 @@ __all__ = [
 
 #: Folder of the networks shipped with the package (package data).
 TRAINED_DIR = Path(__file__).with_name("trained")
+
+
+class SurrogateConfigError(GridRecourseError, ValueError):
+    """Invalid surrogate architecture or training settings."""
 
 
 class SurrogateMismatchError(GridRecourseError, ValueError):
@@ -116,6 +121,15 @@ class SurrogateConfig:
     checkpoint_every: int = 20
     infeasible_penalty: float = 10000.0
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not np.isfinite(self.infeasible_penalty) or self.infeasible_penalty < 0:
+            raise SurrogateConfigError(
+                "SurrogateConfig.infeasible_penalty must be a finite number >= 0 ($; 0 drops "
+                f"infeasible samples), got {self.infeasible_penalty!r}"
+            )
+        if self.epochs < 1 or self.batch_size < 1:
+            raise SurrogateConfigError("SurrogateConfig.epochs and batch_size must be >= 1")
 
     def architecture(self) -> dict:
         """Settings that fix the weights' shapes."""
