@@ -163,8 +163,8 @@ def solve_scenario_addition(
     time_limit : float, optional
         Wall-clock budget (s) of the whole loop; checked between rounds.
     start : ndarray, optional
-        First-stage MIP start of the first master (later masters start from the best
-        evaluated first stage).
+        First-stage MIP start of the masters until one of their solutions is feasible in every
+        scenario (then the best such solution is the start).
     executor : Executor, optional
         Runs the exact evaluations.
     eval_options : SolverOptions, optional
@@ -248,7 +248,10 @@ def solve_scenario_addition(
         )
         if value < best_value:
             best_x, best_value, best_q = ef.x, value, q
-        x_start = best_x if best_x is not None else ef.x
+        # the next master starts from the best first stage feasible in every scenario, else
+        # from the caller's start (this master's solution is infeasible in a scenario the next
+        # master adds, so HiGHS would reject it and search for an incumbent from scratch)
+        x_start = best_x if best_x is not None else start
         gap = _gap(best_value, lower)
         say(
             f"round {k + 1}: {subset.size} scenarios, master {ef.objective:.6g} "
