@@ -12,12 +12,16 @@ form on one scenario) perturbed and repaired (eq 36)::
 
 (paper B: "a random vector … restricts deviations to 20 % of the discrete variables"; our
 reading: :attr:`Perturbation.REDRAW`). Redrawn entries scatter tap moves over the day: on the
-IEEE 123 study case every such sample costs thousands of dollars of operations and nearly all
-are infeasible in some scenario, while the optimum makes one or two moves (500 $, LM, 10
-scenarios). :attr:`Perturbation.STEPS` (our addition) samples that cheap neighbourhood: each
-regulator with probability ρ moves one position up or down from a random hour on, each
-switchable switch with probability ρ toggles over a random window; eq 36 repairs the result
-as before. The recourse of every (sample, scenario) pair of a chunk runs through an executor
+IEEE 123 study case such samples cost thousands of dollars of operations, while the optimum
+makes one tap move and one reconfiguration (500 $). :attr:`Perturbation.STEPS` (our addition)
+samples that cheap neighbourhood: each regulator with probability ρ moves one position up or
+down from a random hour on, each switchable switch with probability ρ toggles over a random
+window; eq 36 repairs the result as before. Even there the recourse is infeasible in most
+scenarios (IEEE 123, LM, 400 samples: 64 feasible in all 10 scenarios, 174 in none), so the
+label of an infeasible scenario (``SurrogateConfig.infeasible_penalty``) shapes what the
+network learns; feasible curtailment reached 49 161 $ in those data.
+
+The recourse of every (sample, scenario) pair of a chunk runs through an executor
 (:mod:`gridrecourse.execution`: in-process, process pool or Dask), one task per scenario.
 
 Storage and resumption
