@@ -22,6 +22,7 @@ import numpy as np
 
 from gridrecourse.execution import make_executor
 from gridrecourse.formulation.relu import BoundMode
+from gridrecourse.learning.voltvar_data import initial_first_stage, neutral_first_stage
 from gridrecourse.learning.voltvar_net import load_surrogate
 from gridrecourse.methods.neural_voltvar import solve_neural_voltvar
 from gridrecourse.problems.volt_var import Monitor, VoltVarConfig, VoltVarProblem
@@ -42,6 +43,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--time-limit", type=float, default=60.0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--no-kernel-starts", action="store_true",
+                    help="MIP start candidates: neutral and do-nothing only")  # fmt: skip
     ap.add_argument("--save-x", help="write the decision's first-stage vector here (.npy)")
     ap.add_argument("--out", help="also append the JSON line to this file")
     args = ap.parse_args()
@@ -58,11 +61,16 @@ def main() -> None:
            "build_s": build, "training_samples": surrogate.info.get("n_samples")}  # fmt: skip
     with make_executor("process", n_workers=args.workers) as ex:
         t1 = time.perf_counter()
+        start = None  # the defaults: neutral, do-nothing and the network's kernels
+        if args.no_kernel_starts:  # ablation: what the MILP finds without the kernels
+            start = [neutral_first_stage(problem), initial_first_stage(problem)]
         r = solve_neural_voltvar(
             problem, surrogate, options, evaluate=not args.no_eval, executor=ex,
             eval_options=SolverOptions(mip_gap=1e-4, time_limit=120.0, threads=args.threads),
+            start=start,
         )  # fmt: skip
         rec |= {
+            "kernel_starts": not args.no_kernel_starts,
             "nn_wall_s": r.encode_seconds + r.solve_seconds,
             "ibp_binaries": r.n_binaries,
             "ibp_stable": r.stable_neurons,
