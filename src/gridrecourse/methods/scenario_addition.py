@@ -211,10 +211,10 @@ def solve_scenario_addition(
     rounds: list[ScenarioAdditionRound] = []
     status = SolveStatus.TIME_LIMIT
     x_start = start
-    # masters run at half the requested gap: HiGHS prunes a node whose bound is within its gap
-    # tolerance of the incumbent and then reports the incumbent as its dual bound, so only
-    # ``incumbent − tolerance`` is a proven bound (measured: 500.069 reported for an instance
-    # whose optimum is 500.000 at a 0.01 % gap)
+    # masters run at half the requested gap and only ``incumbent − tolerance`` counts: once
+    # its gap closes HiGHS reports the incumbent as its dual bound, which is proven only up to
+    # that tolerance (a safeguard, not a proof: the plain EF of ieee123 LM × 10 reported a
+    # bound of 500.069 at a 0.01 % gap where a first stage of exact value 500.000 exists)
     master_gap = 0.5 * opts.mip_gap
     master_opts = replace(opts, mip_gap=master_gap)
     for k in range(max_rounds):
