@@ -9,6 +9,7 @@ bit-for-bit reruns for the resumable data generation and training.
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -181,14 +182,28 @@ def test_neural_decision_is_feasible_and_evaluated_exactly(tiny, data, surrogate
     e = loaded.embed(tiny)
     f, _ = feature_map(tiny)
     xs = np.array(list(_first_stages(tiny)))
-    values = xs @ fs.cost + loaded.predict((f @ xs.T).T, e)
+    # the MILP prices max(network, recourse floor = 0 $): curtailment cannot be negative
+    values = xs @ fs.cost + np.maximum(loaded.predict((f @ xs.T).T, e), 0.0)
     assert res.surrogate_objective == pytest.approx(values.min(), abs=1e-5)
-    chosen = float(fs.cost @ res.x + loaded.predict(f @ res.x, e)[0])
+    chosen = float(fs.cost @ res.x + max(loaded.predict(f @ res.x, e)[0], 0.0))
     assert res.surrogate_objective == pytest.approx(chosen, abs=1e-6)
     big = solve_neural_voltvar(tiny, loaded, SolverOptions(mip_gap=0.0, threads=1),
                                mode=BoundMode.BIG_M, evaluate=False)  # fmt: skip
     assert big.surrogate_objective == pytest.approx(res.surrogate_objective, abs=1e-5)
     assert res.n_binaries <= big.n_binaries == sum(SMALL.main)
+
+
+def test_the_milp_never_prices_recourse_below_its_floor(tiny, surrogate):
+    """A network shifted to predict negative curtailment everywhere: the MILP prices 0 $."""
+    shifted = replace(surrogate, target_mean=surrogate.target_mean - 1e5)
+    e = shifted.embed(tiny)
+    f, _ = feature_map(tiny)
+    xs = np.array(list(_first_stages(tiny)))
+    assert np.all(shifted.predict((f @ xs.T).T, e) < 0)
+    res = solve_neural_voltvar(tiny, shifted, SolverOptions(mip_gap=0.0, threads=1),
+                               evaluate=False)  # fmt: skip
+    assert res.predicted_recourse == pytest.approx(0.0, abs=1e-6)
+    assert res.surrogate_objective == pytest.approx((xs @ tiny.first_stage.cost).min(), abs=1e-6)
 
 
 def test_bad_training_settings_are_refused():

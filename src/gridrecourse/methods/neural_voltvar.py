@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
 from gridrecourse.evaluation.out_of_sample import evaluate_first_stage
 from gridrecourse.execution import Executor
@@ -32,6 +33,7 @@ from gridrecourse.learning.voltvar_data import (
     neutral_first_stage,
 )
 from gridrecourse.learning.voltvar_net import VoltVarSurrogate
+from gridrecourse.problems.base import recourse_floor
 from gridrecourse.problems.volt_var import VoltVarProblem
 from gridrecourse.solvers.options import SolverOptions
 
@@ -145,7 +147,17 @@ def solve_neural_voltvar(
         name="surrogate",
         mode=mode,
         big_m=big_m,
-        output_cost=surrogate.target_std,
+    )
+    # the priced recourse is max(network, floor): the expected recourse is a curtailment cost
+    # (>= 0, recourse_floor), and a network extrapolating below it is exploited by the MILP
+    # (measured: a predicted -22 966 $ led to a 5000 $ first stage infeasible in a scenario)
+    floor = float(np.asarray(problem.probability) @ recourse_floor(problem))
+    floor_std = (floor - surrogate.target_mean) / surrogate.target_std
+    priced = model.add_variables("surrogate-priced", 1, lb=floor_std, cost=surrogate.target_std)
+    model.add_constraints(
+        "surrogate-priced_above_output",
+        [(priced, sp.identity(1, format="csr")), (emb.output, -sp.identity(1, format="csr"))],
+        lb=0.0,
     )
     if start is None:
         start = [
@@ -157,16 +169,18 @@ def solve_neural_voltvar(
         # MIP start: the candidate first stage with the lowest surrogate value, with the
         # network's activations at it (HiGHS alone may find no incumbent within the limit)
         cand = np.vstack([np.asarray(s, dtype=float) for s in start])
-        value = cand @ fs.cost + surrogate.target_std * net.forward((f @ cand.T).T)[:, 0]
+        out = np.maximum(net.forward((f @ cand.T).T)[:, 0], floor_std)
+        value = cand @ fs.cost + surrogate.target_std * out
         x0 = cand[int(np.argmin(value))]
         values = {blocks[v.name]: x0[fs.slice(v.name)] for v in fs.variables}
         values |= emb.start_values(f @ x0)
+        values[priced] = np.maximum(values[emb.output], floor_std)
         model.set_start(values)
     sol = model.solve(options or SolverOptions(mip_gap=1e-4, time_limit=60.0))
     x = np.concatenate([sol.value(blocks[v.name]) for v in fs.variables])
     x[fs.integer] = np.round(x[fs.integer])
     first = float(fs.cost @ x)
-    predicted = float(sol.value(emb.output)[0]) * surrogate.target_std + surrogate.target_mean
+    predicted = float(sol.value(priced)[0]) * surrogate.target_std + surrogate.target_mean
     t2 = time.perf_counter()
     objective = None
     if evaluate:
