@@ -67,6 +67,11 @@ def _start(problem: VoltVarProblem, args: argparse.Namespace) -> np.ndarray | No
     return None
 
 
+def _eval_options(args: argparse.Namespace) -> SolverOptions:
+    """Options of every exact recourse solve (``--eval-time-limit`` per MILP, ``--mip-gap``)."""
+    return SolverOptions(time_limit=args.eval_time_limit, mip_gap=args.mip_gap)
+
+
 def _solve_ef(problem: VoltVarProblem, args: argparse.Namespace, options: SolverOptions):
     from gridrecourse.methods.extensive_form import solve_extensive_form
 
@@ -89,10 +94,9 @@ def _solve_sa(problem: VoltVarProblem, args: argparse.Namespace, options: Solver
     solution evaluated exactly; stops at the proven gap (methods/scenario_addition.py)."""
     from gridrecourse.methods.scenario_addition import solve_scenario_addition
 
-    eval_options = SolverOptions(time_limit=args.eval_time_limit, mip_gap=args.mip_gap)
     sa = solve_scenario_addition(
         problem, options, start=_start(problem, args), time_limit=args.time_limit,
-        eval_options=eval_options,
+        eval_options=_eval_options(args),
     )  # fmt: skip
     return MethodOutcome(
         sa.x,
@@ -569,8 +573,7 @@ def _run(args: argparse.Namespace):
     outcome = METHODS[args.method](problem, args, options)
     wall = time.perf_counter() - t0
     progress("evaluating the first stage exactly on every scenario")
-    eval_options = SolverOptions(time_limit=args.eval_time_limit, mip_gap=args.mip_gap)
-    objective, q, gaps, recourse = evaluate_with_values(problem, outcome.x, eval_options)
+    objective, q, gaps, recourse = evaluate_with_values(problem, outcome.x, _eval_options(args))
     decision = problem.decode(outcome.x)
     # gap_pct: the EF's own proven MIP gap; another method's exact objective against a known
     # EF value (--ef-objective), as in paper B Table IV

@@ -324,10 +324,10 @@ def load_surrogate(path: str | os.PathLike) -> VoltVarSurrogate:
     net.load_state_dict(state["state_dict"])
     net.eval()
     mean, std = state["target"]
-    starts = state["starts"].numpy() if "starts" in state else np.zeros((0, 0), dtype=np.uint8)
+    kept = {"starts": state["starts"].numpy()} if "starts" in state else {}  # older files: none
     return VoltVarSurrogate(
         net, config, mean, std, json.loads(state["fingerprint"]), json.loads(state["info"]),
-        starts,
+        **kept,
     )  # fmt: skip
 
 
@@ -498,6 +498,9 @@ def train_surrogate(
     }
     fp = data.meta.get("problem") or problem_fingerprint(problem)
     primary = problem.primary_columns()
-    starts = np.rint(data.kernels[:, primary]).astype(np.uint8) if data.kernels.size else None
-    extra = () if starts is None else (starts,)
-    return VoltVarSurrogate(net, cfg, mean, std, fp, info, *extra), curve
+    starts = (
+        np.rint(data.kernels[:, primary]).astype(np.uint8)
+        if data.kernels.size
+        else np.zeros((0, primary.size), dtype=np.uint8)
+    )
+    return VoltVarSurrogate(net, cfg, mean, std, fp, info, starts), curve

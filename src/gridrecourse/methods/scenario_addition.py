@@ -123,11 +123,11 @@ def _gap(upper: float, lower: float) -> float:
 
 
 def _additions(
-    value: np.ndarray, feasible: np.ndarray, floor: np.ndarray, prob: np.ndarray,
-    chosen: np.ndarray, per_round: int,
-) -> np.ndarray:  # fmt: skip
-    """Scenarios to add: infeasible ones first, then the largest weighted excess."""
-    out = np.flatnonzero(~feasible & ~chosen)
+    value: np.ndarray, floor: np.ndarray, prob: np.ndarray, chosen: np.ndarray, per_round: int
+) -> np.ndarray:
+    """Scenarios to add: infeasible ones (``value`` inf) first, then the largest weighted
+    excess."""
+    out = np.flatnonzero(~np.isfinite(value) & ~chosen)
     if out.size:
         return out[:per_round]
     excess = np.where(chosen, -np.inf, prob * (value - floor))
@@ -274,8 +274,7 @@ def solve_scenario_addition(
             break
         if time_limit is not None and time.perf_counter() - t0 >= time_limit:
             break
-        add = _additions(np.where(ev.feasible, ev.objectives, math.inf), ev.feasible, floor,
-                         prob, chosen, per_round)  # fmt: skip
+        add = _additions(q, floor, prob, chosen, per_round)
         if add.size == 0:  # every left-out scenario sits at its floor: only the master's
             # own gap (a time-limited master) is left
             break
