@@ -354,7 +354,8 @@ def _train(args: argparse.Namespace) -> dict:
         "feeder": str(args.feeder),
         "monitor": args.monitor,
         "n_samples": len(data.target),
-        "n_infeasible_samples": int(np.sum(~data.feasible)),
+        "n_infeasible_samples": int(np.sum(np.isinf(data.recourse).any(axis=1))),
+        "n_unresolved_samples": int(np.sum(np.isnan(data.recourse).any(axis=1))),
         "data_dir": str(data_dir),
         "data_hash": data.meta["hash"],
         "data_seconds_per_sample": float(data.seconds.sum() / max(len(data.target), 1)),
@@ -450,12 +451,14 @@ def evaluate_with_values(
 ) -> tuple[float, np.ndarray, np.ndarray, list[VoltVarRecourse | None]]:
     """Exact evaluation (one recourse MILP per scenario, :class:`SecondStageModel`).
 
-    Returns ``(c x + Σ π Q, Q per scenario, MIP gap per scenario, recourse per scenario)``.
+    Returns ``(c x + Σ π Q, Q per scenario, MIP gap per scenario, recourse per scenario)``;
+    a scenario whose MILP reached its time limit without a feasible point has ``Q = inf`` and
+    gap ``inf`` (unresolved).
     """
     model = problem.build_second_stage()
     objectives, gaps, recourse = [], [], []
     for s in range(problem.n_scenarios):  # the evaluator: one MILP per scenario
-        r = model.solve(x, s, options, keep_values=True, farkas=False)
+        r = model.solve(x, s, options, keep_values=True, farkas=False, unresolved=True)
         objectives.append(r.objective)
         gaps.append(r.mip_gap)
         recourse.append(problem.recourse(r.values, s) if r.feasible else None)
@@ -602,7 +605,8 @@ def _run(args: argparse.Namespace):
         "n_scenarios": problem.n_scenarios,
         "monitor": args.monitor,
         "n_infeasible_scenarios": int(np.sum(~np.isfinite(q))),
-        "max_recourse_mip_gap": float(np.max(gaps)) if len(gaps) else 0.0,
+        "n_unresolved_scenarios": int(np.sum(np.isinf(gaps))),
+        "max_recourse_mip_gap": float(np.max(gaps, initial=0.0, where=np.isfinite(gaps))),
         "taps": decision.taps,
         "switch_states": decision.switch_states,
         **outcome.extra,

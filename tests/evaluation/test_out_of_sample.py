@@ -219,3 +219,36 @@ def test_reweighted_keeps_the_solves_and_changes_only_the_expectation():
     np.testing.assert_allclose(other.expected_subgradient, (w / w.sum()) @ ev.subgradients)
     with pytest.raises(OutOfSampleError, match="non-negative"):
         ev.reweighted(-w)
+
+
+# ------------------------------------------------------------------------------------------
+# A recourse MILP that reaches its time limit without a feasible point
+# ------------------------------------------------------------------------------------------
+def test_a_timed_out_recourse_milp_is_unresolved_not_a_failed_evaluation(monkeypatch):
+    """ieee123 FM × 50: one scenario's recourse MILP hit its 120 s limit with no feasible
+    point and the whole evaluation failed. Now that scenario is reported unresolved: not
+    shown feasible (the expectation is inf), not proven infeasible (its dual bound stays
+    finite, so the expected dual bound does too), and counted apart from the infeasible."""
+    from contract_cases import Startup
+    from gridrecourse.errors import SolverTimeLimitError
+    from gridrecourse.solvers.highs import LinearModel
+
+    prob = Startup(n_scenarios=4)
+    x = np.array([2.0])
+    solve, calls = LinearModel.solve, []
+
+    def second_call_times_out(self, options=None):
+        calls.append(1)
+        if len(calls) == 2:
+            raise SolverTimeLimitError("time limit (test)", dual_bound=0.25)
+        return solve(self, options)
+
+    monkeypatch.setattr(LinearModel, "solve", second_call_times_out)
+    res = evaluate_first_stage(prob, x, desc=None, reorder=False)
+    assert res.n_unresolved == 1 and res.n_infeasible == 1
+    assert not res.feasible[1] and res.objectives[1] == np.inf and res.dual_bounds[1] == 0.25
+    for w in (0, 2, 3):
+        assert res.objectives[w] == pytest.approx(prob.startup_value(2.0, w), rel=1e-9)
+    assert res.expected_objective == np.inf
+    expected_bound = 0.9 * 2.0 + np.mean([*res.dual_bounds[[0, 2, 3]], 0.25])
+    assert res.expected_dual_bound == pytest.approx(expected_bound, rel=1e-12)

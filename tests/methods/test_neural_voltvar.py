@@ -220,3 +220,21 @@ def test_mismatched_network_is_refused(tiny, surrogate):
         solve_neural_voltvar(other, surrogate)
     with pytest.raises(SurrogateMismatchError, match="no trained network ships"):
         shipped_surrogate(tiny)
+
+
+def test_unresolved_scenarios_leave_their_sample_out_of_training():
+    """ieee123 FM data: a recourse MILP hit its time limit with no feasible point and the
+    whole generation stopped. Such a scenario is now stored as NaN (no label): its sample is
+    never trained on, while an infeasible one (inf) is trained on at the penalty."""
+    from types import SimpleNamespace
+
+    from gridrecourse.learning.voltvar_net import _targets
+
+    data = SimpleNamespace(
+        recourse=np.array([[1.0, 3.0], [1.0, np.inf], [np.nan, 2.0], [np.nan, np.inf]])
+    )
+    y, keep = _targets(data, 100.0)
+    np.testing.assert_array_equal(keep, [True, True, False, False])
+    np.testing.assert_allclose(y[:2], [2.0, 50.5])
+    _, keep = _targets(data, 0.0)  # penalty 0: infeasible samples dropped as well
+    np.testing.assert_array_equal(keep, [True, False, False, False])

@@ -38,6 +38,7 @@ from gridrecourse.problems.base import (
     SecondStageModel,
     SecondStageResult,
     TwoStageProblem,
+    is_unresolved,
 )
 from gridrecourse.problems.capabilities import EVALUATOR, check_requirements
 from gridrecourse.solvers.options import SolverOptions
@@ -84,6 +85,9 @@ class OutOfSampleResult:
     expected_penalty : float
         ``Σ π_ω penalty_ω`` over feasible scenarios.
     n_infeasible : int
+        Scenarios where the decision is not shown feasible: proven infeasible, or unresolved
+        (a recourse MILP that reached its time limit without a feasible point,
+        :attr:`n_unresolved`).
     feasible : ndarray of bool, shape (S,)
     linking_duals : ndarray, shape (S, n_linking_rows)
         Linking-row duals (NaN rows for infeasible scenarios, and for integer recourse).
@@ -99,10 +103,13 @@ class OutOfSampleResult:
         Relative MIP gap of each scenario solve (0 for LP/QP recourse).
     dual_bounds : ndarray, shape (S,)
         Proven lower bound on each ``Q(x, ξ_ω)`` (= ``objectives`` for LP/QP recourse; the MIP
-        dual bound for integer recourse; ``inf`` when infeasible).
+        dual bound for integer recourse; ``inf`` when infeasible; the search's bound or
+        ``-inf`` when unresolved).
     simplex_iterations : ndarray of int, shape (S,)
         Simplex iterations of each scenario solve (warm re-solves of similar scenarios need
         few; the first solve of a worker is cold).
+    first_stage_cost : float
+        ``cᵀx``.
     """
 
     x: np.ndarray
@@ -122,6 +129,7 @@ class OutOfSampleResult:
     mip_gaps: np.ndarray = field(default_factory=lambda: np.zeros(0))
     dual_bounds: np.ndarray = field(default_factory=lambda: np.zeros(0))
     simplex_iterations: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+    first_stage_cost: float = math.nan
 
     @classmethod
     def of_scenarios(
@@ -153,6 +161,7 @@ class OutOfSampleResult:
             penalties=penalties,
             feasible=feasible,
             **_expectations(prob, objectives, feasible, penalties, first_cost),
+            first_stage_cost=first_cost,
             **per_scenario,
         )
 
@@ -175,20 +184,25 @@ class OutOfSampleResult:
                 f"weights: {self.probability.size} non-negative values with a positive sum "
                 f"expected, got {w.size}"
             )
-        first_cost = 0.0  # any value: the expectation is inf when a scenario is infeasible
-        if math.isfinite(self.expected_objective):
-            first_cost = self.expected_objective - float(self.probability @ self.objectives)
         return replace(
-            self, **_expectations(w, self.objectives, self.feasible, self.penalties, first_cost)
+            self,
+            **_expectations(
+                w, self.objectives, self.feasible, self.penalties, self.first_stage_cost
+            ),
         )
+
+    @property
+    def n_unresolved(self) -> int:
+        """Scenarios whose recourse MILP reached its time limit without a feasible point
+        (counted in ``n_infeasible`` too: the decision is not shown feasible there)."""
+        return int(np.sum(is_unresolved(self.feasible, self.dual_bounds)))
 
     @property
     def expected_dual_bound(self) -> float:
         """``cᵀx + Σ π_ω bound_ω``: a lower bound on :attr:`expected_objective`."""
-        if not np.all(np.isfinite(self.objectives)):
+        if np.any(self.dual_bounds == np.inf):  # proven infeasible somewhere
             return float("inf")
-        first_cost = self.expected_objective - float(self.probability @ self.objectives)
-        return first_cost + float(self.probability @ self.dual_bounds)
+        return self.first_stage_cost + float(self.probability @ self.dual_bounds)
 
     @property
     def expected_subgradient(self) -> np.ndarray:
@@ -269,7 +283,7 @@ def chain_lanes(
 def _solve_scenario(
     model: SecondStageModel, scenario: int, *, x: np.ndarray, options: SolverOptions
 ) -> SecondStageResult:
-    return model.solve(x, scenario, options)
+    return model.solve(x, scenario, options, unresolved=True)
 
 
 def evaluate_first_stage(

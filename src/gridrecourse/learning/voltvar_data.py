@@ -52,6 +52,7 @@ import scipy.sparse as sp
 
 from gridrecourse.errors import GridRecourseError, InfeasibleModelError
 from gridrecourse.execution import Executor, InProcessExecutor
+from gridrecourse.problems.base import is_unresolved
 from gridrecourse.problems.volt_var import VoltVarProblem, voltvar_scenarios
 from gridrecourse.solvers.options import SolverOptions
 
@@ -450,9 +451,13 @@ def _recourse_state(problem: VoltVarProblem):
 
 
 def _solve_task(model, item: tuple[np.ndarray, int], *, options: SolverOptions) -> float:
+    """``Q(x, ξ)``: inf when infeasible, NaN when unresolved (the MILP reached its time limit
+    without a feasible point: no label; training skips the sample)."""
     x, scenario = item
-    r = model.solve(x, int(scenario), options, farkas=False)
-    return float(r.objective) if r.feasible else float("inf")
+    r = model.solve(x, int(scenario), options, farkas=False, unresolved=True)
+    if r.feasible:
+        return float(r.objective)
+    return float("nan") if is_unresolved(r.feasible, r.dual_bound) else float("inf")
 
 
 # ---------------------------------------------------------------------------- the data set
@@ -470,9 +475,9 @@ class VoltVarData:
         Scenario numbers of every instance (chunk ``c``'s problem holds numbers
         ``c · chunk_size · m …`` as its indices 0, 1, …).
     recourse : ndarray, shape (n, m)
-        ``Q(x, ξ_ω)`` ($; inf when infeasible).
+        ``Q(x, ξ_ω)`` ($; inf when infeasible, NaN when unresolved at the time limit).
     target : ndarray, shape (n,)
-        Mean recourse ($; inf when any scenario is infeasible).
+        Mean recourse ($; inf when any scenario is infeasible, NaN when one is unresolved).
     encoder_input : ndarray, shape (n, N, T, 9), float32
     seconds : ndarray, shape (n_chunks,)
         Wall time of every chunk.
@@ -638,7 +643,8 @@ def generate_data(
         rate = 60.0 * n_new / (time.perf_counter() - t_start)
         say(
             f"chunk {c + 1}/{n_chunks}: {len(samples)} samples in {sec:.1f} s "
-            f"({rate:.2f} samples/min, {int(np.sum(~np.isfinite(q.mean(axis=1))))} infeasible)"
+            f"({rate:.2f} samples/min, {int(np.sum(np.isinf(q).any(axis=1)))} infeasible, "
+            f"{int(np.sum(np.isnan(q).any(axis=1)))} unresolved)"
         )
     return load_data(root)
 

@@ -359,9 +359,13 @@ def shipped_surrogate(problem: VoltVarProblem) -> VoltVarSurrogate:
 
 # ---------------------------------------------------------------------------- training
 def _targets(data: VoltVarData, penalty: float) -> tuple[np.ndarray, np.ndarray]:
-    """Expected recourse per sample with infeasible scenarios at ``penalty`` (and a mask)."""
+    """Expected recourse per sample with infeasible scenarios at ``penalty``, and the mask of
+    samples to train on: never one with an unresolved scenario (NaN, no label), and with
+    ``penalty = 0`` none with an infeasible one either."""
     q = np.where(np.isfinite(data.recourse), data.recourse, penalty)
-    keep = np.ones(len(q), dtype=bool) if penalty > 0 else np.all(np.isfinite(data.recourse), 1)
+    keep = ~np.any(np.isnan(data.recourse), axis=1)
+    if penalty <= 0:
+        keep &= np.all(np.isfinite(data.recourse), axis=1)
     return q.mean(axis=1), keep
 
 
@@ -490,7 +494,8 @@ def train_surrogate(
         "n_samples": len(use),
         "n_train": len(train_idx),
         "n_val": len(val_idx),
-        "n_infeasible_samples": int(np.sum(~np.all(np.isfinite(data.recourse[:n_all]), 1))),
+        "n_infeasible_samples": int(np.sum(np.isinf(data.recourse[:n_all]).any(axis=1))),
+        "n_unresolved_samples": int(np.sum(np.isnan(data.recourse[:n_all]).any(axis=1))),
         "epochs": len(history["train"]),
         "final_val_mae": history["val_mae"][-1] if history["val_mae"] else None,
         "target_range": [float(y.min()), float(y.max())],

@@ -10,17 +10,16 @@ is a relaxation of the full extensive form (METHODS §2, eq. EF): every term it 
 replaced by a lower bound. So the MIP dual bound of the restricted master is a valid lower
 bound on the optimum ``z*`` whatever ``R`` is, and the exact value ``z(x̂_R)`` of its solution
 over all scenarios (one recourse solve per scenario, in parallel through the executor) is an
-upper bound. Each round adds the scenarios in which ``x̂_R`` is infeasible, or else those with
+upper bound. Each round adds the scenarios in which ``x̂_R`` is infeasible or unresolved (the
+recourse MILP reached its time limit without a feasible point), or else those with
 the largest weighted excess ``π_ω (Q(x̂_R, ξ_ω) − L_ω)``; the loop stops when the bounds meet
 within the requested gap, and at ``R`` = all scenarios the master *is* the extensive form.
 
 This pays when few scenarios decide the first stage, as in paper B's Volt-VAR problem on the
 IEEE 123 feeder: its cost is mostly tap and switch operations, whose only link to the
-scenarios is second-stage feasibility (Range B). There the plain extensive form over 10
-scenarios (348 075 rows at LM) needs 507 s to reach the optimum at LM and stays on its start
-for 900 s at MM and FM, while one or two scenarios fix the answer (22–67 s;
-``benchmarks/results/voltvar``). It is an exact method with a proven gap, not a heuristic: the
-result reports both bounds.
+scenarios is second-stage feasibility (Range B), so one or two scenarios fix the answer
+(measurements: ``benchmarks/results/voltvar`` and the README). It is an exact method with a
+proven gap, not a heuristic: the result reports both bounds.
 """
 
 from __future__ import annotations
@@ -38,7 +37,7 @@ from gridrecourse.evaluation.out_of_sample import evaluate_first_stage
 from gridrecourse.execution import Executor
 from gridrecourse.methods.extensive_form import solve_extensive_form
 from gridrecourse.problems.base import SolveStatus, TwoStageProblem, recourse_floor
-from gridrecourse.solvers.options import SolverOptions
+from gridrecourse.solvers.options import SolverOptions, stopping_tolerance
 
 __all__ = [
     "ScenarioAdditionError",
@@ -68,7 +67,8 @@ class ScenarioAdditionRound:
         Exact expected objective of the master's solution over all scenarios (``inf`` when
         it is infeasible in some scenario).
     n_infeasible : int
-        Scenarios in which the master's solution is infeasible.
+        Scenarios in which the master's solution is not shown feasible (infeasible, or
+        unresolved: added like an infeasible one).
     master_seconds, evaluate_seconds : float
     """
 
@@ -155,8 +155,9 @@ def solve_scenario_addition(
     problem : TwoStageProblem
         Its recourse must have a finite floor (:func:`recourse_floor`).
     options : SolverOptions, optional
-        MIP gap (the stopping gap of the loop; each master runs at half of it and counts only
-        ``incumbent − tolerance`` as proven) and time limit of each restricted master.
+        MIP gaps (the stopping gaps of the loop, :func:`stopping_tolerance`; each master runs
+        at half of them, as its bound counts only ``incumbent − tolerance`` as proven) and
+        time limit of each restricted master.
     initial : sequence of int, optional
         First subset (default scenario 0).
     per_round : int
@@ -211,12 +212,9 @@ def solve_scenario_addition(
     rounds: list[ScenarioAdditionRound] = []
     status = SolveStatus.TIME_LIMIT
     x_start = start
-    # masters run at half the requested gap and only ``incumbent − tolerance`` counts: once
-    # its gap closes HiGHS reports the incumbent as its dual bound, which is proven only up to
-    # that tolerance (a safeguard, not a proof: the plain EF of ieee123 LM × 10 reported a
-    # bound of 500.069 at a 0.01 % gap where a first stage of exact value 500.000 exists)
-    master_gap = 0.5 * opts.mip_gap
-    master_opts = replace(opts, mip_gap=master_gap)
+    # masters run at half the requested gap: their bound is capped at ``incumbent −
+    # tolerance`` (``Solution.dual_bound``), so a full-gap master could never close the loop
+    master_opts = replace(opts, mip_gap=0.5 * opts.mip_gap, mip_abs_gap=0.5 * opts.mip_abs_gap)
     for k in range(max_rounds):
         subset = np.flatnonzero(chosen)
         mass = float(prob[subset].sum())
@@ -239,7 +237,7 @@ def solve_scenario_addition(
                 f"the problem: {exc}"
             ) from exc
         t2 = time.perf_counter()
-        master_bound = min(ef.bound, ef.objective - master_gap * abs(ef.objective)) + dropped
+        master_bound = ef.bound + dropped
         lower = max(lower, master_bound)
         ev = evaluate_first_stage(problem, ef.x, executor=executor, options=eval_options, desc=None)
         q = np.where(ev.feasible, ev.objectives, math.inf)
@@ -267,7 +265,9 @@ def solve_scenario_addition(
             f"(bound {master_bound:.6g}) in {t2 - t1:.1f} s; exact value {value:.6g} "
             f"({ev.n_infeasible} infeasible); best {best_value:.6g}, gap {100 * gap:.4f} %"
         )
-        if gap <= opts.mip_gap * (1.0 + 1e-9):
+        if math.isfinite(best_value) and best_value - lower <= stopping_tolerance(
+            best_value, opts
+        ) * (1.0 + 1e-9):
             status = SolveStatus.OPTIMAL
             break
         if chosen.all():  # the master was the full extensive form

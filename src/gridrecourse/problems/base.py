@@ -47,6 +47,7 @@ J. R. Birge and F. Louveaux, *Introduction to Stochastic Programming*, 2nd ed., 
 
 from __future__ import annotations
 
+import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -923,6 +924,16 @@ def scenario_selection(
     return idx, w * (min(total, 1.0) / mass)
 
 
+def is_unresolved(feasible: np.ndarray | bool, dual_bound: np.ndarray | float) -> np.ndarray:
+    """Which recourse solves ended without an answer at their time limit.
+
+    Such a scenario is not ``feasible`` and has a finite or ``-inf`` dual bound
+    (:meth:`SecondStageModel.solve` with ``unresolved=True``); a proven infeasible one has
+    ``dual_bound = inf``, a solver failure NaN.
+    """
+    return ~np.asarray(feasible, dtype=bool) & (np.asarray(dual_bound, dtype=float) < np.inf)
+
+
 def recourse_floor(problem: TwoStageProblem) -> np.ndarray:
     """A lower bound on every scenario's recourse value over all first stages.
 
@@ -1217,6 +1228,7 @@ class SecondStageModel:
         *,
         keep_values: bool = False,
         farkas: bool = True,
+        unresolved: bool = False,
     ) -> SecondStageResult:
         """Solve ``Q(x, ξ_scenario)``.
 
@@ -1233,6 +1245,12 @@ class SecondStageModel:
         farkas : bool
             On infeasibility, compute the Farkas ray and feasibility cut (integer recourse: from
             the LP relaxation when it is infeasible too).
+        unresolved : bool
+            When the solve reaches its time limit without a feasible point, return an
+            *unresolved* result (``feasible`` False, ``objective`` inf, ``dual_bound`` the
+            search's bound, ``-inf`` if none, never ``inf``) instead of raising
+            :class:`SolverTimeLimitError`: the scenario is neither shown feasible nor proven
+            infeasible (:func:`is_unresolved`).
 
         Returns
         -------
@@ -1248,8 +1266,10 @@ class SecondStageModel:
             sol = self.model.solve(options)
         except InfeasibleModelError:
             return self._infeasible(x, int(scenario), lb, ub, scale, options, farkas)
-        except SolverTimeLimitError:
-            raise
+        except SolverTimeLimitError as exc:
+            if not unresolved:
+                raise
+            return self._unresolved(int(scenario), exc)
         except SolverError:
             if not self.model.is_quadratic:
                 raise
@@ -1405,6 +1425,19 @@ class SecondStageModel:
             cut=cut,
             solve_seconds=time.perf_counter() - t0,
             dual_bound=float("inf"),
+        )
+
+    def _unresolved(self, scenario: int, exc: SolverTimeLimitError) -> SecondStageResult:
+        bound = exc.dual_bound + self.spec.objective_offset
+        return SecondStageResult(
+            scenario=scenario,
+            objective=float("inf"),
+            feasible=False,
+            penalty=float("nan"),
+            linking_duals=np.full(len(self._link_rows), np.nan),
+            subgradient=np.full(self.spec.technology.shape[1], np.nan),
+            mip_gap=float("inf"),
+            dual_bound=bound if math.isfinite(bound) else -math.inf,
         )
 
     def _cut_from_ray(

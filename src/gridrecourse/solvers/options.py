@@ -15,6 +15,8 @@ class SolverOptions:
         Wall-clock limit in seconds.
     mip_gap : float
         Relative MIP gap at which to stop (ignored for LPs).
+    mip_abs_gap : float
+        Absolute MIP gap at which to stop, in the objective's units (HiGHS ``mip_abs_gap``).
     threads : int or None
         Solver threads (None: solver default).
     verbose : bool
@@ -26,6 +28,16 @@ class SolverOptions:
 
     time_limit: float | None = None
     mip_gap: float = 1e-4
+    mip_abs_gap: float = 1e-6
     threads: int | None = None
     verbose: bool = False
     relax_integrality: bool = False
+
+
+def stopping_tolerance(incumbent: float, options: SolverOptions) -> float:
+    """How far below its incumbent a MIP solve stopped by ``options`` proves nothing.
+
+    A branch-and-bound solver prunes every node whose bound lies within ``max(mip_abs_gap,
+    mip_gap·|incumbent|)`` of the incumbent, so that is the resolution of its dual bound.
+    """
+    return max(float(options.mip_abs_gap), float(options.mip_gap) * abs(float(incumbent)))
