@@ -64,7 +64,12 @@ def test_ef_and_ph_json_and_run_folder(capfd, tmp_path):
     assert code == 0 and ph["method"] == "ph"
     assert ph["gap_pct"] == pytest.approx(0.0, abs=1e-6)
     assert "ac_min_voltage_pu" not in ph
-    code, sa = _run(capfd, [*TINY, "--method", "sa", "--no-ac", "--out", str(tmp_path / "sa")])
+    # the scenario recourse MILPs in two worker processes
+    code, sa = _run(
+        capfd,
+        [*TINY, "--method", "sa", "--no-ac", "--executor", "process", "--workers", "2",
+         "--out", str(tmp_path / "sa")],
+    )  # fmt: skip
     assert code == 0 and sa["method"] == "sa" and sa["status"] == "optimal"
     assert sa["objective"] == pytest.approx(600.0, abs=1e-6)  # the enumerated optimum
     assert sa["ef_bound"] <= 600.0 + 1e-6 and sa["gap_pct"] == pytest.approx(0.0, abs=1e-6)

@@ -26,6 +26,8 @@ import pandas as pd
 
 from gridrecourse.cli_common import Progress, emit, solver_output_to_stderr
 from gridrecourse.errors import GridRecourseError
+from gridrecourse.evaluation.out_of_sample import OutOfSampleResult, evaluate_first_stage
+from gridrecourse.execution import Executor, make_executor
 from gridrecourse.problems.volt_var import (
     PRIMARY_BLOCKS,
     Monitor,
@@ -54,7 +56,7 @@ class MethodOutcome:
 
 
 #: ``solve(problem, args, options) -> MethodOutcome`` per ``--method`` value.
-MethodFn = Callable[[VoltVarProblem, argparse.Namespace, SolverOptions], MethodOutcome]
+MethodFn = Callable[[VoltVarProblem, argparse.Namespace, SolverOptions, Executor], MethodOutcome]
 
 
 def _start(problem: VoltVarProblem, args: argparse.Namespace) -> np.ndarray | None:
@@ -72,7 +74,9 @@ def _eval_options(args: argparse.Namespace) -> SolverOptions:
     return SolverOptions(time_limit=args.eval_time_limit, mip_gap=args.mip_gap)
 
 
-def _solve_ef(problem: VoltVarProblem, args: argparse.Namespace, options: SolverOptions):
+def _solve_ef(
+    problem: VoltVarProblem, args: argparse.Namespace, options: SolverOptions, _executor: Executor
+):
     from gridrecourse.methods.extensive_form import solve_extensive_form
 
     ef = solve_extensive_form(problem, options, start=_start(problem, args))
@@ -89,14 +93,16 @@ def _solve_ef(problem: VoltVarProblem, args: argparse.Namespace, options: Solver
     )
 
 
-def _solve_sa(problem: VoltVarProblem, args: argparse.Namespace, options: SolverOptions):
+def _solve_sa(
+    problem: VoltVarProblem, args: argparse.Namespace, options: SolverOptions, executor: Executor
+):
     """Scenario addition: restricted extensive forms over a growing scenario subset, each
     solution evaluated exactly; stops at the proven gap (methods/scenario_addition.py)."""
     from gridrecourse.methods.scenario_addition import solve_scenario_addition
 
     sa = solve_scenario_addition(
         problem, options, start=_start(problem, args), time_limit=args.time_limit,
-        eval_options=_eval_options(args),
+        eval_options=_eval_options(args), executor=executor,
     )  # fmt: skip
     return MethodOutcome(
         sa.x,
@@ -111,7 +117,9 @@ def _solve_sa(problem: VoltVarProblem, args: argparse.Namespace, options: Solver
     )
 
 
-def _solve_ph(problem: VoltVarProblem, args: argparse.Namespace, options: SolverOptions):
+def _solve_ph(
+    problem: VoltVarProblem, args: argparse.Namespace, options: SolverOptions, _executor: Executor
+):
     from dataclasses import replace
 
     from gridrecourse.methods.progressive_hedging import PHConfig, solve_progressive_hedging
@@ -138,7 +146,9 @@ def _solve_ph(problem: VoltVarProblem, args: argparse.Namespace, options: Solver
 
 
 #: Methods of ``gridrecourse voltvar`` (``--method``); ``nn`` is added by the neural module.
-def _solve_nn(problem: VoltVarProblem, args: argparse.Namespace, options: SolverOptions):
+def _solve_nn(
+    problem: VoltVarProblem, args: argparse.Namespace, options: SolverOptions, _executor: Executor
+):
     """Neural surrogate MILP (paper B eq 22): shipped network for the feeder, or --network."""
     from dataclasses import replace
 
@@ -239,6 +249,9 @@ def add_voltvar_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--ac-scenarios", type=int, default=3, help="scenarios replayed in OpenDSS (default 3)"
     )
+    p.add_argument("--executor", choices=("inprocess", "process", "dask"), default="inprocess",
+                   help="where the scenario recourse MILPs run (exact evaluation, sa)")  # fmt: skip
+    p.add_argument("--workers", type=int, default=None)
     p.add_argument("--out", help="run folder (default runs/voltvar-<feeder>-<time>)")
     p.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
     p.add_argument("--network", help="nn: trained network file (default: the shipped one)")
@@ -324,7 +337,6 @@ def run_voltvar_train(args: argparse.Namespace) -> dict:
 
 
 def _train(args: argparse.Namespace) -> dict:
-    from gridrecourse.execution import make_executor
     from gridrecourse.learning.voltvar_data import DataConfig, generate_data
     from gridrecourse.learning.voltvar_net import SurrogateConfig, train_surrogate
 
@@ -447,24 +459,15 @@ def build_problem(args: argparse.Namespace) -> VoltVarProblem:
 
 
 def evaluate_with_values(
-    problem: VoltVarProblem, x: np.ndarray, options: SolverOptions
-) -> tuple[float, np.ndarray, np.ndarray, list[VoltVarRecourse | None]]:
-    """Exact evaluation (one recourse MILP per scenario, :class:`SecondStageModel`).
-
-    Returns ``(c x + Σ π Q, Q per scenario, MIP gap per scenario, recourse per scenario)``;
-    a scenario whose MILP reached its time limit without a feasible point has ``Q = inf`` and
-    gap ``inf`` (unresolved).
-    """
-    model = problem.build_second_stage()
-    objectives, gaps, recourse = [], [], []
-    for s in range(problem.n_scenarios):  # the evaluator: one MILP per scenario
-        r = model.solve(x, s, options, keep_values=True, farkas=False, unresolved=True)
-        objectives.append(r.objective)
-        gaps.append(r.mip_gap)
-        recourse.append(problem.recourse(r.values, s) if r.feasible else None)
-    q = np.array(objectives)
-    total = float(problem.first_stage.cost @ x + problem.probability @ q)
-    return total, q, np.array(gaps), recourse
+    problem: VoltVarProblem, x: np.ndarray, options: SolverOptions, executor: Executor
+) -> tuple[OutOfSampleResult, list[VoltVarRecourse | None]]:
+    """Exact evaluation (one recourse MILP per scenario, in parallel through ``executor``)
+    and every feasible scenario's recourse (None where infeasible or unresolved)."""
+    ev = evaluate_first_stage(
+        problem, x, executor=executor, options=options, desc=None, keep_values=True
+    )
+    recourse = [problem.recourse(y, s) if y is not None else None for s, y in enumerate(ev.values)]
+    return ev, recourse
 
 
 def ac_certificate(
@@ -572,11 +575,13 @@ def _run(args: argparse.Namespace):
     progress(f"building the Volt-VAR problem on {args.feeder} ({args.scenarios} scenarios)")
     problem = build_problem(args)
     options = SolverOptions(time_limit=args.time_limit, mip_gap=args.mip_gap)
-    progress(f"solving with {args.method}")
-    outcome = METHODS[args.method](problem, args, options)
-    wall = time.perf_counter() - t0
-    progress("evaluating the first stage exactly on every scenario")
-    objective, q, gaps, recourse = evaluate_with_values(problem, outcome.x, _eval_options(args))
+    with make_executor(args.executor, n_workers=args.workers) as executor:
+        progress(f"solving with {args.method}")
+        outcome = METHODS[args.method](problem, args, options, executor)
+        wall = time.perf_counter() - t0
+        progress("evaluating the first stage exactly on every scenario")
+        ev, recourse = evaluate_with_values(problem, outcome.x, _eval_options(args), executor)
+    objective, q = ev.expected_objective, ev.objectives
     decision = problem.decode(outcome.x)
     # gap_pct: the EF's own proven MIP gap; another method's exact objective against a known
     # EF value (--ef-objective), as in paper B Table IV
@@ -604,9 +609,9 @@ def _run(args: argparse.Namespace):
         "wall_seconds": wall,
         "n_scenarios": problem.n_scenarios,
         "monitor": args.monitor,
-        "n_infeasible_scenarios": int(np.sum(~np.isfinite(q))),
-        "n_unresolved_scenarios": int(np.sum(np.isinf(gaps))),
-        "max_recourse_mip_gap": float(np.max(gaps, initial=0.0, where=np.isfinite(gaps))),
+        "n_infeasible_scenarios": ev.n_infeasible - ev.n_unresolved,  # proven infeasible
+        "n_unresolved_scenarios": ev.n_unresolved,  # recourse MILP timed out, no point
+        "max_recourse_mip_gap": float(np.max(ev.mip_gaps, initial=0.0, where=ev.feasible)),
         "taps": decision.taps,
         "switch_states": decision.switch_states,
         **outcome.extra,

@@ -110,6 +110,9 @@ class OutOfSampleResult:
         few; the first solve of a worker is cold).
     first_stage_cost : float
         ``cᵀx``.
+    values : tuple of ndarray, optional
+        Recourse column values ``y`` per scenario (None where not feasible); only when
+        evaluated with ``keep_values``.
     """
 
     x: np.ndarray
@@ -130,6 +133,7 @@ class OutOfSampleResult:
     dual_bounds: np.ndarray = field(default_factory=lambda: np.zeros(0))
     simplex_iterations: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
     first_stage_cost: float = math.nan
+    values: tuple[np.ndarray | None, ...] | None = field(default=None, repr=False)
 
     @classmethod
     def of_scenarios(
@@ -281,9 +285,14 @@ def chain_lanes(
 
 
 def _solve_scenario(
-    model: SecondStageModel, scenario: int, *, x: np.ndarray, options: SolverOptions
+    model: SecondStageModel,
+    scenario: int,
+    *,
+    x: np.ndarray,
+    options: SolverOptions,
+    keep_values: bool = False,
 ) -> SecondStageResult:
-    return model.solve(x, scenario, options, unresolved=True)
+    return model.solve(x, scenario, options, keep_values=keep_values, unresolved=True)
 
 
 def evaluate_first_stage(
@@ -296,6 +305,7 @@ def evaluate_first_stage(
     desc: str | None = "out-of-sample",
     progress: ProgressCallback | None = None,
     reorder: bool = True,
+    keep_values: bool = False,
 ) -> OutOfSampleResult:
     """Solve the recourse of every scenario at a fixed first stage.
 
@@ -325,6 +335,9 @@ def evaluate_first_stage(
         (:func:`chain_lanes`), so that each worker follows one part of it. Skipped when the
         problem says its recourse solves do not warm-start (``recourse_warm_starts`` False,
         e.g. PV siting's reduced P1 LP: the order of the 1200 ieee9500 scenarios took 2.7 s).
+    keep_values : bool, default False
+        Return every scenario's recourse column values (``values``), e.g. for schedules,
+        voltage envelopes and an AC check of the recourse.
 
     Returns
     -------
@@ -355,7 +368,7 @@ def evaluate_first_stage(
     order = warm_start_order(problem, idx) if warm else np.arange(len(idx))
     try:
         solved: list[SecondStageResult] = ex.map(
-            functools.partial(_solve_scenario, x=x, options=options),
+            functools.partial(_solve_scenario, x=x, options=options, keep_values=keep_values),
             [int(i) for i in idx[order]],
             state_factory=recourse_state_factory(problem),
             desc=desc,
@@ -381,4 +394,5 @@ def evaluate_first_stage(
         mip_gaps=np.array([r.mip_gap for r in results]),
         dual_bounds=np.array([r.dual_bound for r in results]),
         simplex_iterations=np.array([r.simplex_iterations for r in results], dtype=int),
+        values=tuple(r.values for r in results) if keep_values else None,
     )
