@@ -78,7 +78,7 @@ from gridrecourse.problems.capabilities import (
     check_requirements,
 )
 from gridrecourse.problems.separable import SeparableFirstStage
-from gridrecourse.solvers.options import SolverOptions
+from gridrecourse.solvers.options import SolverOptions, stopping_tolerance
 
 __all__ = [
     "L_SHAPED",
@@ -385,7 +385,11 @@ class _Master:
             if self.decl.indicator is None
             else col[self.decl.n_elements : self.decl.n_elements + self.n_s] > 0.5
         )
-        return self.decl.embed(units, sited), float(info.objective_function_value), bound
+        value = float(info.objective_function_value)
+        # proven only up to the stopping tolerance (as Solution.dual_bound; no absolute gap)
+        exact = SolverOptions(mip_gap=mip_gap, mip_abs_gap=0.0)
+        bound = min(bound, value - stopping_tolerance(value, exact))
+        return self.decl.embed(units, sited), value, bound
 
 
 def l_shaped_bound(

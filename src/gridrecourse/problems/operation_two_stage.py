@@ -166,11 +166,15 @@ class RetryingSecondStageModel(SecondStageModel):
         *,
         keep_values: bool = False,
         farkas: bool = True,
+        unresolved: bool = False,
     ) -> SecondStageResult:
         """:meth:`SecondStageModel.solve`, retried once from scratch on a solver failure."""
         for attempt in range(2):
             try:
-                return super().solve(x, scenario, options, keep_values=keep_values, farkas=farkas)
+                return super().solve(
+                    x, scenario, options, keep_values=keep_values, farkas=farkas,
+                    unresolved=unresolved,
+                )  # fmt: skip
             except SolverTimeLimitError:
                 raise
             except SolverError:
