@@ -206,6 +206,7 @@ def _check_html(path: Path, summary: dict) -> None:
         (["siting", "case33bw", "--max-sites", "0"], "--max-sites 0"),
         (["siting", "case33bw", "--min-sites", "5", "--max-sites", "2"], "--min-sites 5"),
         (["siting", "case33bw", "--replications", "1"], "--replications 1"),
+        (["siting", "case33bw", "--batch-sampling", "iid"], "apply only with --bounds"),
         (["siting", "case33bw", "--rho-growth", "0.5", "--method", "ph"], "--rho-growth 0.5"),
         (["siting", "case33bw", "--load-data", "/no/such.csv"], "--load-data /no/such.csv"),
         (["opf", "case33bw", "--pv-penetration", "nan"], "--pv-penetration nan"),

@@ -76,6 +76,8 @@ OPTION_METHODS: dict[str, tuple[str, ...]] = {
     "replications": ("spar",),
     "batch_sampling": ("spar",),
 }
+#: Options of the statistical bounds: given without ``--bounds`` they would do nothing.
+BOUNDS_ONLY = frozenset({"batch_size", "replications", "batch_sampling"})
 #: Allowed ranges of the numeric options.
 BOUNDS: dict[str, Bound] = {
     "scenarios": AT_LEAST_ONE,
@@ -187,6 +189,12 @@ def add_siting_parser(subparsers) -> argparse.ArgumentParser:
 def _check(args: argparse.Namespace) -> None:
     """Every option check that needs no data (before the run folder and any work)."""
     check_options(args, BOUNDS, OPTION_METHODS, args.method)
+    given = getattr(args, "given_options", frozenset()) or frozenset()
+    orphans = sorted(d for d in BOUNDS_ONLY & given) if not args.bounds else []
+    if orphans:
+        raise OptionError(
+            ", ".join(option_flag(args, d) for d in orphans) + " apply only with --bounds"
+        )
     if args.scenarios % 24:
         raise OptionError(f"--scenarios {args.scenarios}: expected a multiple of 24")
     if args.min_sites > args.max_sites:
