@@ -125,7 +125,8 @@ def main() -> None:
         ev = evaluate_first_stage(p, r.x, options=eval_options, desc=None)
         d = p.decode(r.x)
         rec.update(objective=ev.expected_objective, eval_s=time.perf_counter() - t1,
-                   n_infeasible=ev.n_infeasible, max_scenario_gap=float(np.max(ev.mip_gaps)),
+                   n_infeasible=ev.n_infeasible, n_unresolved=ev.n_unresolved,
+                   max_scenario_gap=float(np.max(ev.mip_gaps, initial=0.0, where=ev.feasible)),
                    first_stage_cost=float(p.first_stage.cost @ r.x), taps=d.taps,
                    switch_states=d.switch_states)  # fmt: skip
     except GridRecourseError as exc:
