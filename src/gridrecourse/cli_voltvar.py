@@ -257,7 +257,8 @@ def add_voltvar_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--network", help="nn: trained network file (default: the shipped one)")
     p.add_argument("--nn-bounds", choices=["ibp", "big-m"], default="ibp",
                    help="nn: ReLU neuron bounds (IBP, or a uniform big-M baseline)")  # fmt: skip
-    p.add_argument("--nn-time-limit", type=float, default=60.0, help="nn: MILP limit (s)")
+    p.add_argument("--nn-time-limit", type=float, default=60.0,
+                   help="nn: wall budget of encoding, model build and MILP (s)")  # fmt: skip
     p.set_defaults(func=run_voltvar)
     if "voltvar-train" not in subparsers.choices:
         add_voltvar_train_parser(subparsers)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -103,7 +103,8 @@ def solve_neural_voltvar(
     surrogate : VoltVarSurrogate
         Checked against ``problem`` first (:class:`SurrogateMismatchError` otherwise).
     options : SolverOptions, optional
-        Surrogate MILP options.
+        Surrogate MILP options; ``time_limit`` is the wall budget of the whole method
+        (encoding, model build and MILP: the MILP gets what is left, at least 1 s).
     mode : BoundMode
         IBP bounds (default) or a uniform big-M (baseline).
     evaluate : bool
@@ -176,7 +177,11 @@ def solve_neural_voltvar(
         values |= emb.start_values(f @ x0)
         values[priced] = np.maximum(values[emb.output], floor_std)
         model.set_start(values)
-    sol = model.solve(options or SolverOptions(mip_gap=1e-4, time_limit=60.0))
+    options = options or SolverOptions(mip_gap=1e-4, time_limit=60.0)
+    if options.time_limit is not None:
+        left = options.time_limit - (time.perf_counter() - t0)
+        options = replace(options, time_limit=max(1.0, left))
+    sol = model.solve(options)
     x = np.concatenate([sol.value(blocks[v.name]) for v in fs.variables])
     x[fs.integer] = np.round(x[fs.integer])
     first = float(fs.cost @ x)
