@@ -32,7 +32,7 @@ def ieee123(feeder_dir):
     return VoltVarProblem.from_feeder(path, 10, VoltVarConfig(monitor=Monitor.LM), seed=3)
 
 
-@pytest.mark.parametrize("monitor", [Monitor.LM, Monitor.MM])
+@pytest.mark.parametrize("monitor", list(Monitor))
 def test_network_ships_with_its_training_record(ieee123, monitor):
     assert f"voltvar-ieee123-{monitor.value}" in SHIPPED
     problem = VoltVarProblem(ieee123.math, ieee123.scenarios, VoltVarConfig(monitor=monitor))
