@@ -189,11 +189,18 @@ class OutOfSampleResult:
                 f"expected, got {w.size}"
             )
         return replace(
-            self,
-            **_expectations(
-                w, self.objectives, self.feasible, self.penalties, self.first_stage_cost
-            ),
+            self, **_expectations(w, self.objectives, self.feasible, self.penalties, self._cost)
         )
+
+    @property
+    def _cost(self) -> float:
+        """``cᵀx``, also for a result pickled before ``first_stage_cost`` was stored (a
+        checkpoint: then derived from the expectation, or any value when that is inf)."""
+        if math.isfinite(self.first_stage_cost):
+            return self.first_stage_cost
+        if math.isfinite(self.expected_objective):
+            return self.expected_objective - float(self.probability @ self.objectives)
+        return 0.0
 
     @property
     def n_unresolved(self) -> int:
@@ -206,7 +213,7 @@ class OutOfSampleResult:
         """``cᵀx + Σ π_ω bound_ω``: a lower bound on :attr:`expected_objective`."""
         if np.any(self.dual_bounds == np.inf):  # proven infeasible somewhere
             return float("inf")
-        return self.first_stage_cost + float(self.probability @ self.dual_bounds)
+        return self._cost + float(self.probability @ self.dual_bounds)
 
     @property
     def expected_subgradient(self) -> np.ndarray:
