@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gridrecourse.solvers.highs import LinearModel, SimplexPricing
+from gridrecourse.solvers.highs import HIGHS_MIP_FEASIBILITY_TOLERANCE, LinearModel, SimplexPricing
 from gridrecourse.solvers.options import SolverOptions
 
 
@@ -58,3 +58,13 @@ def test_simplex_pricing_reaches_highs_and_survives_a_reset():
     model.solve()
     model.set_simplex_pricing(SimplexPricing.DANTZIG)  # on the live instance too
     assert model._highs.getOptionValue("simplex_dual_edge_weight_strategy")[1] == 0
+
+
+def test_mip_feasibility_tolerance_reaches_highs_and_is_reset_on_the_next_solve():
+    model = knapsack()
+    sol = model.solve(SolverOptions(mip_gap=0.0, mip_feasibility_tolerance=1e-9))
+    assert sol.objective == pytest.approx(-1.0)
+    assert model._highs.getOptionValue("mip_feasibility_tolerance")[1] == 1e-9
+    model.solve(SolverOptions(mip_gap=0.0))
+    value = model._highs.getOptionValue("mip_feasibility_tolerance")[1]
+    assert value == HIGHS_MIP_FEASIBILITY_TOLERANCE == 1e-6  # HiGHS's own default

@@ -44,6 +44,11 @@ INF = highspy.kHighsInf
 _LOG_FILE: list[str | None] = [None]
 
 
+#: HiGHS's default ``mip_feasibility_tolerance`` (``SolverOptions.mip_feasibility_tolerance``
+#: None).
+HIGHS_MIP_FEASIBILITY_TOLERANCE = 1e-6
+
+
 def set_solver_log_file(path: Path | str | None) -> None:
     """Send the log of every HiGHS model built from now on to ``path`` (None: no log file).
 
@@ -467,6 +472,11 @@ class LinearModel:
             h.setOptionValue("time_limit", float(options.time_limit))
         h.setOptionValue("mip_rel_gap", float(options.mip_gap))
         h.setOptionValue("mip_abs_gap", float(options.mip_abs_gap))
+        feasibility = options.mip_feasibility_tolerance
+        h.setOptionValue(
+            "mip_feasibility_tolerance",
+            float(HIGHS_MIP_FEASIBILITY_TOLERANCE if feasibility is None else feasibility),
+        )  # set on every solve: a model re-solved with other options must not keep it
         h.setOptionValue("solve_relaxation", bool(options.relax_integrality))
         _use_threads(h, options.threads)
         if self._start is not None:

@@ -17,6 +17,12 @@ class SolverOptions:
         Relative MIP gap at which to stop (ignored for LPs).
     mip_abs_gap : float
         Absolute MIP gap at which to stop, in the objective's units (HiGHS ``mip_abs_gap``).
+    mip_feasibility_tolerance : float or None
+        Integrality and row feasibility tolerance of MIP solves (HiGHS
+        ``mip_feasibility_tolerance``; None: the solver's default, 1e-6 for HiGHS). On the
+        ieee123 Volt-VAR EF of one scenario HiGHS 1e-6 reported "optimal" 500.689 with that
+        as its bound while the same model holds a point of value 500.000; at 1e-9 (or with
+        presolve off) it finds 500.000 (``benchmarks/voltvar_bound_audit.py``).
     threads : int or None
         Solver threads (None: solver default).
     verbose : bool
@@ -29,6 +35,7 @@ class SolverOptions:
     time_limit: float | None = None
     mip_gap: float = 1e-4
     mip_abs_gap: float = 1e-6
+    mip_feasibility_tolerance: float | None = None
     threads: int | None = None
     verbose: bool = False
     relax_integrality: bool = False
