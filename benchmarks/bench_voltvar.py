@@ -74,6 +74,8 @@ def main() -> None:
     ap.add_argument("--rho", type=float, default=100.0)
     ap.add_argument("--iterations", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--mip-feasibility-tolerance", type=float,
+                    help="HiGHS's for every MILP (default: HiGHS's, 1e-6)")  # fmt: skip
     ap.add_argument("--out", default="benchmarks/results/voltvar_ieee123.jsonl")
     args = ap.parse_args()
     feeder = Path(os.environ["GRIDRECOURSE_FEEDER_DIR"]) / "ieee123" / "IEEE123Switches.dss"
@@ -83,8 +85,12 @@ def main() -> None:
     rec: dict = {"monitor": args.monitor, "method": args.method, "n_scenarios": args.scenarios,
                  "seed": args.seed,
                  "time_limit_s": args.time_limit, "build_s": time.perf_counter() - t0}  # fmt: skip
-    options = SolverOptions(mip_gap=1e-4, time_limit=args.time_limit, threads=args.threads)
-    eval_options = SolverOptions(mip_gap=1e-4, time_limit=120, threads=args.threads)
+    tol = args.mip_feasibility_tolerance
+    rec["mip_feasibility_tolerance"] = tol
+    options = SolverOptions(mip_gap=1e-4, time_limit=args.time_limit, threads=args.threads,
+                            mip_feasibility_tolerance=tol)  # fmt: skip
+    eval_options = SolverOptions(mip_gap=1e-4, time_limit=120, threads=args.threads,
+                                 mip_feasibility_tolerance=tol)  # fmt: skip
     try:
         if args.method == "ph":
             config = PHConfig(rho=args.rho, max_iterations=args.iterations,
