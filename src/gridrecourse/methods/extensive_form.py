@@ -50,6 +50,7 @@ convex programs", SIAM J. 1960 (outer linearization).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -378,6 +379,13 @@ def build_extensive_form(
     )
 
 
+def _relative_gap(objective: float, bound: float) -> float:
+    """``(objective − bound) / |objective|`` of the reported bound (NaN without one)."""
+    if math.isnan(bound):
+        return math.nan
+    return max(0.0, objective - bound) / max(abs(objective), 1e-9)
+
+
 def solve_extensive_form(
     problem: TwoStageProblem[D],
     options: SolverOptions | None = None,
@@ -490,12 +498,14 @@ def solve_extensive_form(
         )
     recourse += spec.objective_offset
     n_int = int(fs.integer.sum())
+    objective = float(sol.objective) + weight_total * spec.objective_offset
+    bound = float(sol.dual_bound) + weight_total * spec.objective_offset
     return ExtensiveFormResult(
         decision=problem.decode(x),
         x=x,
-        objective=float(sol.objective) + weight_total * spec.objective_offset,
-        bound=float(sol.dual_bound) + weight_total * spec.objective_offset,
-        gap=float(sol.mip_gap),
+        objective=objective,
+        bound=bound,
+        gap=_relative_gap(objective, bound),
         status=SolveStatus.from_highs(sol.status),
         recourse=recourse,
         expected_penalty=float(ef.weights @ penalty),
