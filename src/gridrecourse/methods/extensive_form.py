@@ -50,7 +50,6 @@ convex programs", SIAM J. 1960 (outer linearization).
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -72,7 +71,7 @@ from gridrecourse.problems.base import (
 )
 from gridrecourse.problems.capabilities import EXTENSIVE_FORM, check_requirements
 from gridrecourse.solvers.highs import LinearModel, VariableBlock
-from gridrecourse.solvers.options import SolverOptions
+from gridrecourse.solvers.options import SolverOptions, relative_gap
 
 __all__ = [
     "DEFAULT_TANGENT_POINTS",
@@ -379,13 +378,6 @@ def build_extensive_form(
     )
 
 
-def _relative_gap(objective: float, bound: float) -> float:
-    """``(objective − bound) / |objective|`` of the reported bound (NaN without one)."""
-    if math.isnan(bound):
-        return math.nan
-    return max(0.0, objective - bound) / max(abs(objective), 1e-9)
-
-
 def solve_extensive_form(
     problem: TwoStageProblem[D],
     options: SolverOptions | None = None,
@@ -505,7 +497,7 @@ def solve_extensive_form(
         x=x,
         objective=objective,
         bound=bound,
-        gap=_relative_gap(objective, bound),
+        gap=relative_gap(objective, bound),
         status=SolveStatus.from_highs(sol.status),
         recourse=recourse,
         expected_penalty=float(ef.weights @ penalty),

@@ -37,7 +37,7 @@ from gridrecourse.evaluation.out_of_sample import evaluate_first_stage
 from gridrecourse.execution import Executor
 from gridrecourse.methods.extensive_form import solve_extensive_form
 from gridrecourse.problems.base import SolveStatus, TwoStageProblem, recourse_floor
-from gridrecourse.solvers.options import SolverOptions, stopping_tolerance
+from gridrecourse.solvers.options import SolverOptions, relative_gap, stopping_tolerance
 
 __all__ = [
     "ScenarioAdditionError",
@@ -114,12 +114,6 @@ class ScenarioAdditionResult(Generic[D]):
     rounds: tuple[ScenarioAdditionRound, ...]
     recourse: np.ndarray
     wall_seconds: float
-
-
-def _gap(upper: float, lower: float) -> float:
-    if not math.isfinite(upper):
-        return math.inf
-    return max(0.0, upper - lower) / max(abs(upper), 1e-9)
 
 
 def _additions(
@@ -259,7 +253,7 @@ def solve_scenario_addition(
         # from the caller's start (this master's solution is infeasible in a scenario the next
         # master adds, so HiGHS would reject it and search for an incumbent from scratch)
         x_start = best_x if best_x is not None else start
-        gap = _gap(best_value, lower)
+        gap = relative_gap(best_value, lower)
         say(
             f"round {k + 1}: {subset.size} scenarios, master {ef.objective:.6g} "
             f"(bound {master_bound:.6g}) in {t2 - t1:.1f} s; exact value {value:.6g} "
@@ -289,7 +283,7 @@ def solve_scenario_addition(
         x=best_x,
         objective=best_value,
         bound=lower,
-        gap=_gap(best_value, lower),
+        gap=relative_gap(best_value, lower),
         status=status,
         rounds=tuple(rounds),
         recourse=best_q,

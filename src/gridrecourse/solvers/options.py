@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -48,3 +49,13 @@ def stopping_tolerance(incumbent: float, options: SolverOptions) -> float:
     mip_gap·|incumbent|)`` of the incumbent, so that is the resolution of its dual bound.
     """
     return max(float(options.mip_abs_gap), float(options.mip_gap) * abs(float(incumbent)))
+
+
+def relative_gap(upper: float, lower: float) -> float:
+    """``(upper − lower) / |upper|``, at least 0: inf without an upper value, NaN without a
+    lower one."""
+    if math.isnan(lower):
+        return math.nan
+    if not math.isfinite(upper):
+        return math.inf
+    return max(0.0, upper - lower) / max(abs(upper), 1e-9)
