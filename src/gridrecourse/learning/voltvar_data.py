@@ -501,6 +501,26 @@ class VoltVarData:
         """Samples whose every scenario is feasible."""
         return np.isfinite(self.target)
 
+    @property
+    def infeasible(self) -> np.ndarray:
+        """Samples with a scenario whose recourse is infeasible (inf)."""
+        return infeasible_samples(self.recourse)
+
+    @property
+    def unresolved(self) -> np.ndarray:
+        """Samples with a scenario whose recourse MILP is unresolved (NaN, no label)."""
+        return unresolved_samples(self.recourse)
+
+
+def infeasible_samples(recourse: np.ndarray) -> np.ndarray:
+    """Rows of ``recourse`` (samples × scenarios) with an infeasible scenario (inf)."""
+    return np.isinf(recourse).any(axis=1)
+
+
+def unresolved_samples(recourse: np.ndarray) -> np.ndarray:
+    """Rows of ``recourse`` (samples × scenarios) with an unresolved scenario (NaN)."""
+    return np.isnan(recourse).any(axis=1)
+
 
 def _atomic_savez(path: Path, **arrays) -> None:
     tmp = path.with_name(path.name + ".tmp.npz")
@@ -643,8 +663,8 @@ def generate_data(
         rate = 60.0 * n_new / (time.perf_counter() - t_start)
         say(
             f"chunk {c + 1}/{n_chunks}: {len(samples)} samples in {sec:.1f} s "
-            f"({rate:.2f} samples/min, {int(np.sum(np.isinf(q).any(axis=1)))} infeasible, "
-            f"{int(np.sum(np.isnan(q).any(axis=1)))} unresolved)"
+            f"({rate:.2f} samples/min, {int(infeasible_samples(q).sum())} infeasible, "
+            f"{int(unresolved_samples(q).sum())} unresolved)"
         )
     return load_data(root)
 

@@ -42,8 +42,10 @@ from gridrecourse.learning.voltvar_data import (
     N_CHANNELS,
     VoltVarData,
     closed_adjacency,
+    infeasible_samples,
     problem_fingerprint,
     scenario_features,
+    unresolved_samples,
 )
 from gridrecourse.problems.volt_var import VoltVarProblem
 
@@ -363,9 +365,9 @@ def _targets(data: VoltVarData, penalty: float) -> tuple[np.ndarray, np.ndarray]
     samples to train on: never one with an unresolved scenario (NaN, no label), and with
     ``penalty = 0`` none with an infeasible one either."""
     q = np.where(np.isfinite(data.recourse), data.recourse, penalty)
-    keep = ~np.any(np.isnan(data.recourse), axis=1)
+    keep = ~unresolved_samples(data.recourse)
     if penalty <= 0:
-        keep &= np.all(np.isfinite(data.recourse), axis=1)
+        keep &= ~infeasible_samples(data.recourse)
     return q.mean(axis=1), keep
 
 
@@ -494,8 +496,8 @@ def train_surrogate(
         "n_samples": len(use),
         "n_train": len(train_idx),
         "n_val": len(val_idx),
-        "n_infeasible_samples": int(np.sum(np.isinf(data.recourse[:n_all]).any(axis=1))),
-        "n_unresolved_samples": int(np.sum(np.isnan(data.recourse[:n_all]).any(axis=1))),
+        "n_infeasible_samples": int(data.infeasible[:n_all].sum()),
+        "n_unresolved_samples": int(data.unresolved[:n_all].sum()),
         "epochs": len(history["train"]),
         "final_val_mae": history["val_mae"][-1] if history["val_mae"] else None,
         "target_range": [float(y.min()), float(y.max())],

@@ -234,7 +234,7 @@ def solve_scenario_addition(
         master_bound = ef.bound + dropped
         lower = max(lower, master_bound)
         ev = evaluate_first_stage(problem, ef.x, executor=executor, options=eval_options, desc=None)
-        q = np.where(ev.feasible, ev.objectives, math.inf)
+        q = ev.objectives  # inf where infeasible or unresolved
         value = ev.expected_objective
         rounds.append(
             ScenarioAdditionRound(

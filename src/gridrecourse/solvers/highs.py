@@ -210,10 +210,10 @@ class Solution:
         For a MIP, HiGHS's dual (lower) bound, capped at ``objective −``
         :func:`~gridrecourse.solvers.options.stopping_tolerance` when there is an
         incumbent: once the gap closes HiGHS reports (nearly) the incumbent as its bound,
-        which its search proved only up to that stopping tolerance. The bound is valid only up
-        to HiGHS's feasibility and integrality tolerances as well (1e-6): on ieee123 LM × 10
-        the plain EF reported 500.069 at gap 0, while the same first stage, rounded to
-        integers, has exact value 500.000.
+        which its search proved only up to that stopping tolerance. It is valid only up to
+        HiGHS's feasibility tolerances as well: at its default ``mip_feasibility_tolerance``
+        it has reported bounds above a feasible point of the same model
+        (``SolverOptions.mip_feasibility_tolerance``; ``benchmarks/voltvar_bound_audit.py``).
         ``objective`` for an LP/QP solved to optimality; NaN when HiGHS reports none.
     simplex_iterations : int
         Simplex iterations of this solve (HiGHS ``simplex_iteration_count``).

@@ -20,10 +20,10 @@ class SolverOptions:
         Absolute MIP gap at which to stop, in the objective's units (HiGHS ``mip_abs_gap``).
     mip_feasibility_tolerance : float or None
         Integrality and row feasibility tolerance of MIP solves (HiGHS
-        ``mip_feasibility_tolerance``; None: the solver's default, 1e-6 for HiGHS). On the
-        ieee123 Volt-VAR EF of one scenario HiGHS 1e-6 reported "optimal" 500.689 with that
-        as its bound while the same model holds a point of value 500.000; at 1e-9 (or with
-        presolve off) it finds 500.000 (``benchmarks/voltvar_bound_audit.py``).
+        ``mip_feasibility_tolerance``; None: the solver's default, 1e-6 for HiGHS). At the
+        default HiGHS has ended "optimal" on a Volt-VAR EF with a bound above a feasible point
+        of the same model, and a tighter tolerance removed it (the audit and its figures:
+        ``benchmarks/voltvar_bound_audit.py``, ``benchmarks/results/voltvar``).
     threads : int or None
         Solver threads (None: solver default).
     verbose : bool
