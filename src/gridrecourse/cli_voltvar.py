@@ -303,6 +303,14 @@ def add_voltvar_train_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--kernels", type=int, default=4, help="kernel solutions (4)")
     p.add_argument("--kernel-time-limit", type=float, default=60.0)
     p.add_argument(
+        "--kernel-selection",
+        choices=["random", "covering"],
+        default="random",
+        help="kernels on random scenarios, or each on the scenario of --kernel-pool that the "
+        "kernels so far serve worst (infeasible first)",
+    )
+    p.add_argument("--kernel-pool", type=int, default=40, help="scenarios for covering (40)")
+    p.add_argument(
         "--initial-kernel", action="store_true", help="also perturb the do-nothing first stage"
     )
     p.add_argument("--radius", type=float, default=0.2, help="perturbation radius (0.2)")
@@ -365,6 +373,8 @@ def _train(args: argparse.Namespace) -> dict:
         radius=args.radius,
         perturbation=args.first_stage_perturbation,
         n_kernels=args.kernels,
+        kernel_selection=args.kernel_selection,
+        kernel_pool=args.kernel_pool,
         initial_kernel=args.initial_kernel,
         chunk_size=args.chunk_size,
         seed=args.data_seed,
@@ -478,7 +488,7 @@ def evaluate_with_values(
     """Exact evaluation (one recourse MILP per scenario, in parallel through ``executor``)
     and every feasible scenario's recourse (None where infeasible or unresolved)."""
     ev = evaluate_first_stage(
-        problem, x, executor=executor, options=options, desc=None, keep_values=True
+        problem, x, executor=executor, options=options, desc=None, keep_values=True, farkas=False
     )
     recourse = [problem.recourse(y, s) if y is not None else None for s, y in enumerate(ev.values)]
     return ev, recourse

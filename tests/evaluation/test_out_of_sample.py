@@ -115,6 +115,10 @@ def test_hard_limits_count_infeasible_scenarios_and_return_cuts():
     assert len(res.cuts) == res.n_infeasible
     for cut in res.cuts:
         assert cut.violation(x) > 0
+    quiet = evaluate_first_stage(prob, x, desc=None, farkas=False)
+    assert quiet.cuts == ()
+    assert np.array_equal(quiet.feasible, res.feasible)
+    assert np.array_equal(quiet.objectives, res.objectives)
 
 
 def test_devex_recourse_resolves_give_the_steepest_edge_and_cold_objectives(feeder_dir):

@@ -298,8 +298,11 @@ def _solve_scenario(
     x: np.ndarray,
     options: SolverOptions,
     keep_values: bool = False,
+    farkas: bool = True,
 ) -> SecondStageResult:
-    return model.solve(x, scenario, options, keep_values=keep_values, unresolved=True)
+    return model.solve(
+        x, scenario, options, keep_values=keep_values, farkas=farkas, unresolved=True
+    )
 
 
 def evaluate_first_stage(
@@ -313,6 +316,7 @@ def evaluate_first_stage(
     progress: ProgressCallback | None = None,
     reorder: bool = True,
     keep_values: bool = False,
+    farkas: bool = True,
 ) -> OutOfSampleResult:
     """Solve the recourse of every scenario at a fixed first stage.
 
@@ -345,6 +349,9 @@ def evaluate_first_stage(
     keep_values : bool, default False
         Return every scenario's recourse column values (``values``), e.g. for schedules,
         voltage envelopes and an AC check of the recourse.
+    farkas : bool, default True
+        Derive a feasibility cut (``cuts``; one more LP) for every scenario whose recourse is
+        infeasible at ``x``; ``False`` when the caller only needs to know which ones are.
 
     Returns
     -------
@@ -375,7 +382,9 @@ def evaluate_first_stage(
     order = warm_start_order(problem, idx) if warm else np.arange(len(idx))
     try:
         solved: list[SecondStageResult] = ex.map(
-            functools.partial(_solve_scenario, x=x, options=options, keep_values=keep_values),
+            functools.partial(
+                _solve_scenario, x=x, options=options, keep_values=keep_values, farkas=farkas
+            ),
             [int(i) for i in idx[order]],
             state_factory=recourse_state_factory(problem),
             desc=desc,

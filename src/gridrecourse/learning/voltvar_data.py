@@ -58,6 +58,7 @@ from gridrecourse.solvers.options import SolverOptions
 
 __all__ = [
     "DataConfig",
+    "KernelSelection",
     "Perturbation",
     "VoltVarData",
     "VoltVarDataError",
@@ -79,6 +80,13 @@ class Perturbation(str, Enum):
 
     REDRAW = "redraw"
     STEPS = "steps"
+
+
+class KernelSelection(str, Enum):
+    """Which scenarios the kernel solutions are computed on (module docstring)."""
+
+    RANDOM = "random"
+    COVERING = "covering"
 
 
 class VoltVarDataError(GridRecourseError, ValueError):
@@ -103,6 +111,13 @@ class DataConfig:
         ``REDRAW`` (paper B) or ``STEPS`` (module docstring).
     n_kernels : int
         Kernel solutions (deterministic VVO on one scenario each).
+    kernel_selection : KernelSelection
+        ``RANDOM``: kernel ``k`` on scenario ``k`` of a pool of ``n_kernels``. ``COVERING``
+        (our addition): kernel 1 on the first scenario of a pool of ``kernel_pool``, each
+        further one on the pool scenario that the kernels so far serve worst (module
+        docstring).
+    kernel_pool : int
+        Scenarios the ``COVERING`` kernels are chosen from (each kernel is evaluated on all).
     initial_kernel : bool
         Also perturb the "do-nothing" first stage (initial taps held, clipped to the allowed
         range; switches in their normal states), the cheapest region, where the recourse
@@ -125,6 +140,8 @@ class DataConfig:
     radius: float = 0.2
     perturbation: Perturbation = Perturbation.REDRAW
     n_kernels: int = 8
+    kernel_selection: KernelSelection = KernelSelection.RANDOM
+    kernel_pool: int = 40
     initial_kernel: bool = False
     chunk_size: int = 8
     seed: int = 0
@@ -134,7 +151,8 @@ class DataConfig:
     kernel_time_limit: float = 120.0
 
     def __post_init__(self) -> None:
-        for name in ("n_samples", "scenarios_per_instance", "n_kernels", "chunk_size"):
+        for name in ("n_samples", "scenarios_per_instance", "n_kernels", "chunk_size",
+                     "kernel_pool"):  # fmt: skip
             if int(getattr(self, name)) < 1:
                 raise VoltVarDataError(f"DataConfig.{name} must be >= 1")
         if not 0.0 <= self.radius <= 1.0:
@@ -146,15 +164,26 @@ class DataConfig:
                 f"DataConfig.perturbation must be one of {[p.value for p in Perturbation]}, "
                 f"got {self.perturbation!r}"
             ) from None
+        try:
+            object.__setattr__(self, "kernel_selection", KernelSelection(self.kernel_selection))
+        except ValueError:
+            raise VoltVarDataError(
+                "DataConfig.kernel_selection must be one of "
+                f"{[k.value for k in KernelSelection]}, got {self.kernel_selection!r}"
+            ) from None
 
     def generation_key(self) -> dict:
         """Settings that fix the data (``n_samples`` excluded: more samples extend the data;
-        the default ``REDRAW`` left out, so data generated before the option keep their key)."""
+        the defaults ``REDRAW`` and ``RANDOM`` left out, so data generated before those
+        options keep their key)."""
         d = asdict(self)
         d.pop("n_samples")
         mode = d.pop("perturbation")
         if mode is not Perturbation.REDRAW:
             d["perturbation"] = mode.value
+        selection, pool = d.pop("kernel_selection"), d.pop("kernel_pool")
+        if selection is not KernelSelection.RANDOM:
+            d["kernel_selection"], d["kernel_pool"] = selection.value, pool
         return d
 
 
@@ -554,22 +583,86 @@ def instance_problem(problem: VoltVarProblem, config: DataConfig, key: int, n: i
 
 
 def _kernels(
-    problem: VoltVarProblem, config: DataConfig, path: Path, say: Callable[[str], None]
+    problem: VoltVarProblem,
+    config: DataConfig,
+    path: Path,
+    say: Callable[[str], None],
+    executor: Executor,
 ) -> np.ndarray:
     """Kernel first stages (cached in ``kernels.npz``)."""
     if path.exists():
         return np.load(path)["x"]
-    kp = instance_problem(problem, config, -1, config.n_kernels)
-    out = []
-    for k in range(config.n_kernels):
-        t0 = time.perf_counter()
-        out.append(deterministic_vvo(kp, k, config))
-        say(f"kernel {k + 1}/{config.n_kernels} in {time.perf_counter() - t0:.1f} s")
+    if config.kernel_selection is KernelSelection.COVERING:
+        out = list(_covering_kernels(problem, config, path.with_name("kernels_partial.npz"),
+                                     say, executor))  # fmt: skip
+    else:
+        kp = instance_problem(problem, config, -1, config.n_kernels)
+        out = []
+        for k in range(config.n_kernels):
+            t0 = time.perf_counter()
+            out.append(deterministic_vvo(kp, k, config))
+            say(f"kernel {k + 1}/{config.n_kernels} in {time.perf_counter() - t0:.1f} s")
     if config.initial_kernel:
         out.append(initial_first_stage(problem))
     x = np.unique(np.vstack(out), axis=0)  # a time-limited kernel may repeat the start
     _atomic_savez(path, x=x)
     return x
+
+
+def _covering_kernels(
+    problem: VoltVarProblem,
+    config: DataConfig,
+    partial: Path,
+    say: Callable[[str], None],
+    executor: Executor,
+) -> np.ndarray:
+    """``COVERING`` kernels over a pool of ``kernel_pool`` scenarios ``ξ_1 … ξ_P``.
+
+    Kernel 1 is the deterministic VVO on ``ξ_1``; kernel ``k + 1`` is the deterministic VVO on
+    the unused pool scenario with the largest ``min_{j ≤ k} cᵀx_j + Q(x_j, ξ)`` (infinite
+    where no kernel so far is feasible, or its recourse unresolved), so that the kernels
+    include the switch configurations the hard scenarios need. Each kernel but the last is
+    evaluated on the whole pool through ``executor``. Progress (kernels, their scenarios and
+    pool costs) is kept in ``partial`` after every step, so an interruption loses at most
+    one kernel solve or evaluation.
+    """
+    kp = instance_problem(problem, config, -1, config.kernel_pool)
+    n = min(config.n_kernels, config.kernel_pool)
+    options = SolverOptions(mip_gap=config.mip_gap, time_limit=config.time_limit, threads=1)
+    state = functools.partial(_recourse_state, kp)
+    if partial.exists():
+        z = np.load(partial)
+        xs, cost, used = list(z["x"]), list(z["cost"]), [int(s) for s in z["scenario"]]
+    else:
+        xs, cost, used = [], [], []
+    while True:
+        if len(cost) < len(xs) and len(xs) < n:
+            t0 = time.perf_counter()
+            items = [(xs[-1], s) for s in range(config.kernel_pool)]
+            q = np.array(executor.map(functools.partial(_solve_task, options=options), items,
+                                      state_factory=state, desc=None))  # fmt: skip
+            cost.append(np.where(np.isnan(q), np.inf, q) + float(kp.first_stage.cost @ xs[-1]))
+            unserved = int(np.isinf(np.min(cost, axis=0)).sum())
+            say(
+                f"kernel {len(xs)} evaluated on the {config.kernel_pool} pool scenarios in "
+                f"{time.perf_counter() - t0:.1f} s; {unserved} served by no kernel yet"
+            )
+        elif len(xs) < n:
+            if used:
+                served = np.min(cost, axis=0)
+                served[used] = -np.inf
+                s = int(np.argmax(served))
+            else:
+                s = 0
+            t0 = time.perf_counter()
+            xs.append(deterministic_vvo(kp, s, config))
+            used.append(s)
+            say(f"kernel {len(xs)}/{n} on pool scenario {s} in {time.perf_counter() - t0:.1f} s")
+        else:
+            return np.vstack(xs)
+        _atomic_savez(partial, x=np.vstack(xs),
+                      cost=np.vstack(cost) if cost else np.zeros((0, config.kernel_pool)),
+                      scenario=np.array(used, dtype=int))  # fmt: skip
 
 
 def generate_data(
@@ -615,11 +708,11 @@ def generate_data(
                 f"{old['data']}); use another directory"
             )
     _atomic_json(meta_path, meta)
-    kernels = _kernels(problem, config, root / "kernels.npz", say)
     m, size = config.scenarios_per_instance, config.chunk_size
     n_chunks = -(-config.n_samples // size)
     options = SolverOptions(mip_gap=config.mip_gap, time_limit=config.time_limit, threads=1)
     ex = executor or InProcessExecutor()
+    kernels = _kernels(problem, config, root / "kernels.npz", say, ex)
     done_new, t_start, n_new = 0, time.perf_counter(), 0
     f, _ = feature_map(problem)
     for c in range(n_chunks):

@@ -191,7 +191,7 @@ def solve_neural_voltvar(
     if evaluate:
         ev = evaluate_first_stage(
             problem, x, executor=executor, options=eval_options or SolverOptions(mip_gap=1e-4),
-            desc=None,
+            desc=None, farkas=False,
         )  # fmt: skip
         objective = float(ev.expected_objective)
     t3 = time.perf_counter()

@@ -233,7 +233,9 @@ def solve_scenario_addition(
         t2 = time.perf_counter()
         master_bound = ef.bound + dropped
         lower = max(lower, master_bound)
-        ev = evaluate_first_stage(problem, ef.x, executor=executor, options=eval_options, desc=None)
+        ev = evaluate_first_stage(
+            problem, ef.x, executor=executor, options=eval_options, desc=None, farkas=False
+        )
         q = ev.objectives  # inf where infeasible or unresolved
         value = ev.expected_objective
         rounds.append(
