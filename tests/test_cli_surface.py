@@ -196,6 +196,7 @@ def _check_html(path: Path, summary: dict) -> None:
     [
         (["siting", "case33bw", "--mip-gap", "-1"], "--mip-gap -1.0: expected a number in [0, 1]"),
         (["siting", "case33bw", "--method", "ef", "--time-limit", "-5"], "--time-limit -5.0"),
+        (["siting", "case33bw", "--mip-feasibility-tolerance", "0"], "tolerance 0.0: expected"),
         (["siting", "case33bw", "--scenarios", "25"], "multiple of 24"),
         (["siting", "case33bw", "--scenarios", "0"], "--scenarios 0"),
         (["siting", "case33bw", "--method", "ef", "--rho", "1"], "--rho applies to --method ph"),

@@ -67,6 +67,7 @@ OBJECTIVES = {"p1": "voltage_deviation", "p2": "losses"}
 OPTION_METHODS: dict[str, tuple[str, ...]] = {
     "time_limit": ("ef",),
     "mip_gap": ("ef", "ph", "spar"),
+    "mip_feasibility_tolerance": ("ef", "ph", "spar"),
     "max_iterations": ("spar", "ph"),
     "polish_rounds": ("spar",),
     "rho": ("ph",),
@@ -84,6 +85,7 @@ BOUNDS: dict[str, Bound] = {
     "seed": NON_NEGATIVE,
     "time_limit": POSITIVE,
     "mip_gap": Bound(0.0, 1.0),
+    "mip_feasibility_tolerance": POSITIVE,
     "max_iterations": AT_LEAST_ONE,
     "polish_rounds": NON_NEGATIVE,
     "rho": POSITIVE,
@@ -154,6 +156,13 @@ def add_siting_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("--time-limit", type=float, default=None, help="EF: solver limit (s, > 0)")
     p.add_argument("--mip-gap", type=float, default=1e-4, help="relative MIP gap in [0, 1]")
+    p.add_argument(
+        "--mip-feasibility-tolerance",
+        type=float,
+        default=None,
+        help="HiGHS mip_feasibility_tolerance of the EF, PH and SPAR first-stage MILPs "
+        "(default HiGHS's 1e-6)",
+    )
     p.add_argument("--max-iterations", type=int, default=None, help="SPAR/PH: iteration cap (>= 1)")
     p.add_argument(
         "--polish-rounds",
@@ -289,7 +298,11 @@ def run_siting(args: argparse.Namespace) -> dict:
 
     progress(f"building the siting problem on {args.feeder} ({args.scenarios} scenarios)")
     feeder, problem = build_problem(args)
-    options = SolverOptions(time_limit=args.time_limit, mip_gap=args.mip_gap)
+    options = SolverOptions(
+        time_limit=args.time_limit,
+        mip_gap=args.mip_gap,
+        mip_feasibility_tolerance=args.mip_feasibility_tolerance,
+    )
     with make_executor(ExecutorKind(args.executor), n_workers=args.workers) as executor:
         solved = folder.load_checkpoint("solve")
         if solved is None:
@@ -546,7 +559,10 @@ def _solve(
 def _spar_config(args):
     from gridrecourse.methods.spar import SPARConfig
 
-    settings: dict[str, int] = {"seed": args.seed}
+    settings: dict[str, int | float | None] = {
+        "seed": args.seed,
+        "mip_feasibility_tolerance": args.mip_feasibility_tolerance,
+    }
     if args.max_iterations is not None:
         settings["max_iterations"] = args.max_iterations
     if args.polish_rounds is not None:

@@ -76,6 +76,26 @@ def test_l_shaped_bound_is_below_and_converges_to_the_enumerated_batch_optimum(s
     assert p.iterations == len(res.history) and p.incumbent == res.upper_bound
 
 
+def test_master_feasibility_tolerance_reaches_every_master_solve(monkeypatch):
+    import gridrecourse.methods.l_shaped as module
+
+    seen = []
+    real = module.set_mip_feasibility_tolerance
+    monkeypatch.setattr(
+        module, "set_mip_feasibility_tolerance", lambda h, t: (seen.append(t), real(h, t))
+    )
+    problem, rng = _random_problem(0)
+    xs, values = enumerate_first_stages(problem)
+    draws = rng.integers(0, problem.n_scenarios, size=6)
+    cfg = LShapedConfig(master_mip_feasibility_tolerance=1e-9)
+    res = l_shaped_bound(problem, draws, seeds=[xs[0]], config=cfg, options=EXACT)
+    assert seen and set(seen) == {1e-9}
+    assert res.converged
+    assert res.lower_bound == pytest.approx(_batch_optimum(values, problem, draws), rel=1e-6)
+    with pytest.raises(LShapedError, match="master_mip_feasibility_tolerance"):
+        LShapedConfig(master_mip_feasibility_tolerance=0.0)
+
+
 def test_seed_point_with_its_values_costs_no_solve_and_gives_the_same_bound(count_solves):
     problem, _ = _random_problem(3)
     draws = np.array([0, 2, 2, 4, 1])

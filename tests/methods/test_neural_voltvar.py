@@ -134,6 +134,43 @@ def test_data_are_resumable_and_settings_checked(tiny, data, tmp_path):
     assert np.all((data.features >= 0) & (data.features <= 1))
 
 
+def test_covering_kernels_follow_the_worst_served_scenario_and_resume(tiny, tmp_path):
+    """Each COVERING kernel after the first is the deterministic VVO on the unused pool
+    scenario whose cheapest kernel so far costs most; the stored pool costs are the exact
+    evaluator's; a selection cut after its first kernel resumes to the same kernels."""
+    from gridrecourse.execution import InProcessExecutor
+    from gridrecourse.learning.voltvar_data import (
+        _covering_kernels,
+        deterministic_vvo,
+        instance_problem,
+    )
+
+    cfg = DataConfig(n_kernels=3, kernel_selection="covering", kernel_pool=6, mip_gap=1e-9)
+    path = tmp_path / "partial.npz"
+    with InProcessExecutor() as ex:
+        xs = _covering_kernels(tiny, cfg, path, lambda s: None, ex)
+        z = dict(np.load(path))
+        pool = instance_problem(tiny, cfg, -1, cfg.kernel_pool)
+        assert z["scenario"][0] == 0 and len(set(z["scenario"])) == 3
+        assert z["cost"].shape == (2, 6)  # the last kernel is not evaluated
+        for k in range(2):
+            ev = evaluate_first_stage(pool, xs[k], options=EXACT, desc=None)
+            np.testing.assert_allclose(z["cost"][k], ev.objectives + tiny.first_stage.cost @ xs[k],
+                                       rtol=1e-6, atol=1e-6)  # fmt: skip
+            served = z["cost"][: k + 1].min(axis=0)
+            served[z["scenario"][: k + 1]] = -np.inf
+            assert z["scenario"][k + 1] == np.argmax(served)
+            np.testing.assert_array_equal(
+                xs[k + 1], deterministic_vvo(pool, int(z["scenario"][k + 1]), cfg)
+            )
+        np.savez(path, x=z["x"][:1], cost=z["cost"][:0], scenario=z["scenario"][:1])
+        np.testing.assert_array_equal(_covering_kernels(tiny, cfg, path, lambda s: None, ex), xs)
+    assert DataConfig().generation_key() == DataConfig(kernel_pool=7).generation_key()
+    assert cfg.generation_key()["kernel_selection"] == "covering"
+    with pytest.raises(VoltVarDataError, match="kernel_selection must be one of"):
+        DataConfig(kernel_selection="best")
+
+
 def _pool_scenarios(problem, chunk):
     from gridrecourse.learning.voltvar_data import instance_problem
 

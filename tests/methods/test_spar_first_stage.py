@@ -119,6 +119,17 @@ def test_tiny_case_equals_brute_force(formulation: Formulation) -> None:
         )
 
 
+def test_mip_feasibility_tolerance_is_set_on_each_solve() -> None:
+    """A tighter tolerance reaches HiGHS, gives the brute-force optimum, and does not stick."""
+    slopes = random_convex_slopes(np.random.default_rng(7), 3, TINY.max_units)
+    model = first_stage_model(3, TINY, Formulation.EPIGRAPH, slopes)
+    tight = model.solve(feasibility_tolerance=1e-9)
+    assert model._highs.getOptionValue("mip_feasibility_tolerance")[1] == 1e-9
+    assert tight.objective == pytest.approx(brute_force(slopes, TINY)[0], abs=1e-6)
+    model.solve()
+    assert model._highs.getOptionValue("mip_feasibility_tolerance")[1] == 1e-6
+
+
 def test_lambda_handles_nonconvex_slopes_and_epigraph_rejects_them() -> None:
     rng = np.random.default_rng(3)
     slopes = rng.normal(size=(3, TINY.max_units))

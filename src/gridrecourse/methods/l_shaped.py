@@ -78,6 +78,7 @@ from gridrecourse.problems.capabilities import (
     check_requirements,
 )
 from gridrecourse.problems.separable import SeparableFirstStage
+from gridrecourse.solvers.highs import set_mip_feasibility_tolerance
 from gridrecourse.solvers.options import SolverOptions, stopping_tolerance
 
 __all__ = [
@@ -135,6 +136,9 @@ class LShapedConfig:
     master_mip_gap : float, default 1e-9
         Relative MIP gap of the master solves at the end (the bound is its dual bound either
         way).
+    master_mip_feasibility_tolerance : float or None, default None
+        HiGHS's ``mip_feasibility_tolerance`` of the master solves (``None``: HiGHS's 1e-6;
+        as ``SolverOptions.mip_feasibility_tolerance``).
     adaptive_gap : float, default 0.1
         Each master stops at the relative gap ``max(master_mip_gap, adaptive_gap · (UB −
         LB)/|UB|)`` of the loop so far: early masters need not be proven to 1e-9 (ieee123,
@@ -149,6 +153,7 @@ class LShapedConfig:
     rel_gap: float = 1e-6
     time_limit: float | None = None
     master_mip_gap: float = 1e-9
+    master_mip_feasibility_tolerance: float | None = None
     margin: float = 1e-7
     adaptive_gap: float = 0.1
 
@@ -165,6 +170,9 @@ class LShapedConfig:
                 "rel_gap, master_mip_gap, margin must be >= 0 and adaptive_gap in [0, 1), got "
                 f"{self.rel_gap}, {self.master_mip_gap}, {self.margin}, {self.adaptive_gap}"
             )
+        tol = self.master_mip_feasibility_tolerance
+        if tol is not None and not (math.isfinite(tol) and tol > 0.0):
+            raise LShapedError(f"master_mip_feasibility_tolerance must be > 0 or None, got {tol}")
         if self.time_limit is not None and not self.time_limit > 0.0:
             raise LShapedError(f"time_limit must be positive or None, got {self.time_limit}")
 
@@ -353,9 +361,12 @@ class _Master:
         np.add.at(out, (slice(None), self.x_cols[mapped]), g[:, mapped])
         return out
 
-    def solve(self, time_limit: float | None, mip_gap: float) -> tuple[np.ndarray, float, float]:
+    def solve(
+        self, time_limit: float | None, mip_gap: float, feasibility_tolerance: float | None = None
+    ) -> tuple[np.ndarray, float, float]:
         """``(x, incumbent value, dual bound)``; x is NaN without an incumbent."""
         h = self.h
+        set_mip_feasibility_tolerance(h, feasibility_tolerance)
         h.setOptionValue("time_limit", float(_INF if time_limit is None else max(time_limit, 0.0)))
         h.setOptionValue("mip_rel_gap", float(mip_gap))
         h.run()
@@ -558,7 +569,9 @@ def _run(
         t_m = time.perf_counter()
         loop_gap = (best - lower) / max(abs(best), 1e-12) if math.isfinite(lower) else 1.0
         master_gap_option = max(cfg.master_mip_gap, cfg.adaptive_gap * loop_gap)
-        x, incumbent, bound = master.solve(left, master_gap_option)
+        x, incumbent, bound = master.solve(
+            left, master_gap_option, cfg.master_mip_feasibility_tolerance
+        )
         if (
             master_gap_option > cfg.master_mip_gap
             and np.all(np.isfinite(x))
@@ -567,7 +580,9 @@ def _run(
             left = None if cfg.time_limit is None else cfg.time_limit - (time.perf_counter() - t0)
             if math.isfinite(bound):
                 lower = max(lower, bound)
-            x, incumbent, bound = master.solve(left, cfg.master_mip_gap)
+            x, incumbent, bound = master.solve(
+                left, cfg.master_mip_gap, cfg.master_mip_feasibility_tolerance
+            )
         master_seconds = time.perf_counter() - t_m
         if math.isfinite(bound):
             lower = max(lower, bound)

@@ -307,6 +307,9 @@ class SPARConfig:
         Seed of the scenario sampling and the exploration (NumPy ``default_rng``).
     mip_gap : float, default 1e-4
         Relative MIP gap of the first-stage solves.
+    mip_feasibility_tolerance : float or None, default None
+        HiGHS's ``mip_feasibility_tolerance`` of the first-stage solves (None: its 1e-6; as
+        ``SolverOptions.mip_feasibility_tolerance``).
     first_stage_time_limit : float or None
         HiGHS time limit per first-stage solve [s].
     intercept : Intercept, default SAMPLED
@@ -341,6 +344,7 @@ class SPARConfig:
     stop_statistic: StopStatistic = StopStatistic.ESTIMATED
     seed: int | None = 0
     mip_gap: float = 1e-4
+    mip_feasibility_tolerance: float | None = None
     first_stage_time_limit: float | None = None
     intercept: Intercept = Intercept.SAMPLED
     evaluate: bool = True
@@ -382,6 +386,11 @@ class SPARConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise SPARConfigError(f"SPARConfig.{name} must be finite and >= 0, got {value}")
+        tol = self.mip_feasibility_tolerance
+        if tol is not None and not (math.isfinite(tol) and tol > 0):
+            raise SPARConfigError(
+                f"SPARConfig.mip_feasibility_tolerance must be > 0 or None, got {tol}"
+            )
         limit = self.first_stage_time_limit
         if limit is not None and not limit > 0:
             raise SPARConfigError(f"SPARConfig.first_stage_time_limit must be > 0, got {limit}")
@@ -719,12 +728,16 @@ class _Stages:
         if explore:
             assert self.explore is not None
             self.explore.set_slopes(_exploration_slopes(self.rng, self.n_sites, self.max_units))
-            sol = self.explore.solve(cfg.first_stage_time_limit, cfg.mip_gap)
+            sol = self.explore.solve(
+                cfg.first_stage_time_limit, cfg.mip_gap, cfg.mip_feasibility_tolerance
+            )
             # report the point's value under the learned slopes, not the random ones
             value = SeparablePWL(slopes).total(sol.units)
             return replace(sol, objective=value)
         _set_slopes(self.first, slopes)
-        return self.first.solve(cfg.first_stage_time_limit, cfg.mip_gap)
+        return self.first.solve(
+            cfg.first_stage_time_limit, cfg.mip_gap, cfg.mip_feasibility_tolerance
+        )
 
     def add_cut(self, cut: FeasibilityCut | None, scenario: int) -> int:
         """Add the units part of a scenario's Farkas cut to both first-stage models."""

@@ -45,6 +45,7 @@ from gridrecourse.errors import (
     SolverTimeLimitError,
 )
 from gridrecourse.problems.separable import SeparableFirstStage
+from gridrecourse.solvers.highs import set_mip_feasibility_tolerance
 
 __all__ = [
     "FirstStageConfigError",
@@ -438,7 +439,12 @@ class FirstStageModel:
 
     # ------------------------------------------------------------------ solve
 
-    def solve(self, time_limit: float | None = None, mip_gap: float = 1e-4) -> FirstStageSolution:
+    def solve(
+        self,
+        time_limit: float | None = None,
+        mip_gap: float = 1e-4,
+        feasibility_tolerance: float | None = None,
+    ) -> FirstStageSolution:
         """Solve the MILP with HiGHS.
 
         Parameters
@@ -447,6 +453,8 @@ class FirstStageModel:
             Wall-clock limit [s]; None for no limit.
         mip_gap : float, default 1e-4
             Relative MIP gap at which HiGHS stops.
+        feasibility_tolerance : float or None
+            HiGHS's ``mip_feasibility_tolerance`` (None: its default 1e-6).
 
         Returns
         -------
@@ -464,6 +472,7 @@ class FirstStageModel:
         h = self._highs
         h.setOptionValue("time_limit", float(_INF if time_limit is None else time_limit))
         h.setOptionValue("mip_rel_gap", float(mip_gap))
+        set_mip_feasibility_tolerance(h, feasibility_tolerance)
         start = time.perf_counter()
         h.run()
         seconds = time.perf_counter() - start

@@ -49,6 +49,16 @@ _LOG_FILE: list[str | None] = [None]
 HIGHS_MIP_FEASIBILITY_TOLERANCE = 1e-6
 
 
+def set_mip_feasibility_tolerance(h: highspy.Highs, tolerance: float | None) -> None:
+    """Set HiGHS's ``mip_feasibility_tolerance`` (``None``: HiGHS's default).
+
+    Called before every MIP solve, by :class:`HighsModel` and by the methods that drive highspy
+    directly, so that a model re-solved with other options does not keep an earlier value.
+    """
+    value = HIGHS_MIP_FEASIBILITY_TOLERANCE if tolerance is None else tolerance
+    h.setOptionValue("mip_feasibility_tolerance", float(value))
+
+
 def set_solver_log_file(path: Path | str | None) -> None:
     """Send the log of every HiGHS model built from now on to ``path`` (None: no log file).
 
@@ -472,11 +482,7 @@ class LinearModel:
             h.setOptionValue("time_limit", float(options.time_limit))
         h.setOptionValue("mip_rel_gap", float(options.mip_gap))
         h.setOptionValue("mip_abs_gap", float(options.mip_abs_gap))
-        feasibility = options.mip_feasibility_tolerance
-        h.setOptionValue(
-            "mip_feasibility_tolerance",
-            float(HIGHS_MIP_FEASIBILITY_TOLERANCE if feasibility is None else feasibility),
-        )  # set on every solve: a model re-solved with other options must not keep it
+        set_mip_feasibility_tolerance(h, options.mip_feasibility_tolerance)
         h.setOptionValue("solve_relaxation", bool(options.relax_integrality))
         _use_threads(h, options.threads)
         if self._start is not None:
