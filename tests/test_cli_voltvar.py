@@ -59,12 +59,12 @@ def test_ef_and_ph_json_and_run_folder(capfd, tmp_path):
     code, ph = _run(
         capfd,
         [*TINY, "--method", "ph", "--ef-objective", str(ef["objective"]), "--no-ac",
-         "--out", str(tmp_path / "ph")],
+         "--executor", "process", "--workers", "2", "--out", str(tmp_path / "ph")],
     )  # fmt: skip
     assert code == 0 and ph["method"] == "ph"
     assert ph["gap_pct"] == pytest.approx(0.0, abs=1e-6)
     assert "ac_min_voltage_pu" not in ph
-    # the scenario recourse MILPs in two worker processes
+    # sa, too, with the scenario recourse MILPs in two worker processes
     code, sa = _run(
         capfd,
         [*TINY, "--method", "sa", "--no-ac", "--executor", "process", "--workers", "2",

@@ -128,8 +128,9 @@ def _solve_sa(
 
 
 def _solve_ph(
-    problem: VoltVarProblem, args: argparse.Namespace, options: SolverOptions, _executor: Executor
+    problem: VoltVarProblem, args: argparse.Namespace, options: SolverOptions, executor: Executor
 ):
+    """Progressive hedging with MILP subproblems (in parallel through ``executor``)."""
     from gridrecourse.methods.progressive_hedging import PHConfig, solve_progressive_hedging
 
     config = PHConfig(
@@ -140,7 +141,9 @@ def _solve_ph(
         consensus_blocks=PRIMARY_BLOCKS,
     )
     sub = replace(options, time_limit=args.ph_time_limit)
-    ph = solve_progressive_hedging(problem, config, options=sub, start=_start(problem, args))
+    ph = solve_progressive_hedging(
+        problem, config, options=sub, start=_start(problem, args), executor=executor
+    )
     return MethodOutcome(
         ph.x,
         ph.status.value,
@@ -153,7 +156,6 @@ def _solve_ph(
     )
 
 
-#: Methods of ``gridrecourse voltvar`` (``--method``); ``nn`` is added by the neural module.
 def _solve_nn(
     problem: VoltVarProblem, args: argparse.Namespace, options: SolverOptions, _executor: Executor
 ):
@@ -185,6 +187,8 @@ def _solve_nn(
     )
 
 
+#: Methods of ``gridrecourse voltvar`` (``--method``). Each gets the command's executor; the
+#: EF and the neural MILP are single solves and leave it to the exact evaluation.
 METHODS: dict[str, MethodFn] = {
     "ef": _solve_ef,
     "sa": _solve_sa,
@@ -263,7 +267,7 @@ def add_voltvar_parser(subparsers) -> argparse.ArgumentParser:
         "--ac-scenarios", type=int, default=3, help="scenarios replayed in OpenDSS (default 3)"
     )
     p.add_argument("--executor", choices=("inprocess", "process", "dask"), default="inprocess",
-                   help="where the scenario recourse MILPs run (exact evaluation, sa)")  # fmt: skip
+                   help="where the scenario MILPs run (exact evaluation, sa, ph)")  # fmt: skip
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--out", help="run folder (default runs/voltvar-<feeder>-<time>)")
     p.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
