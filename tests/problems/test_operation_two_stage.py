@@ -163,3 +163,49 @@ def test_extensive_form_beats_dt_and_its_first_stage_evaluates_exactly(case33):
     assert exact.expected_objective == pytest.approx(ef.objective, rel=1e-6)
     schedule = problem.decode(ef.x)
     assert np.all(np.minimum(schedule.charge_kw, schedule.discharge_kw) <= 1e-6)
+
+
+def _failing_first(monkeypatch, model, n_failures: int) -> list[int]:
+    """Make the recourse model's HiGHS solve fail ``n_failures`` times, then work."""
+    from gridrecourse.errors import SolverError
+
+    real, calls = type(model.model).solve, []
+
+    def flaky(self, options=None):
+        calls.append(1)
+        if len(calls) <= n_failures:
+            raise SolverError("HiGHS model status Unknown")
+        return real(self, options)
+
+    monkeypatch.setattr(type(model.model), "solve", flaky)
+    return calls
+
+
+def test_a_solver_failure_is_retried_cold_and_a_second_one_counted(case33, monkeypatch):
+    """One failure: the cold retry gives the same recourse; two: the day is reported not
+    served with a NaN bound (counted as a solver failure), not raised."""
+    from gridrecourse.errors import SolverError
+    from siting_cases import tiny_problem
+
+    inst, dt = case33
+    d = inst.data
+    problem = operation_problem(inst, dt, load=d.load[d.test_days[:2]], pv=d.pv[d.test_days[:2]])
+    model = problem.build_second_stage()
+    x = problem.first_stage_vector(dt.schedule)
+    ref = model.solve(x, 1)
+    calls = _failing_first(monkeypatch, model, 1)
+    again = model.solve(x, 1)
+    assert len(calls) == 2 and again.feasible
+    assert again.objective == pytest.approx(ref.objective, rel=1e-9)
+    monkeypatch.undo()
+    calls = _failing_first(monkeypatch, model, 2)
+    failed = model.solve(x, 1)
+    assert len(calls) == 2 and not failed.feasible and np.isnan(failed.dual_bound)
+    monkeypatch.undo()
+    # a problem that does not report failures raises after the cold retry
+    siting = tiny_problem()
+    recourse = siting.build_second_stage()
+    calls = _failing_first(monkeypatch, recourse, 2)
+    with pytest.raises(SolverError, match="Unknown"):
+        recourse.solve(np.zeros(siting.first_stage.size), 0)
+    assert len(calls) == 2

@@ -867,6 +867,14 @@ class TwoStageProblem(ABC, Generic[DecisionT]):
         only then. Only the order of the solves depends on it, never their results."""
         return True
 
+    @property
+    def recourse_failures_reported(self) -> bool:
+        """Whether a recourse LP/MILP that HiGHS fails on warm and then cold (neither optimal
+        nor infeasible, e.g. status "Unknown") is returned as a result (``feasible`` False,
+        ``dual_bound`` NaN, so that callers can count solver failures) instead of raising
+        :class:`~gridrecourse.errors.SolverError` (default False)."""
+        return False
+
 
 def scenario_selection(
     problem: TwoStageProblem,
@@ -1263,7 +1271,7 @@ class SecondStageModel:
         lb, ub, scale = self._bounds(x, int(scenario))
         self._apply(self.model, self.blocks, lb, ub)
         try:
-            sol = self.model.solve(options)
+            sol = self._solve_or_retry_cold(lb, ub, options)
         except InfeasibleModelError:
             return self._infeasible(x, int(scenario), lb, ub, scale, options, farkas)
         except SolverTimeLimitError as exc:
@@ -1271,9 +1279,12 @@ class SecondStageModel:
                 raise
             return self._unresolved(int(scenario), exc)
         except SolverError:
-            if not self.model.is_quadratic:
+            if self.model.is_quadratic:
+                sol = self._cold_qp_or_cutting_planes(lb, ub, options)
+            elif self.problem.recourse_failures_reported:
+                return self._failed(int(scenario))
+            else:
                 raise
-            sol = self._cold_qp_or_cutting_planes(lb, ub, options)
         offset = self.spec.objective_offset
         if self.is_mip:
             duals = np.full(len(self._link_rows), np.nan)
@@ -1380,6 +1391,39 @@ class SecondStageModel:
             row_dual=sol.row_dual[:n_rows],
             status=sol.status,
             solve_seconds=time.perf_counter() - t0,
+        )
+
+    def _solve_or_retry_cold(
+        self, lb: np.ndarray, ub: np.ndarray, options: SolverOptions | None
+    ) -> Solution:
+        """Solve; after a solver failure of an LP/MILP (neither optimal nor infeasible, e.g.
+        status "Unknown" from a far-away warm basis, seen on the operation LPs) retry once
+        from scratch. A second failure is raised, with the model reset for the next solve."""
+        try:
+            return self.model.solve(options)
+        except (InfeasibleModelError, SolverTimeLimitError):
+            raise
+        except SolverError:
+            if self.model.is_quadratic:
+                raise
+        self.model.reset()
+        self._apply(self.model, self.blocks, lb, ub)
+        try:
+            return self.model.solve(options)
+        except SolverError:
+            self.model.reset()
+            raise
+
+    def _failed(self, scenario: int) -> SecondStageResult:
+        """A scenario HiGHS failed on warm and cold: not served, ``dual_bound`` NaN."""
+        return SecondStageResult(
+            scenario=scenario,
+            objective=float("inf"),
+            feasible=False,
+            penalty=float("nan"),
+            linking_duals=np.full(len(self._link_rows), np.nan),
+            subgradient=np.full(self.spec.technology.shape[1], np.nan),
+            dual_bound=float("nan"),
         )
 
     def _infeasible(

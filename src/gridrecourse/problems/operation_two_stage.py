@@ -51,8 +51,6 @@ import scipy.sparse as sp
 from gridrecourse.errors import (
     GridRecourseError,
     InfeasibleModelError,
-    SolverError,
-    SolverTimeLimitError,
 )
 from gridrecourse.formulation.injections import fixed_net_load
 from gridrecourse.formulation.periods import by_period, tile_periods
@@ -63,8 +61,6 @@ from gridrecourse.problems.base import (
     FirstStageSpec,
     LinkingBlock,
     ScenarioData,
-    SecondStageModel,
-    SecondStageResult,
     SecondStageSpec,
     TwoStageProblem,
     VariableBlockSpec,
@@ -79,7 +75,7 @@ from gridrecourse.problems.spec_blocks import SpecBlocks, spec_blocks
 from gridrecourse.solvers.highs import LinearModel
 from gridrecourse.solvers.options import SolverOptions
 
-__all__ = ["OperationProblem", "OperationProblemError", "RetryingSecondStageModel"]
+__all__ = ["OperationProblem", "OperationProblemError"]
 
 #: Prefix of the plan's (slot 0) blocks in the first stage (the recourse has the same names).
 PLAN_PREFIX = "plan-"
@@ -147,50 +143,6 @@ def _nonempty(blocks: SpecBlocks) -> SpecBlocks:
         if c.size and terms:
             constraints.append(ConstraintBlockSpec(c.name, terms, lb=c.lb, ub=c.ub))
     return SpecBlocks(tuple(v for v in blocks.variables if v.size), tuple(constraints))
-
-
-class RetryingSecondStageModel(SecondStageModel):
-    """The contract's recourse model, with one cold retry when HiGHS ends neither optimal nor
-    infeasible from a warm start (status "Unknown", seen on the operation LPs after a far-away
-    basis; the former per-schedule loop retried the same way).
-
-    A scenario that fails warm and cold is returned as not served with ``dual_bound = NaN``
-    (an infeasible scenario has ``dual_bound = inf``), so callers can count solver failures.
-    """
-
-    def solve(
-        self,
-        x: np.ndarray,
-        scenario: int,
-        options: SolverOptions | None = None,
-        *,
-        keep_values: bool = False,
-        farkas: bool = True,
-        unresolved: bool = False,
-    ) -> SecondStageResult:
-        """:meth:`SecondStageModel.solve`, retried once from scratch on a solver failure."""
-        for attempt in range(2):
-            try:
-                return super().solve(
-                    x, scenario, options, keep_values=keep_values, farkas=farkas,
-                    unresolved=unresolved,
-                )  # fmt: skip
-            except SolverTimeLimitError:
-                raise
-            except SolverError:
-                self.model.reset()
-                if attempt:
-                    break
-        n_x = self.spec.technology.shape[1]
-        return SecondStageResult(
-            scenario=int(scenario),
-            objective=float("inf"),
-            feasible=False,
-            penalty=float("nan"),
-            linking_duals=np.full(len(self._link_rows), np.nan),
-            subgradient=np.full(n_x, np.nan),
-            dual_bound=float("nan"),
-        )
 
 
 class OperationProblem(TwoStageProblem[FirstStageSchedule]):
@@ -463,9 +415,11 @@ class OperationProblem(TwoStageProblem[FirstStageSchedule]):
             lb[:, rs] = ub[:, rs] = values[idx]
         return ScenarioData(indices=idx, row_lb=lb, row_ub=ub)
 
-    def build_second_stage(self) -> SecondStageModel:
-        """The recourse model, retried cold once on a solver failure."""
-        return RetryingSecondStageModel(self)
+    @property
+    def recourse_failures_reported(self) -> bool:
+        """True: a schedule's scenario that HiGHS fails on warm and cold is counted
+        (``n_solver_failures`` of the operation evaluation), not raised."""
+        return True
 
     # ------------------------------------------------------------------ decisions
     def _units(self) -> tuple[int, int]:
