@@ -17,6 +17,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -43,6 +44,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--time-limit", type=float, default=60.0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--mip-feasibility-tolerance", type=float, default=1e-9,
+                    help="of every MILP, as the voltvar command (1e-9)")  # fmt: skip
     ap.add_argument("--no-kernel-starts", action="store_true",
                     help="MIP start candidates: neutral and do-nothing only")  # fmt: skip
     ap.add_argument("--save-x", help="write the decision's first-stage vector here (.npy)")
@@ -56,9 +59,12 @@ def main() -> None:
     )  # fmt: skip
     build = time.perf_counter() - t0
     surrogate = load_surrogate(args.network)
-    options = SolverOptions(mip_gap=1e-4, time_limit=args.time_limit, threads=args.threads)
+    tol = args.mip_feasibility_tolerance
+    options = SolverOptions(mip_gap=1e-4, time_limit=args.time_limit, threads=args.threads,
+                            mip_feasibility_tolerance=tol)  # fmt: skip
     rec = {"monitor": args.monitor, "n_scenarios": args.scenarios, "seed": args.seed,
-           "build_s": build, "training_samples": surrogate.info.get("n_samples")}  # fmt: skip
+           "build_s": build, "training_samples": surrogate.info.get("n_samples"),
+           "mip_feasibility_tolerance": tol}  # fmt: skip
     with make_executor("process", n_workers=args.workers) as ex:
         t1 = time.perf_counter()
         start = None  # the defaults: neutral, do-nothing and the network's kernels
@@ -66,7 +72,7 @@ def main() -> None:
             start = [neutral_first_stage(problem), initial_first_stage(problem)]
         r = solve_neural_voltvar(
             problem, surrogate, options, evaluate=not args.no_eval, executor=ex,
-            eval_options=SolverOptions(mip_gap=1e-4, time_limit=120.0, threads=args.threads),
+            eval_options=replace(options, time_limit=120.0),
             start=start,
         )  # fmt: skip
         rec |= {
