@@ -59,3 +59,14 @@ def test_train_resume_and_solve_with_nn(capfd, tmp_path):
     bad[bad.index("--max-tap-changes") + 1] = "1"
     code, err = _json(capfd, bad)
     assert code != 0 and "trained" in err["message"] and "max_tap_changes" in err["message"]
+    # feasibility rounds: the decision is feasible in all 3 scenarios (at most 3 rounds add
+    # them all), and the command reports the method's own evaluation
+    code, fr = _json(capfd, [*solve[:-2], "--nn-feasibility-rounds", "3",
+                             "--out", str(tmp_path / "rounds")])  # fmt: skip
+    assert code == 0 and fr["n_infeasible_scenarios"] == fr["n_unresolved_scenarios"] == 0
+    assert 600.0 - 1e-6 <= float(fr["objective"]) < float("inf")
+    assert 1 <= fr["nn_rounds"] <= 1 + len(fr["nn_feasibility_scenarios"]) <= 4
+    assert fr["nn_evaluate_seconds"] > 0
+    code, err = _json(capfd, [*solve[:-2], "--nn-feasibility-rounds", "-1",
+                              "--out", str(tmp_path / "neg")])  # fmt: skip
+    assert code != 0 and "--nn-feasibility-rounds must be >= 0" in err["message"]

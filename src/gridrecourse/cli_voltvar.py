@@ -53,6 +53,8 @@ class MethodOutcome:
     x: np.ndarray
     status: str
     extra: dict = field(default_factory=dict)
+    #: The method's own exact evaluation of ``x`` with recourse values (reused, not redone).
+    evaluation: OutOfSampleResult | None = None
 
 
 #: ``solve(problem, args, options) -> MethodOutcome`` per ``--method`` value.
@@ -157,7 +159,7 @@ def _solve_ph(
 
 
 def _solve_nn(
-    problem: VoltVarProblem, args: argparse.Namespace, options: SolverOptions, _executor: Executor
+    problem: VoltVarProblem, args: argparse.Namespace, options: SolverOptions, executor: Executor
 ):
     """Neural surrogate MILP (paper B eq 22): shipped network for the feeder, or --network."""
     from gridrecourse.learning.voltvar_net import load_surrogate, shipped_surrogate
@@ -166,9 +168,14 @@ def _solve_nn(
     network = getattr(args, "network", None)
     surrogate = load_surrogate(network) if network else shipped_surrogate(problem)
     sub = replace(options, time_limit=getattr(args, "nn_time_limit", 60.0))
+    rounds = getattr(args, "nn_feasibility_rounds", 0)
+    if rounds < 0:
+        raise VoltVarInputError(f"--nn-feasibility-rounds must be >= 0, got {rounds}")
     nn = solve_neural_voltvar(
-        problem, surrogate, sub, mode=getattr(args, "nn_bounds", "ibp"), evaluate=False
-    )
+        problem, surrogate, sub, mode=getattr(args, "nn_bounds", "ibp"), evaluate=rounds > 0,
+        executor=executor, eval_options=_eval_options(args), feasibility_rounds=rounds,
+        keep_values=True,
+    )  # fmt: skip
     info = surrogate.info
     return MethodOutcome(
         nn.x,
@@ -183,12 +190,16 @@ def _solve_nn(
             "nn_encode_seconds": nn.encode_seconds,
             "nn_training_samples": info.get("n_samples"),
             "nn_data_hash": info.get("data_hash"),
+            "nn_rounds": nn.rounds,
+            "nn_feasibility_scenarios": list(nn.feasibility_scenarios),
+            "nn_evaluate_seconds": nn.evaluate_seconds,
         },
+        evaluation=nn.evaluation,
     )
 
 
 #: Methods of ``gridrecourse voltvar`` (``--method``). Each gets the command's executor; the
-#: EF and the neural MILP are single solves and leave it to the exact evaluation.
+#: EF is a single solve and leaves it to the exact evaluation.
 METHODS: dict[str, MethodFn] = {
     "ef": _solve_ef,
     "sa": _solve_sa,
@@ -274,6 +285,11 @@ def add_voltvar_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--network", help="nn: trained network file (default: the shipped one)")
     p.add_argument("--nn-bounds", choices=["ibp", "big-m"], default="ibp",
                    help="nn: ReLU neuron bounds (IBP, or a uniform big-M baseline)")  # fmt: skip
+    p.add_argument(
+        "--nn-feasibility-rounds", type=int, default=0,
+        help="nn: rounds that add the recourse rows of the scenarios the decision is "
+        "infeasible in to the surrogate MILP and solve again (0: paper B's method)",
+    )  # fmt: skip
     p.add_argument("--nn-time-limit", type=float, default=60.0,
                    help="nn: wall budget of encoding, model build and MILP (s)")  # fmt: skip
     p.set_defaults(func=run_voltvar)
@@ -487,13 +503,21 @@ def build_problem(args: argparse.Namespace) -> VoltVarProblem:
 
 
 def evaluate_with_values(
-    problem: VoltVarProblem, x: np.ndarray, options: SolverOptions, executor: Executor
+    problem: VoltVarProblem,
+    x: np.ndarray,
+    options: SolverOptions,
+    executor: Executor,
+    done: OutOfSampleResult | None = None,
 ) -> tuple[OutOfSampleResult, list[VoltVarRecourse | None]]:
-    """Exact evaluation (one recourse MILP per scenario, in parallel through ``executor``)
-    and every feasible scenario's recourse (None where infeasible or unresolved)."""
-    ev = evaluate_first_stage(
-        problem, x, executor=executor, options=options, desc=None, keep_values=True, farkas=False
-    )
+    """Exact evaluation (one recourse MILP per scenario, in parallel through ``executor``;
+    ``done``, a method's own evaluation of ``x`` with values, is taken as it is) and every
+    feasible scenario's recourse (None where infeasible or unresolved)."""
+    ev = done
+    if ev is None or ev.values is None:
+        ev = evaluate_first_stage(
+            problem, x, executor=executor, options=options, desc=None, keep_values=True,
+            farkas=False,
+        )  # fmt: skip
     recourse = [problem.recourse(y, s) if y is not None else None for s, y in enumerate(ev.values)]
     return ev, recourse
 
@@ -608,7 +632,9 @@ def _run(args: argparse.Namespace):
         outcome = METHODS[args.method](problem, args, options, executor)
         wall = time.perf_counter() - t0
         progress("evaluating the first stage exactly on every scenario")
-        ev, recourse = evaluate_with_values(problem, outcome.x, _eval_options(args), executor)
+        ev, recourse = evaluate_with_values(
+            problem, outcome.x, _eval_options(args), executor, outcome.evaluation
+        )
     objective, q = ev.expected_objective, ev.objectives
     decision = problem.decode(outcome.x)
     # gap_pct: the EF's own proven MIP gap; another method's exact objective against a known

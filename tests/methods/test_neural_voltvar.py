@@ -275,3 +275,24 @@ def test_unresolved_scenarios_leave_their_sample_out_of_training():
     np.testing.assert_allclose(y[:2], [2.0, 50.5])
     _, keep = _targets(data, 0.0)  # penalty 0: infeasible samples dropped as well
     np.testing.assert_array_equal(keep, [True, False, False, False])
+
+
+def test_feasibility_rounds_reach_the_cheapest_first_stage_feasible_everywhere(tiny, surrogate):
+    """A network that prices every recourse at its floor (0 $) makes the MILP pick the cheapest
+    first stage; the feasibility rounds must then end at the cheapest one feasible in every
+    scenario, as enumeration says, and report the scenarios they added."""
+    flat = replace(surrogate, target_mean=surrogate.target_mean - 1e5)
+    xs = np.array(list(_first_stages(tiny)))
+    ok = np.array([evaluate_first_stage(tiny, x, options=EXACT, desc=None).n_infeasible == 0
+                   for x in xs])  # fmt: skip
+    cost = xs @ tiny.first_stage.cost
+    assert ok.any() and cost.min() < cost[ok].min()  # the cheapest one is infeasible somewhere
+    exact = SolverOptions(mip_gap=0.0, threads=1)
+    plain = solve_neural_voltvar(tiny, flat, exact, eval_options=EXACT)
+    assert plain.n_infeasible > 0 and plain.rounds == 1 and plain.feasibility_scenarios == ()
+    res = solve_neural_voltvar(tiny, flat, exact, eval_options=EXACT, feasibility_rounds=5)
+    assert res.n_infeasible == 0 and np.isfinite(res.objective)
+    assert res.first_stage_cost == pytest.approx(cost[ok].min(), abs=1e-9)
+    assert 2 <= res.rounds <= 6 and len(res.feasibility_scenarios) >= 1
+    with pytest.raises(ValueError, match="need the exact evaluation"):
+        solve_neural_voltvar(tiny, flat, exact, evaluate=False, feasibility_rounds=1)

@@ -13,6 +13,16 @@ so the MILP does not grow with the scenarios) and the MLP written as MILP rows w
 :meth:`~gridrecourse.problems.volt_var.VoltVarProblem.first_stage_model` unchanged (exact), and
 the decision is then evaluated exactly — one recourse MILP per scenario
 (:func:`~gridrecourse.evaluation.out_of_sample.evaluate_first_stage`).
+
+Feasibility rounds (our addition)
+---------------------------------
+The surrogate prices a first stage by its expected recourse; it does not see that a rare
+scenario of the set makes the recourse infeasible (on the IEEE 123 MM case the plain method's
+decision is infeasible in 2 of 50 scenarios). With ``feasibility_rounds = r`` the method then
+adds, up to ``r`` times, the recourse rows of the scenarios in which the evaluated decision is
+infeasible or unresolved to the surrogate MILP (feasibility only: weight 0, so the objective
+stays ``cᵀx + NN``), solves it again and evaluates the new decision: the result is feasible in
+every scenario it reports feasible, at the cost of a larger MILP and one evaluation per round.
 """
 
 from __future__ import annotations
@@ -24,7 +34,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 import scipy.sparse as sp
 
-from gridrecourse.evaluation.out_of_sample import evaluate_first_stage
+from gridrecourse.errors import InfeasibleModelError, SolverTimeLimitError
+from gridrecourse.evaluation.out_of_sample import OutOfSampleResult, evaluate_first_stage
 from gridrecourse.execution import Executor
 from gridrecourse.formulation.relu import BoundMode, add_relu_network
 from gridrecourse.learning.voltvar_data import (
@@ -33,7 +44,7 @@ from gridrecourse.learning.voltvar_data import (
     neutral_first_stage,
 )
 from gridrecourse.learning.voltvar_net import VoltVarSurrogate
-from gridrecourse.problems.base import recourse_floor
+from gridrecourse.problems.base import add_second_stage_blocks, recourse_floor
 from gridrecourse.problems.volt_var import VoltVarProblem
 from gridrecourse.solvers.options import SolverOptions
 
@@ -65,6 +76,14 @@ class NeuralVoltVarResult:
     status : str
     mip_gap : float
         HiGHS's gap of the surrogate MILP.
+    feasibility_scenarios : tuple of int
+        Scenarios whose recourse rows were added in feasibility rounds (module docstring).
+    rounds : int
+        Surrogate MILP solves (1 + feasibility rounds taken).
+    n_infeasible : int or None
+        Scenarios in which ``x`` is infeasible or unresolved (None when not evaluated).
+    evaluation : OutOfSampleResult or None
+        The exact evaluation of ``x`` (None when not evaluated).
     """
 
     x: np.ndarray
@@ -80,6 +99,10 @@ class NeuralVoltVarResult:
     evaluate_seconds: float
     status: str
     mip_gap: float
+    feasibility_scenarios: tuple[int, ...] = ()
+    rounds: int = 1
+    n_infeasible: int | None = None
+    evaluation: OutOfSampleResult | None = None
 
 
 def solve_neural_voltvar(
@@ -93,6 +116,8 @@ def solve_neural_voltvar(
     executor: Executor | None = None,
     eval_options: SolverOptions | None = None,
     start: Sequence[np.ndarray] | None = None,
+    feasibility_rounds: int = 0,
+    keep_values: bool = False,
 ) -> NeuralVoltVarResult:
     """Solve the surrogate MILP (eq 22) and evaluate its decision exactly.
 
@@ -117,12 +142,23 @@ def solve_neural_voltvar(
         taps and the initial taps held (both with the normal switch states) and the kernel
         first stages the network's training data were perturbed from
         (:meth:`VoltVarSurrogate.start_candidates`); ``()`` for none.
+    feasibility_rounds : int, default 0
+        Rounds that add the recourse rows of the scenarios the decision is infeasible in
+        (module docstring); each re-solve gets ``options.time_limit`` again. Needs
+        ``evaluate``.
+    keep_values : bool, default False
+        Keep the recourse values in the returned evaluation
+        (:func:`~gridrecourse.evaluation.out_of_sample.evaluate_first_stage`).
 
     Returns
     -------
     NeuralVoltVarResult
     """
     surrogate.check(problem)
+    if feasibility_rounds < 0 or int(feasibility_rounds) != feasibility_rounds:
+        raise ValueError(f"feasibility_rounds must be an integer >= 0, got {feasibility_rounds}")
+    if feasibility_rounds and not evaluate:
+        raise ValueError("feasibility_rounds need the exact evaluation (evaluate=True)")
     t0 = time.perf_counter()
     e = surrogate.embed(problem)
     net = surrogate.main_network()
@@ -178,23 +214,46 @@ def solve_neural_voltvar(
         values[priced] = np.maximum(values[emb.output], floor_std)
         model.set_start(values)
     options = options or SolverOptions(mip_gap=1e-4, time_limit=60.0)
+    budget = options
     if options.time_limit is not None:
         left = options.time_limit - (time.perf_counter() - t0)
         options = replace(options, time_limit=max(1.0, left))
     sol = model.solve(options)
-    x = np.concatenate([sol.value(blocks[v.name]) for v in fs.variables])
-    x[fs.integer] = np.round(x[fs.integer])
-    first = float(fs.cost @ x)
-    predicted = float(sol.value(priced)[0]) * surrogate.target_std + surrogate.target_mean
-    t2 = time.perf_counter()
-    objective = None
-    if evaluate:
+    x = _decision(sol, blocks, fs)
+    solve_s, eval_s = time.perf_counter() - t1, 0.0
+    objective, n_bad, added, rounds, ev = None, None, [], 1, None
+    while evaluate:
+        t2 = time.perf_counter()
         ev = evaluate_first_stage(
             problem, x, executor=executor, options=eval_options or SolverOptions(mip_gap=1e-4),
-            desc=None, farkas=False,
+            desc=None, farkas=False, keep_values=keep_values,
         )  # fmt: skip
-        objective = float(ev.expected_objective)
-    t3 = time.perf_counter()
+        eval_s += time.perf_counter() - t2
+        objective, n_bad = float(ev.expected_objective), int(np.sum(~ev.feasible))
+        new = [int(s) for s in ev.scenario_indices[~ev.feasible] if int(s) not in added]
+        if rounds > feasibility_rounds or not new:
+            break
+        t2 = time.perf_counter()
+        add_second_stage_blocks(
+            model, problem.second_stage, np.zeros(len(new)),
+            data=problem.scenario_data(np.array(new)), first_stage=blocks, first_stage_spec=fs,
+        )  # fmt: skip
+        added += new
+        try:
+            sol = model.solve(budget)
+        except SolverTimeLimitError:  # no first stage found in time: keep the last one
+            solve_s += time.perf_counter() - t2
+            break
+        except InfeasibleModelError as exc:
+            raise InfeasibleModelError(
+                f"no first stage admits a feasible recourse in scenarios {sorted(added)}: the "
+                f"2S-VVO itself is infeasible ({exc})"
+            ) from exc
+        solve_s += time.perf_counter() - t2
+        x, rounds = _decision(sol, blocks, fs), rounds + 1
+    first = float(fs.cost @ x)
+    predicted = float(np.maximum(net.forward((f @ x)[None, :])[0, 0], floor_std))
+    predicted = predicted * surrogate.target_std + surrogate.target_mean
     return NeuralVoltVarResult(
         x=x,
         surrogate_objective=first + predicted,
@@ -205,8 +264,19 @@ def solve_neural_voltvar(
         stable_neurons=emb.bounds.stable_counts(),
         mode=BoundMode(mode),
         encode_seconds=t1 - t0,
-        solve_seconds=t2 - t1,
-        evaluate_seconds=t3 - t2,
+        solve_seconds=solve_s,
+        evaluate_seconds=eval_s,
         status=str(sol.status),
         mip_gap=float(sol.mip_gap),
+        feasibility_scenarios=tuple(added),
+        rounds=rounds,
+        n_infeasible=n_bad,
+        evaluation=ev,
     )
+
+
+def _decision(sol, blocks, fs) -> np.ndarray:
+    """The complete first stage of a surrogate MILP solution, integers rounded."""
+    x = np.concatenate([sol.value(blocks[v.name]) for v in fs.variables])
+    x[fs.integer] = np.round(x[fs.integer])
+    return x
