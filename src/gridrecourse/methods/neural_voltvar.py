@@ -21,8 +21,9 @@ scenario of the set makes the recourse infeasible (on the IEEE 123 MM case the p
 decision is infeasible in 2 of 50 scenarios). With ``feasibility_rounds = r`` the method then
 adds, up to ``r`` times, the recourse rows of the scenarios in which the evaluated decision is
 infeasible or unresolved to the surrogate MILP (feasibility only: weight 0, so the objective
-stays ``cᵀx + NN``), solves it again and evaluates the new decision: the result is feasible in
-every scenario it reports feasible, at the cost of a larger MILP and one evaluation per round.
+stays ``cᵀx + NN``), solves it again from the start candidate the surrogate prices lowest among
+those feasible in the added scenarios, and evaluates the new decision exactly. Each round costs
+a larger MILP, the candidates' recourse in the added scenarios and one evaluation.
 """
 
 from __future__ import annotations
@@ -202,17 +203,24 @@ def solve_neural_voltvar(
             initial_first_stage(problem),
             *surrogate.start_candidates(problem),
         ]
-    if len(start):
-        # MIP start: the candidate first stage with the lowest surrogate value, with the
-        # network's activations at it (HiGHS alone may find no incumbent within the limit)
-        cand = np.vstack([np.asarray(s, dtype=float) for s in start])
+    cand = np.vstack([np.asarray(s, dtype=float) for s in start]) if len(start) else None
+
+    def set_start(ok: np.ndarray | None = None) -> None:
+        """MIP start: the candidate first stage with the lowest surrogate value (among those
+        ``ok``), with the network's activations at it (HiGHS alone may find no incumbent
+        within the limit)."""
+        if cand is None or (ok is not None and not ok.any()):
+            return
         out = np.maximum(net.forward((f @ cand.T).T)[:, 0], floor_std)
-        value = cand @ fs.cost + surrogate.target_std * out
+        value = np.where(True if ok is None else ok, cand @ fs.cost + surrogate.target_std * out,
+                         np.inf)  # fmt: skip
         x0 = cand[int(np.argmin(value))]
         values = {blocks[v.name]: x0[fs.slice(v.name)] for v in fs.variables}
         values |= emb.start_values(f @ x0)
         values[priced] = np.maximum(values[emb.output], floor_std)
         model.set_start(values)
+
+    set_start()
     options = options or SolverOptions(mip_gap=1e-4, time_limit=60.0)
     budget = options
     if options.time_limit is not None:
@@ -239,6 +247,13 @@ def solve_neural_voltvar(
             data=problem.scenario_data(np.array(new)), first_stage=blocks, first_stage_spec=fs,
         )  # fmt: skip
         added += new
+        if cand is not None:  # restart from the best candidate feasible in those scenarios
+            set_start(np.array([
+                evaluate_first_stage(problem, c, scenarios=added, executor=executor,
+                                     options=eval_options or SolverOptions(mip_gap=1e-4),
+                                     desc=None, farkas=False).n_infeasible == 0
+                for c in cand
+            ]))  # fmt: skip
         try:
             sol = model.solve(budget)
         except SolverTimeLimitError:  # no first stage found in time: keep the last one
