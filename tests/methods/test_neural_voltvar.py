@@ -296,3 +296,22 @@ def test_feasibility_rounds_reach_the_cheapest_first_stage_feasible_everywhere(t
     assert 2 <= res.rounds <= 6 and len(res.feasibility_scenarios) >= 1
     with pytest.raises(ValueError, match="need the exact evaluation"):
         solve_neural_voltvar(tiny, flat, exact, evaluate=False, feasibility_rounds=1)
+
+
+def test_recourse_copies_added_in_several_calls_give_the_extensive_form(tiny):
+    """``add_second_stage_blocks(prefix=…)`` (the feasibility rounds add scenarios round by
+    round): scenario 0, then 1 and 2, on the first-stage model equal the EF of all three."""
+    from gridrecourse.problems.base import add_second_stage_blocks
+
+    model, blocks = tiny.first_stage_model()
+    p = np.asarray(tiny.probability)
+    for k, part in enumerate(([0], [1, 2])):
+        add_second_stage_blocks(
+            model, tiny.second_stage, p[part], data=tiny.scenario_data(np.array(part)),
+            first_stage=blocks, first_stage_spec=tiny.first_stage, prefix=f"part{k}-",
+        )  # fmt: skip
+    split = model.solve(EXACT)
+    ef = solve_extensive_form(tiny, EXACT)
+    assert split.objective + tiny.second_stage.objective_offset == pytest.approx(
+        ef.objective, abs=1e-6
+    )

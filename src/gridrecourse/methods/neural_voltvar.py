@@ -245,6 +245,7 @@ def solve_neural_voltvar(
         add_second_stage_blocks(
             model, problem.second_stage, np.zeros(len(new)),
             data=problem.scenario_data(np.array(new)), first_stage=blocks, first_stage_spec=fs,
+            prefix=f"round{rounds}-",
         )  # fmt: skip
         added += new
         if cand is not None:  # restart from the best candidate feasible in those scenarios

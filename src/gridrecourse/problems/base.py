@@ -1011,6 +1011,7 @@ def add_second_stage_blocks(
     first_stage_spec: FirstStageSpec | None = None,
     exact_quadratic: bool = True,
     integer: bool = True,
+    prefix: str = "",
 ) -> StackedBlocks:
     """Add ``S = len(weights)`` copies of the recourse to ``model`` (vectorized over copies).
 
@@ -1035,6 +1036,9 @@ def add_second_stage_blocks(
         (the extensive form's tangent planes).
     integer : bool
         Keep the integrality of integer recourse blocks (``False``: the LP relaxation).
+    prefix : str
+        Prepended to the model's block and row names (to add copies in several calls); the
+        returned blocks stay keyed by the spec's names.
     """
     w = np.asarray(weights, dtype=float)
     s = len(w)
@@ -1051,7 +1055,12 @@ def add_second_stage_blocks(
             cost = (w[:, None] * data.block_cost(v)).ravel()
             lb, ub = (b.ravel() for b in data.block_bounds(v))
         block = model.add_variables(
-            v.name, s * v.size, lb=lb, ub=ub, cost=cost, integer=bool(v.integer and integer)
+            prefix + v.name,
+            s * v.size,
+            lb=lb,
+            ub=ub,
+            cost=cost,
+            integer=bool(v.integer and integer),
         )
         variables[v.name] = block
         if exact_quadratic and v.has_quadratic:
@@ -1084,7 +1093,7 @@ def add_second_stage_blocks(
                 cols = stacked_t[:, first_stage_spec.slice(fv.name)]
                 if cols.nnz:
                     terms.append((first_stage[fv.name], cols))
-        constraints[c.name] = model.add_constraints(c.name, terms, lb=lb, ub=ub)
+        constraints[c.name] = model.add_constraints(prefix + c.name, terms, lb=lb, ub=ub)
     return StackedBlocks(variables=variables, constraints=constraints, n_scenarios=s)
 
 
