@@ -230,18 +230,16 @@ def solve_neural_voltvar(
     x = _decision(sol, blocks, fs)
     solve_s, eval_s = time.perf_counter() - t1, 0.0
     objective, n_bad, added, rounds, ev = None, None, [], 1, None
+    exact = eval_options or SolverOptions(mip_gap=1e-4)
     while evaluate:
         t2 = time.perf_counter()
-        ev = evaluate_first_stage(
-            problem, x, executor=executor, options=eval_options or SolverOptions(mip_gap=1e-4),
-            desc=None, farkas=False, keep_values=keep_values,
-        )  # fmt: skip
+        ev = evaluate_first_stage(problem, x, executor=executor, options=exact, desc=None,
+                                  farkas=False, keep_values=keep_values)  # fmt: skip
         eval_s += time.perf_counter() - t2
         objective, n_bad = float(ev.expected_objective), int(np.sum(~ev.feasible))
         new = [int(s) for s in ev.scenario_indices[~ev.feasible] if int(s) not in added]
         if rounds > feasibility_rounds or not new:
             break
-        t2 = time.perf_counter()
         add_second_stage_blocks(
             model, problem.second_stage, np.zeros(len(new)),
             data=problem.scenario_data(np.array(new)), first_stage=blocks, first_stage_spec=fs,
@@ -249,12 +247,14 @@ def solve_neural_voltvar(
         )  # fmt: skip
         added += new
         if cand is not None:  # restart from the best candidate feasible in those scenarios
+            t2 = time.perf_counter()
             set_start(np.array([
                 evaluate_first_stage(problem, c, scenarios=added, executor=executor,
-                                     options=eval_options or SolverOptions(mip_gap=1e-4),
-                                     desc=None, farkas=False).n_infeasible == 0
+                                     options=exact, desc=None, farkas=False).n_infeasible == 0
                 for c in cand
             ]))  # fmt: skip
+            eval_s += time.perf_counter() - t2
+        t2 = time.perf_counter()
         try:
             sol = model.solve(budget)
         except SolverTimeLimitError:  # no first stage found in time: keep the last one
