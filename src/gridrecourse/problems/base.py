@@ -1291,7 +1291,7 @@ class SecondStageModel:
             if self.model.is_quadratic:
                 sol = self._cold_qp_or_cutting_planes(lb, ub, options)
             elif self.problem.recourse_failures_reported:
-                return self._failed(int(scenario))
+                return self._not_served(int(scenario), math.nan)
             else:
                 raise
         offset = self.spec.objective_offset
@@ -1423,8 +1423,11 @@ class SecondStageModel:
             self.model.reset()
             raise
 
-    def _failed(self, scenario: int) -> SecondStageResult:
-        """A scenario HiGHS failed on warm and cold: not served, ``dual_bound`` NaN."""
+    def _not_served(
+        self, scenario: int, dual_bound: float, mip_gap: float = 0.0
+    ) -> SecondStageResult:
+        """A scenario without a recourse point: unresolved (the search's ``dual_bound``) or
+        failed warm and cold (``dual_bound`` NaN)."""
         return SecondStageResult(
             scenario=scenario,
             objective=float("inf"),
@@ -1432,7 +1435,8 @@ class SecondStageModel:
             penalty=float("nan"),
             linking_duals=np.full(len(self._link_rows), np.nan),
             subgradient=np.full(self.spec.technology.shape[1], np.nan),
-            dual_bound=float("nan"),
+            mip_gap=mip_gap,
+            dual_bound=dual_bound,
         )
 
     def _infeasible(
@@ -1482,16 +1486,7 @@ class SecondStageModel:
 
     def _unresolved(self, scenario: int, exc: SolverTimeLimitError) -> SecondStageResult:
         bound = exc.dual_bound + self.spec.objective_offset
-        return SecondStageResult(
-            scenario=scenario,
-            objective=float("inf"),
-            feasible=False,
-            penalty=float("nan"),
-            linking_duals=np.full(len(self._link_rows), np.nan),
-            subgradient=np.full(self.spec.technology.shape[1], np.nan),
-            mip_gap=float("inf"),
-            dual_bound=bound if math.isfinite(bound) else -math.inf,
-        )
+        return self._not_served(scenario, bound if math.isfinite(bound) else -math.inf, math.inf)
 
     def _cut_from_ray(
         self,
