@@ -25,10 +25,8 @@ Kernel scenarios. :attr:`KernelSelection.RANDOM` (paper B) solves the determinis
 ``n_kernels`` random scenarios. :attr:`KernelSelection.COVERING` (our addition) chooses them
 from a pool of ``kernel_pool`` scenarios one at a time: each next kernel is solved on the pool
 scenario that the kernels so far serve worst (cheapest ``cᵀx + Q`` over the kernels, infinite
-where none is feasible), so that the data surround the first stages the hard scenarios need.
-On the IEEE 123 MM case (pool 40) the first kernel is infeasible in 28 pool scenarios and three
-kernels serve them all; the network trained on such data still misranked the MM × 50 optimum
-(README, "Paper B").
+where none is feasible), so that the data surround the first stages the hard scenarios need
+(measurements: README, "Paper B").
 
 The recourse of every (sample, scenario) pair of a chunk runs through an executor
 (:mod:`gridrecourse.execution`: in-process, process pool or Dask), one task per scenario.

@@ -16,14 +16,14 @@ the decision is then evaluated exactly — one recourse MILP per scenario
 
 Feasibility rounds (our addition)
 ---------------------------------
-The surrogate prices a first stage by its expected recourse; it does not see that a rare
-scenario of the set makes the recourse infeasible (on the IEEE 123 MM case the plain method's
-decision is infeasible in 2 of 50 scenarios). With ``feasibility_rounds = r`` the method then
-adds, up to ``r`` times, the recourse rows of the scenarios in which the evaluated decision is
-infeasible or unresolved to the surrogate MILP (feasibility only: weight 0, so the objective
-stays ``cᵀx + NN``), solves it again from the start candidate the surrogate prices lowest among
-those feasible in the added scenarios, and evaluates the new decision exactly. Each round costs
-a larger MILP, the candidates' recourse in the added scenarios and one evaluation.
+The surrogate prices a first stage by its expected recourse; it may not see that a rare
+scenario of the set makes the recourse infeasible (README, "Paper B"). With
+``feasibility_rounds = r`` the method then adds, up to ``r`` times, the recourse rows of the
+scenarios in which the evaluated decision is infeasible or unresolved to the surrogate MILP
+(feasibility only: weight 0, so the objective stays ``cᵀx + NN``), solves it again from the
+start candidate the surrogate prices lowest among those feasible in the added scenarios, and
+evaluates the new decision exactly. Each round costs a larger MILP, the candidates' recourse
+in the added scenarios and one evaluation.
 """
 
 from __future__ import annotations
