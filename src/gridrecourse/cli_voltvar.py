@@ -57,7 +57,7 @@ class MethodOutcome:
     evaluation: OutOfSampleResult | None = None
 
 
-#: ``solve(problem, args, options) -> MethodOutcome`` per ``--method`` value.
+#: ``solve(problem, args, options, executor) -> MethodOutcome`` per ``--method`` value.
 MethodFn = Callable[[VoltVarProblem, argparse.Namespace, SolverOptions, Executor], MethodOutcome]
 
 
