@@ -496,6 +496,18 @@ def _solve_task(model, item: tuple[np.ndarray, int], *, options: SolverOptions) 
     return float("nan") if is_unresolved(r.feasible, r.dual_bound) else float("inf")
 
 
+def _recourse_values(
+    executor: Executor,
+    problem: VoltVarProblem,
+    items: list[tuple[np.ndarray, int]],
+    options: SolverOptions,
+) -> np.ndarray:
+    """``Q(x, ξ_s)`` of every ``(x, s)`` item through ``executor`` (:func:`_solve_task`)."""
+    task = functools.partial(_solve_task, options=options)
+    state = functools.partial(_recourse_state, problem)
+    return np.array(executor.map(task, items, state_factory=state, desc=None))
+
+
 # ---------------------------------------------------------------------------- the data set
 @dataclass(frozen=True, eq=False)
 class VoltVarData:
@@ -636,7 +648,6 @@ def _covering_kernels(
     kp = instance_problem(problem, config, -1, config.kernel_pool)
     n = min(config.n_kernels, config.kernel_pool)
     options = SolverOptions(mip_gap=config.mip_gap, time_limit=config.time_limit, threads=1)
-    state = functools.partial(_recourse_state, kp)
     if partial.exists():
         z = np.load(partial)
         xs, cost, used = list(z["x"]), list(z["cost"]), [int(s) for s in z["scenario"]]
@@ -646,8 +657,7 @@ def _covering_kernels(
         if len(cost) < len(xs) and len(xs) < n:
             t0 = time.perf_counter()
             items = [(xs[-1], s) for s in range(config.kernel_pool)]
-            q = np.array(executor.map(functools.partial(_solve_task, options=options), items,
-                                      state_factory=state, desc=None))  # fmt: skip
+            q = _recourse_values(executor, kp, items, options)
             cost.append(np.where(np.isnan(q), np.inf, q) + float(kp.first_stage.cost @ xs[-1]))
             unserved = int(np.isinf(np.min(cost, axis=0)).sum())
             say(
@@ -741,16 +751,8 @@ def generate_data(
             except InfeasibleModelError:  # pragma: no cover - the kernel itself is feasible
                 xs.append(kernel)
         scen = np.arange(len(samples))[:, None] * m + np.arange(m)[None, :]
-        state = functools.partial(_recourse_state, pool)
         items = [(xs[i], int(s)) for i in range(len(samples)) for s in scen[i]]
-        q = np.array(
-            ex.map(
-                functools.partial(_solve_task, options=options),
-                items,
-                state_factory=state,
-                desc=None,
-            ),
-        ).reshape(len(samples), m)
+        q = _recourse_values(ex, pool, items, options).reshape(len(samples), m)
         x = np.vstack(xs)
         enc = np.stack([scenario_features(pool, s) for s in scen])
         sec = time.perf_counter() - t0
