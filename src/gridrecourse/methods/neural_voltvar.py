@@ -204,6 +204,7 @@ def solve_neural_voltvar(
             *surrogate.start_candidates(problem),
         ]
     cand = np.vstack([np.asarray(s, dtype=float) for s in start]) if len(start) else None
+    cand_ok = None if cand is None else np.ones(len(cand), dtype=bool)  # in the added scenarios
 
     def set_start(ok: np.ndarray | None = None) -> None:
         """MIP start: the candidate first stage with the lowest surrogate value (among those
@@ -247,12 +248,13 @@ def solve_neural_voltvar(
         )  # fmt: skip
         added += new
         if cand is not None:  # restart from the best candidate feasible in those scenarios
-            t2 = time.perf_counter()
-            set_start(np.array([
-                evaluate_first_stage(problem, c, scenarios=added, executor=executor,
+            t2 = time.perf_counter()  # each round screens only its new scenarios
+            cand_ok &= [
+                evaluate_first_stage(problem, c, scenarios=new, executor=executor,
                                      options=exact, desc=None, farkas=False).n_infeasible == 0
                 for c in cand
-            ]))  # fmt: skip
+            ]  # fmt: skip
+            set_start(cand_ok)
             eval_s += time.perf_counter() - t2
         t2 = time.perf_counter()
         try:
