@@ -68,3 +68,12 @@ def test_mip_feasibility_tolerance_reaches_highs_and_is_reset_on_the_next_solve(
     model.solve(SolverOptions(mip_gap=0.0))
     value = model._highs.getOptionValue("mip_feasibility_tolerance")[1]
     assert value == HIGHS_MIP_FEASIBILITY_TOLERANCE == 1e-6  # HiGHS's own default
+
+
+def test_time_limit_is_set_on_every_solve_and_none_removes_it():
+    model = knapsack()
+    model.solve(SolverOptions(mip_gap=0.0, time_limit=5.0))
+    assert model._highs.getOptionValue("time_limit")[1] == 5.0
+    sol = model.solve(SolverOptions(mip_gap=0.0))  # no limit: not the earlier solve's 5 s
+    assert sol.objective == pytest.approx(-1.0)
+    assert model._highs.getOptionValue("time_limit")[1] == float("inf")

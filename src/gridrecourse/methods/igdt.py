@@ -763,16 +763,19 @@ def solve_cl_digdt(
             load, pv = values[index]
             om = built[0]
             fix_corners(om, load, pv)
+            # cold (presolved) at every grid point: a warm start from another α's basis can
+            # take minutes on these LPs to prove what a cold solve proves in a second
+            om.model.reset()
             try:
-                return built, int(index), solve_retrying(om.model, options)
+                return built, int(index), om.model.solve(options)
             except InfeasibleModelError:
                 infeasible.add(a)
                 continue
             except SolverError:
                 om.model.reset()
             if om.battery is not None and om.battery.mode is None:
-                # the relaxation ended "Unknown" warm and cold (seen at α = 0.7, σ = 0.5 on
-                # case33bw): the exact model with the mode binaries decides the point
+                # the relaxation ended "Unknown" (seen at α = 0.7, σ = 0.5 on case33bw, warm
+                # and cold): the exact model with the mode binaries decides the point
                 exact = _cheapest_plan_model(inst, dt, budget, True)
                 fix_corners(exact[0], load, pv)
                 try:

@@ -24,6 +24,7 @@ stopped through HiGHS's interrupt callbacks or, if it does not stop within
 from __future__ import annotations
 
 import enum
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -478,8 +479,9 @@ class LinearModel:
         if self._highs is None:
             self._highs = self._build(options)
         h = self._highs
-        if options.time_limit is not None:
-            h.setOptionValue("time_limit", float(options.time_limit))
+        # every solve sets the limit: None must not keep an earlier solve's limit
+        limit = math.inf if options.time_limit is None else float(options.time_limit)
+        h.setOptionValue("time_limit", limit)
         h.setOptionValue("mip_rel_gap", float(options.mip_gap))
         h.setOptionValue("mip_abs_gap", float(options.mip_abs_gap))
         set_mip_feasibility_tolerance(h, options.mip_feasibility_tolerance)
