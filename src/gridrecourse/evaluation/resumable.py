@@ -28,18 +28,10 @@ starts from the previous evaluation's last basis). With several workers the exec
 stealing makes the warm-start path depend on timing (in the plain evaluation too): objectives
 agree to the solver's tolerance, degenerate duals may not; no block is started cold then.
 
-Cost. Measured in-process on ieee123 (P1, 1200 scenarios, neutral taps, a third of the sites
-with one unit), interleaved with the plain evaluation, two repetitions on the 2-core machine
-shared with other jobs (load about 2): plain 10.8 / 11.9 s wall (59,080 / 58,495 simplex
-iterations: it depends on the basis left by the previous evaluation), 8 blocks 11.5 / 12.8 s
-(64,317 both times), 16 blocks 12.5 / 13.1 s (68,960); the same expected objective to 12
-digits; saving the blocks in a :class:`~gridrecourse.checkpointing.MemoryCheckpoint` adds
-nothing measurable. The cold block starts cost about 9 % (8 blocks) or 17 % (16 blocks) more
-simplex iterations. On ieee9500 (``benchmarks/results/evaluation_ieee9500.json``: a cold solve
-7,851 iterations, a warm re-solve 757 on average) 7 extra cold starts in 1200 scenarios would
-add about 5 % iterations (an estimate from those figures, not measured). On a process pool
-each block is one more :meth:`~gridrecourse.execution.Executor.map` (the problem is pickled
-for the state token once per map).
+Cost. Cold block starts take more simplex iterations than the warm chain; each block is one more
+:meth:`~gridrecourse.execution.Executor.map` on a process pool (the problem is pickled for the
+state token once per map). Measured on ieee123 and ieee9500:
+``benchmarks/results/DESIGN_MEASUREMENTS.md``.
 """
 
 from __future__ import annotations

@@ -28,20 +28,10 @@ Conformal calibration inside the loop (:class:`InLoopCalibration`). Two variants
   for the gradients, which then flow through ``f_lo``, ``f_hi`` only; the calibration labels
   reach training through that scalar.
 
-Why ``BATCH_SPLIT`` is the default (measured, defaults otherwise, seeds 0–2, test split):
-
-==========  =====  ===============================  ===============================
-feeder      λ      EPOCH_CONSTANT task / MSE         BATCH_SPLIT task / MSE
-==========  =====  ===============================  ===============================
-ieee13      0.8    6408 / 0.566 (ETO 6794 / 0.578)   6279 / 0.612
-ieee13      0.4    12516, 12169, 6855 (q̂ → 6.7)     5692–5765 / 0.67–0.68
-ieee123     0.8    8372 / 0.718 (ETO 8825 / 0.714)   6844 / 0.737
-==========  =====  ===============================  ===============================
-
-With a constant q̂ the network lowers its upper bounds, q̂ grows the next epoch to restore
-coverage, and the boxes drift wider (ieee13 λ = 0.4: q̂ 2.5 → 5.5–6.7 standardized units in 10
-epochs; ieee123 λ = 0.8: q̂ 3.5 → 4.9 and test coverage 0.98 for α = 0.1). It works — and keeps
-the prediction MSE lower — when the task weight is small (ieee13, λ ≥ 0.6).
+Why ``BATCH_SPLIT`` is the default: with a constant q̂ the network lowers its upper bounds, q̂
+grows the next epoch to restore coverage, and the boxes drift wider; ``EPOCH_CONSTANT`` works
+(and keeps the prediction MSE lower) only when the task weight is small. Measured on ieee13 and
+ieee123: ``benchmarks/results/DESIGN_MEASUREMENTS.md``.
 
 Loss scale: ``task_scale`` (EUR per unit of L_pred) makes the two terms of eq 25 comparable.
 Default: ``L_task,0 / L_pred,0`` measured on the training windows with the warm-started model

@@ -34,12 +34,10 @@ Accuracy (stated, and measured in :class:`TangentReport`): the approximation nev
 overestimates, so the EF optimum is a lower bound on the exact MIQP optimum. Inside the range
 the error of variable j is at most ``h_j (Δ_j / 2)²``, ``Δ_j = w_j / (K_j − 1)`` (midway between
 two points); :attr:`TangentReport.max_error_bound` sums this per scenario, and the report gives
-the exact ``Σ h y²`` at the EF solution against the approximated ``Σ ℓ``. On the IEEE 123 (P2,
-24 bundled-data scenarios, neutral taps) K̄ = 9 gives a bound of 0.90 kW per scenario; measured
-at the EF solution the tangents give 16.33 kW against 16.58 kW exact (1.5 % low), and the EF's
-first stage evaluated exactly (one QP per scenario,
-:func:`gridrecourse.evaluation.out_of_sample.evaluate_first_stage`) is 16.58 kW, 1.5 % above the
-EF's own bound. On the 5-bus test feeder the error is 0.06 %.
+the exact ``Σ h y²`` at the EF solution against the approximated ``Σ ℓ``. The EF's first stage
+is then evaluated exactly (one QP per scenario,
+:func:`gridrecourse.evaluation.out_of_sample.evaluate_first_stage`). Measured errors on the
+IEEE 123 and the 5-bus test feeder: ``benchmarks/results/DESIGN_MEASUREMENTS.md``.
 
 References
 ----------

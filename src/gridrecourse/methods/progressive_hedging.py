@@ -48,11 +48,9 @@ no MIQPs, so the proximal term is written without a Hessian. Expanding
 
 Between iterations only column costs (and the ``d`` rows' bounds) change:
 ``c + w_ω + ρ/2 (a − 2 x̄)`` on ``x`` and ``ρ/2`` on ``t``. HiGHS re-solves the live model (for
-a MILP it re-runs branch and bound, but nothing is rebuilt). On the IEEE 123 (85 sites,
-``L = 100``) the proximal term adds 8,500 rows to the 3,670-row subproblem; keeping them all
-(instead of a window around ``x̄`` with a cut loop) was measured to cost little: iteration 0
-(zero proximal cost) took 9.8 s for the 24 scenarios with the rows against 7.9 s without, the
-daytime scenarios' MILPs (0.4–2 s each at a 1e-6 gap) dominating either way.
+a MILP it re-runs branch and bound, but nothing is rebuilt). All proximal rows are kept (no
+window around ``x̄`` with a cut loop): on the IEEE 123 they were measured to cost little
+(``benchmarks/results/DESIGN_MEASUREMENTS.md``).
 
 Rho escalation (ours)
 ---------------------
@@ -80,29 +78,8 @@ quadratic recourse — per scenario), the number to compare with the EF.
 
 Measured
 --------
-5-bus test feeder (tests/methods/test_progressive_hedging.py, 4 scenarios, 0.3 s per run). P1
-with ρ = 1: converges in 6 iterations to units (0, 1, 2), exact value 0.30176 against the EF
-optimum 0.29884 (+0.98 %); ρ = 1e-3 (about the recourse change per unit): the EF optimum
-(0, 1, 3) in 6 iterations; ρ = 0.01 and 0.003 cycle until the iteration limit (0.30134).
-P2 with ρ = 0.01–0.1: the EF's first stage (exact 19.584 kW).
-
-IEEE 123, P1, 24 bundled-data scenarios, neutral taps, ρ = 1 (paper C), default tolerance, on
-2 cores shared with other jobs: converges in 37 iterations; 457 s in-process, 538 s with a
-2-process pool (identical history; 1,052 s of summed HiGHS time: no speed-up on the loaded
-machine); ~12 s per iteration, dominated by the daytime scenarios' MILPs. The rounded
-consensus (20 sites, 1,460 kW; rounding was feasible, ``‖x − x̄‖₁ = 0.04``) evaluates exactly
-to 2.7594 against the EF's 2.6197 in ~20 s (+5.3 %); wait-and-see bound 2.4776. Paper C
-reports the same pattern with Gurobi (96 scenarios: PH 21.98 in 537 s vs EF 20.23 in 47.9 s).
-With ρ = 1 per unit of 10 kW the proximal term dominates the recourse (a unit moves P1 by
-~1e-3), so PH pulls the scenarios toward the mean of the wait-and-see sitings rather than
-toward the EF solution. ρ = 0.01 (2-process pool): converges in 67 iterations, 1,793 s
-(harder subproblems, ~27 s per iteration), to 2.6670 (+1.8 %; 20 sites, the full 1,500 kW).
-
-IEEE 123, P1, 96 scenarios (bench_siting.py ``--tables p1_96 --ph``), 2-process pool: ρ = 1
-constant stalls between metrics 0.024 and 0.033 from iteration 18 to 31 (60 min, stopped).
-With ``rho_growth = 1.2`` it converges in 18 iterations (final proximal weight 22.2), 619 s,
-to 3.0019 against the EF's 2.8904 (+3.86 %; 20 sites; wait-and-see bound 2.6927). The EF took
-496 s in the same run; paper C reports PH 8.6 % worse and 10× slower than the EF.
+On the 5-bus test feeder and the IEEE 123 (24 and 96 scenarios, several ρ):
+``benchmarks/results/DESIGN_MEASUREMENTS.md``.
 
 References
 ----------
@@ -221,9 +198,9 @@ class PHConfig:
     ----------
     rho : float, default 1.0
         Penalty ``ρ`` of the proximal term (objective units per (unit of x)²; paper C: 1).
-        For an integer first stage the outcome depends on it (module docstring, "Measured"); a
-        ρ near the recourse change per unit of x tends to give better first stages, a larger
-        one faster consensus.
+        For an integer first stage the outcome depends on it: a ρ near the recourse change per
+        unit of x tends to give better first stages, a larger one faster consensus (measured:
+        ``benchmarks/results/DESIGN_MEASUREMENTS.md``).
     max_iterations : int, default 100
         Iterations after iteration 0 (the solve without PH terms).
     tolerance : float, default 1e-3

@@ -69,11 +69,8 @@ Choices where paper C is silent (our choices, all options of :class:`SPARConfig`
   round then costs 200 recourse solves, not 1200). Why: P1 on a real feeder is far from
   separable (PV at neighbouring buses substitutes), and the left slopes of ``n̂`` are stale
   single-scenario observations made when the other sites held different PV; they keep
-  one-scenario SPAR about 2 % above the EF optimum (IEEE 123, 96 scenarios, 5 seeds: mean +2.07
-  %, every seed at the 20-site limit while the EF uses 9). Measured with 20 rounds: mean +0.74 %
-  (max +1.12 %), 14.5 s per seed against the EF's 250–380 s. Mini-batches alone
-  (``scenarios_per_iteration`` 32 or 48) reached only +1.4 %; all 96 scenarios per iteration
-  +0.85 % at 55 s.
+  one-scenario SPAR above the EF optimum, and the rounds close most of that gap, more than
+  mini-batches do (measured on the IEEE 123: ``benchmarks/results/DESIGN_MEASUREMENTS.md``).
 * **Final repair.** If the exact evaluation of ``n̂`` finds infeasible scenarios (hard limits),
   their Farkas cuts are added and the first stage re-solved (at most ``max_repair_rounds``).
 

@@ -97,11 +97,9 @@ __all__ = [
 
 #: Relative size below which a Farkas-ray entry is treated as zero (numerical noise).
 _RAY_TOLERANCE = 1e-9
-#: Relative optimality gap at which the cutting-plane QP fallback stops. Measured in SPAR seed 0
-#: on the IEEE 123 P2 (96 scenarios): HiGHS's QP solver failed warm and cold on 125 recourse
-#: solves ("Solve error": optimal with 4e-5 primal infeasibility; Hessian range 5e-5..254);
-#: the fallback closed them in 2-11 cuts, 8 of them at 3.4e-7..8.4e-7, above the former 1e-7
-#: target that the LP's tolerances (1e-7 per tangent row) could not reach.
+#: Relative optimality gap at which the cutting-plane QP fallback stops: above what the LP's
+#: tolerances (1e-7 per tangent row) can reach (measured on the IEEE 123 P2:
+#: ``benchmarks/results/DESIGN_MEASUREMENTS.md``).
 _QP_FALLBACK_TOLERANCE = 1e-6
 #: Relative gap still accepted once the LP bound has stalled: the safety net for recourse QPs
 #: whose tolerance floor lies above :data:`_QP_FALLBACK_TOLERANCE`.

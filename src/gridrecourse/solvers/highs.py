@@ -290,11 +290,8 @@ class SimplexPricing(enum.Enum):
     ``STEEPEST_EDGE`` (what HiGHS's default ``CHOOSE`` picks) needs fewer iterations but one
     more linear solve per iteration, and its weights are recomputed from scratch (one solve per
     row) whenever HiGHS has none, e.g. on the first warm start after a presolved cold solve.
-    ``DEVEX`` approximates them for free. Measured on the P1 recourse LP of the ieee9500
-    (72,095 rows, 31,217 columns), 96 scenarios warm-started along their chain, one process
-    (``benchmarks/results/evaluation_ieee9500.json``): Devex took 11 % more iterations but
-    1.07 instead of 1.42 CPU s per scenario (-25 %; -36 % in an earlier run), and the first
-    warm solve 2.0 s instead of 9.7 s (no weight initialisation).
+    ``DEVEX`` approximates them for free. Measured on the ieee9500 P1 recourse LP:
+    ``benchmarks/results/DESIGN_MEASUREMENTS.md``.
     """
 
     CHOOSE = -1
