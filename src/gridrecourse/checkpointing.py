@@ -28,7 +28,7 @@ from __future__ import annotations
 import pickle
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Checkpoint", "LoadOnceCheckpoint", "MemoryCheckpoint"]
+__all__ = ["Checkpoint", "LoadOnceCheckpoint", "MemoryCheckpoint", "child_checkpoint"]
 
 
 @runtime_checkable
@@ -44,6 +44,18 @@ class Checkpoint(Protocol):
         ...
 
 
+def child_checkpoint(checkpoint: Checkpoint | None, name: str) -> Checkpoint | None:
+    """The checkpoint of part ``name`` of ``checkpoint``'s work (e.g. one replication's inner
+    loop), or None when there is none or the checkpoint has no parts (``child(name)``).
+
+    A part's checkpoint may be sent to the worker that runs the part: a run folder's
+    (:meth:`~gridrecourse.report.run_folder.PhaseCheckpoint.child`) is a file the worker
+    writes itself; a :class:`MemoryCheckpoint`'s keeps what is saved in the same process only.
+    """
+    child = getattr(checkpoint, "child", None)
+    return None if child is None else child(name)
+
+
 class MemoryCheckpoint:
     """A :class:`Checkpoint` in memory; states are stored pickled (as on disk: no aliasing).
 
@@ -55,7 +67,12 @@ class MemoryCheckpoint:
 
     def __init__(self) -> None:
         self._blob: bytes | None = None
+        self._children: dict[str, MemoryCheckpoint] = {}
         self.saves = 0
+
+    def child(self, name: str) -> MemoryCheckpoint:
+        """The checkpoint of part ``name`` (the same object for the same name)."""
+        return self._children.setdefault(name, MemoryCheckpoint())
 
     def load(self) -> Any | None:
         """The last saved state (a fresh copy), or None."""

@@ -14,8 +14,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from checkpoint_cases import Interrupt
+from checkpoint_cases import Interrupt, InterruptAfterSaves
 from gridrecourse.checkpointing import MemoryCheckpoint
+from gridrecourse.execution import TaskFailedError
 from gridrecourse.formulation.limits import LimitMode
 from gridrecourse.methods.spar import (
     SPARConfig,
@@ -171,3 +172,49 @@ def test_bounds_resume_reuses_finished_replications():
     assert resumed.gap == reference.gap
     with pytest.raises(SPARConfigError, match="other settings"):
         spar_statistical_bounds(prob, replace(config, seed=5), **settings, checkpoint=store)
+
+
+class _InterruptInLShaped(MemoryCheckpoint):
+    """Bounds checkpoint whose replication ``part`` stops right after its first L-shaped
+    checkpoint was written (Ctrl-C inside the replication)."""
+
+    def __init__(self, part: str):
+        super().__init__()
+        self._children[part] = InterruptAfterSaves(1)
+
+
+@pytest.mark.slow
+def test_bounds_resume_inside_an_l_shaped_loop_equals_uninterrupted():
+    """case33bw: the first replication's L-shaped loop is interrupted after its first
+    checkpoint; the resumed bounds run finds that loop's state, resumes it, and its samples
+    equal those of an uninterrupted run with the same checkpoints."""
+    from gridrecourse.methods.l_shaped import LShapedConfig, LShapedState
+    from gridrecourse.network.loading import resolve_feeder_spec
+    from gridrecourse.problems.siting import PVSitingProblem, SitingConfig, TapSetting
+
+    feeder = resolve_feeder_spec("case33bw")
+    prob = PVSitingProblem.from_feeder(feeder, 24, SitingConfig(), seed=1, taps=TapSetting.NEUTRAL)
+    config = SPARConfig(seed=2, max_iterations=4, polish_rounds=0)
+    settings = dict(
+        batch_size=12,
+        n_replications=2,
+        lagrangian=False,
+        batch_ef=False,
+        l_shaped_config=LShapedConfig(adaptive_gap=0.0, checkpoint_every=1),
+    )
+    reference = spar_statistical_bounds(prob, config, **settings, checkpoint=MemoryCheckpoint())
+    store = _InterruptInLShaped("l-shaped-0")
+    with pytest.raises(TaskFailedError) as failed:  # the executor names the failed task
+        spar_statistical_bounds(prob, config, **settings, checkpoint=store)
+    assert isinstance(failed.value.__cause__, Interrupt)
+    inner = store.child("l-shaped-0")
+    state = inner.load()
+    assert isinstance(state, LShapedState) and len(state.history) == 1
+    assert store.load().n_finished == 2  # the SPAR replications, no lower bound yet
+    resumed = spar_statistical_bounds(prob, config, **settings, checkpoint=store)
+    assert inner.saves > 1  # the resumed loop went on from its checkpoint and saved again
+    np.testing.assert_array_equal(resumed.lower_samples, reference.lower_samples)
+    np.testing.assert_array_equal(resumed.upper_samples, reference.upper_samples)
+    iterations = [[p.iterations for p in rep] for rep in reference.lower_provenance]
+    assert iterations[0][0] > 1  # the interrupted loop had more to do
+    assert [[p.iterations for p in rep] for rep in resumed.lower_provenance] == iterations

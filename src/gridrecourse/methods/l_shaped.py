@@ -37,8 +37,17 @@ Loop (Kelley's cutting planes on the integer first stage)::
 
 A repeated ``x^j`` ends the loop: the master's value at ``x^j`` is then exact up to the margin,
 so LB equals UB up to it. The first stage is integer and finite, so the loop ends after finitely
-many iterations. Not checkpointed on its own: it runs inside one replication of
-:func:`~gridrecourse.methods.spar.spar_statistical_bounds`, which is.
+many iterations.
+
+Checkpoints (``checkpoint=``, :mod:`gridrecourse.checkpointing`): every
+``LShapedConfig.checkpoint_every`` iterations the loop stores :class:`LShapedState` (every
+evaluated point with its cuts, the history, the bounds so far) and continues from a master
+rebuilt from those cuts and, on its own in-process executor, from cold recourse models: exactly
+what a resumed run starts from, so a resumed loop equals an uninterrupted one with the same
+checkpoints. (With a caller's executor the recourse warm starts are the caller's; a resumed
+bound is then still valid, its path may differ in degenerate duals.) Inside
+:func:`~gridrecourse.methods.spar.spar_statistical_bounds` each replication's loop is
+checkpointed this way.
 
 Requirements: continuous (LP/QP) recourse with linking duals and a
 :class:`~gridrecourse.problems.separable.SeparableFirstStage` (:data:`L_SHAPED`); integer
@@ -57,16 +66,18 @@ J. E. Kelley, "The cutting-plane method for solving convex programs", J. SIAM 8,
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 import highspy
 import numpy as np
 from scipy import sparse
 
+from gridrecourse.checkpointing import Checkpoint
 from gridrecourse.errors import GridRecourseError, SolverError
 from gridrecourse.evaluation.bounds import BoundMethod, BoundProvenance
 from gridrecourse.evaluation.out_of_sample import evaluate_first_stage
@@ -87,6 +98,7 @@ __all__ = [
     "LShapedError",
     "LShapedIteration",
     "LShapedResult",
+    "LShapedState",
     "LShapedStop",
     "SeedPoint",
     "l_shaped_bound",
@@ -147,6 +159,8 @@ class LShapedConfig:
     margin : float, default 1e-7
         Relative safety margin of each cut's intercept, ``m_ω = margin · (1 + |Q_ω|)``
         (objective units); the simplex's dual-feasibility tolerance.
+    checkpoint_every : int, default 5
+        Iterations between checkpoints when :func:`l_shaped_bound` has a ``checkpoint``.
     """
 
     max_iterations: int = 50
@@ -156,10 +170,14 @@ class LShapedConfig:
     master_mip_feasibility_tolerance: float | None = None
     margin: float = 1e-7
     adaptive_gap: float = 0.1
+    checkpoint_every: int = 5
 
     def __post_init__(self) -> None:
         if int(self.max_iterations) != self.max_iterations or self.max_iterations < 1:
             raise LShapedError(f"max_iterations must be an integer >= 1, got {self.max_iterations}")
+        every = self.checkpoint_every
+        if int(every) != every or every < 1:
+            raise LShapedError(f"checkpoint_every must be an integer >= 1, got {every}")
         if not (
             self.rel_gap >= 0.0
             and self.master_mip_gap >= 0.0
@@ -270,6 +288,60 @@ class LShapedResult:
         if not math.isfinite(self.upper_bound) or self.upper_bound == 0.0:
             return math.inf
         return (self.upper_bound - self.lower_bound) / abs(self.upper_bound)
+
+
+@dataclass(frozen=True, eq=False)
+class EvaluatedPoint:
+    """A first stage evaluated on the batch's distinct scenarios: the source of its cuts.
+
+    Attributes
+    ----------
+    x : ndarray, shape (n_x,)
+    objectives : ndarray, shape (n_distinct,)
+        ``Q_ω(x)`` (``inf`` where infeasible; objective units).
+    subgradients : ndarray, shape (n_distinct, n_x)
+    feasibility : tuple of (ndarray, float)
+        Farkas cuts ``αᵀx ≥ β`` of the infeasible scenarios.
+    """
+
+    x: np.ndarray
+    objectives: np.ndarray
+    subgradients: np.ndarray
+    feasibility: tuple[tuple[np.ndarray, float], ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class LShapedState:
+    """Checkpoint of :func:`l_shaped_bound` before iteration ``len(history) + 1``.
+
+    Attributes
+    ----------
+    key : str
+        Hash of the batch, its weights, the settings and the seed points (a resume with other
+        ones is refused).
+    points : tuple of EvaluatedPoint
+        Every point whose cuts are in the master, in the order they were added.
+    history : tuple of LShapedIteration
+    lower, best : float
+        Lower bound and best exact batch value so far (objective units).
+    best_x : ndarray
+    master_gap : float
+        Relative gap of the last master solve.
+    counts : dict of str to int
+        Optimality cuts, feasibility cuts and recourse solves so far.
+    seconds : float
+        Wall time before the checkpoint [s] (the time limit counts it).
+    """
+
+    key: str
+    points: tuple[EvaluatedPoint, ...]
+    history: tuple[LShapedIteration, ...]
+    lower: float
+    best: float
+    best_x: np.ndarray
+    master_gap: float
+    counts: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
 
 
 class _Master:
@@ -412,6 +484,7 @@ def l_shaped_bound(
     config: LShapedConfig | None = None,
     executor: Executor | None = None,
     options: SolverOptions | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> LShapedResult:
     """Integer L-shaped lower (and upper) bound of ``min_x cᵀx + Σ_j w_j Q(x, ω_j)`` on a batch.
 
@@ -436,6 +509,10 @@ def l_shaped_bound(
         starts are reused across iterations.
     options : SolverOptions, optional
         Recourse solver options.
+    checkpoint : Checkpoint, optional
+        Where an :class:`LShapedState` is saved before iterations
+        ``k·config.checkpoint_every + 1`` and found again when resumed (module docstring,
+        "Checkpoints").
 
     Returns
     -------
@@ -446,7 +523,8 @@ def l_shaped_bound(
     UnsupportedProblemError
         Integer recourse or no separable first stage.
     LShapedError
-        No seed, seeds of the wrong shape, or a scenario infeasible at every seed.
+        No seed, seeds of the wrong shape, a scenario infeasible at every seed, or a
+        checkpoint of another batch, settings or seeds.
     """
     t0 = time.perf_counter()
     cfg = config or LShapedConfig()
@@ -457,199 +535,257 @@ def l_shaped_bound(
     idx, p = scenario_selection(problem, scenarios, scenario_weights, error=LShapedError)
     if not seeds:
         raise LShapedError("l_shaped_bound needs at least one seed point (e.g. SPAR's decision)")
-    own = executor is None
-    ex = InProcessExecutor() if own else executor
+    runner = _Run(problem, decl, cfg, idx, p, executor, options, t0)
     try:
-        return _run(problem, decl, cfg, idx, p, seeds, ex, options, t0)
+        return runner.run(seeds, checkpoint)
     finally:
-        if own:
-            ex.close()
+        runner.close()
 
 
-def _run(
-    problem: TwoStageProblem,
-    decl: SeparableFirstStage,
-    cfg: LShapedConfig,
-    idx: np.ndarray,
-    p: np.ndarray,
-    seeds: Sequence[SeedPoint | np.ndarray],
-    executor: Executor,
-    options: SolverOptions | None,
-    t0: float,
-) -> LShapedResult:
-    """The loop of :func:`l_shaped_bound` (arguments checked, executor open; ``p`` the
-    renormalized weights of the draws ``idx``)."""
-    unique, first, inverse = np.unique(idx, return_index=True, return_inverse=True)
-    weights = np.bincount(inverse, weights=p, minlength=len(unique))
-    fs = problem.first_stage
-    master = _Master(decl, weights)
-    n_x = fs.size
-    has_cut = np.zeros(len(unique), dtype=bool)
-    counts = {"opt": 0, "feas": 0, "solves": 0}
+def _key(
+    idx: np.ndarray, p: np.ndarray, cfg: LShapedConfig, seeds: Sequence[SeedPoint | np.ndarray]
+) -> str:
+    """Resume key of a loop: batch draws, weights, settings, seed points."""
+    h = hashlib.sha256(np.ascontiguousarray(idx, dtype=np.int64).tobytes())
+    h.update(np.ascontiguousarray(p, dtype=np.float64).tobytes())
+    h.update(repr(cfg).encode())
+    for seed in seeds:
+        x = seed.x if isinstance(seed, SeedPoint) else seed
+        h.update(np.ascontiguousarray(x, dtype=np.float64).tobytes())
+    return h.hexdigest()
 
-    def add_cuts(
-        x: np.ndarray,
-        objectives: np.ndarray,
-        subgradients: np.ndarray,
-        feasibility: Sequence[tuple[np.ndarray, float]] = (),
-    ) -> float:
+
+class _Run:
+    """The loop of :func:`l_shaped_bound` (arguments checked; ``p`` the renormalized weights
+    of the draws ``idx``): master, cuts, evaluations, checkpoints."""
+
+    def __init__(
+        self,
+        problem: TwoStageProblem,
+        decl: SeparableFirstStage,
+        cfg: LShapedConfig,
+        idx: np.ndarray,
+        p: np.ndarray,
+        executor: Executor | None,
+        options: SolverOptions | None,
+        t0: float,
+    ) -> None:
+        self.problem, self.decl, self.cfg, self.idx, self.p = problem, decl, cfg, idx, p
+        self.options, self.t0 = options, t0
+        self.own = executor is None
+        self.executor = InProcessExecutor() if executor is None else executor
+        self.unique, self.first, inverse = np.unique(idx, return_index=True, return_inverse=True)
+        self.weights = np.bincount(inverse, weights=p, minlength=len(self.unique))
+        self.n_x = problem.first_stage.size
+        self.counts = {"opt": 0, "feas": 0, "solves": 0}
+        self.points: list[EvaluatedPoint] = []
+        self.master = _Master(decl, self.weights)
+        self.has_cut = np.zeros(len(self.unique), dtype=bool)
+
+    def close(self) -> None:
+        if self.own:
+            self.executor.close()
+
+    def add_cuts(self, point: EvaluatedPoint) -> float:
         """Cuts of one evaluated point (per distinct scenario); returns its batch value."""
-        q = np.asarray(objectives, dtype=float)
-        g = np.asarray(subgradients, dtype=float)
+        master, x = self.master, point.x
+        q = np.asarray(point.objectives, dtype=float)
+        g = np.asarray(point.subgradients, dtype=float)
         ok = np.isfinite(q) & np.isfinite(g).all(axis=1)
         rows = np.flatnonzero(ok)
         if rows.size:
             coeffs = np.zeros((rows.size, master.n_cols))
             coeffs[:, : master.n_cols - master.n_theta] = -master.x_part(g[rows])
             coeffs[np.arange(rows.size), master.n_cols - master.n_theta + rows] = 1.0
-            margin = cfg.margin * (1.0 + np.abs(q[rows]))
+            margin = self.cfg.margin * (1.0 + np.abs(q[rows]))
             master.add_rows(coeffs, q[rows] - margin - g[rows] @ x)
-            has_cut[rows] = True
-            counts["opt"] += rows.size
-        for alpha, beta in feasibility:
+            self.has_cut[rows] = True
+            self.counts["opt"] += rows.size
+        for alpha, beta in point.feasibility:
             coeffs = np.zeros((1, master.n_cols))
             coeffs[:, : master.n_cols - master.n_theta] = master.x_part(alpha)
             master.add_rows(coeffs, np.array([beta]))
-            counts["feas"] += 1
+            self.counts["feas"] += 1
+        self.points.append(point)
         if not ok.all():
             return math.inf
-        return float(fs.cost @ x + weights @ q)
+        return float(self.problem.first_stage.cost @ x + self.weights @ q)
 
-    def evaluate(x: np.ndarray) -> tuple[float, float]:
+    def evaluate(self, x: np.ndarray) -> tuple[float, float]:
         t_ev = time.perf_counter()
         ev = evaluate_first_stage(
-            problem, x, scenarios=unique, executor=executor, options=options, desc=None
-        )
-        counts["solves"] += len(unique)
-        value = add_cuts(
+            self.problem,
             x,
-            ev.objectives,
-            ev.subgradients,
-            [(c.coefficients, c.rhs) for c in ev.cuts],
+            scenarios=self.unique,
+            executor=self.executor,
+            options=self.options,
+            desc=None,
         )
+        self.counts["solves"] += len(self.unique)
+        cuts = tuple((c.coefficients, c.rhs) for c in ev.cuts)
+        value = self.add_cuts(EvaluatedPoint(x, ev.objectives, ev.subgradients, cuts))
         return value, time.perf_counter() - t_ev
 
-    best, best_x = math.inf, np.full(n_x, np.nan)
-    seen: set[bytes] = set()
-    for seed in seeds:
-        if isinstance(seed, SeedPoint):
-            x = np.asarray(seed.x, dtype=float)
-            q = np.asarray(seed.objectives, dtype=float)
-            g = np.asarray(seed.subgradients, dtype=float)
-            if x.shape != (n_x,) or q.shape != idx.shape or g.shape != (idx.size, n_x):
-                raise LShapedError(
-                    f"seed point: x {x.shape}, objectives {q.shape}, subgradients {g.shape}; "
-                    f"expected ({n_x},), ({idx.size},), ({idx.size}, {n_x}) (one row per draw)"
-                )
-            value = add_cuts(x, q[first], g[first])
-        else:
-            x = np.asarray(seed, dtype=float)
-            if x.shape != (n_x,):
-                raise LShapedError(f"seed point must have shape ({n_x},), got {x.shape}")
-            value, _ = evaluate(x)
-        seen.add(np.rint(x).astype(np.int64).tobytes())
-        if value < best:
-            best, best_x = value, x.copy()
-    if not has_cut.all():
-        missing = unique[~has_cut].tolist()
-        raise LShapedError(
-            f"scenarios {missing} are infeasible at every seed point: their recourse has no "
-            "optimality cut, so the master has no bound; seed with a first stage feasible for "
-            "every scenario of the batch"
-        )
+    def seed(self, seeds: Sequence[SeedPoint | np.ndarray]) -> tuple[float, np.ndarray]:
+        """Cuts of the seed points; the best seed value and point."""
+        best, best_x = math.inf, np.full(self.n_x, np.nan)
+        n_x, idx = self.n_x, self.idx
+        for seed in seeds:
+            if isinstance(seed, SeedPoint):
+                x = np.asarray(seed.x, dtype=float)
+                q = np.asarray(seed.objectives, dtype=float)
+                g = np.asarray(seed.subgradients, dtype=float)
+                if x.shape != (n_x,) or q.shape != idx.shape or g.shape != (idx.size, n_x):
+                    raise LShapedError(
+                        f"seed point: x {x.shape}, objectives {q.shape}, subgradients "
+                        f"{g.shape}; expected ({n_x},), ({idx.size},), ({idx.size}, {n_x}) "
+                        "(one row per draw)"
+                    )
+                value = self.add_cuts(EvaluatedPoint(x, q[self.first], g[self.first]))
+            else:
+                x = np.asarray(seed, dtype=float)
+                if x.shape != (n_x,):
+                    raise LShapedError(f"seed point must have shape ({n_x},), got {x.shape}")
+                value, _ = self.evaluate(x)
+            if value < best:
+                best, best_x = value, x.copy()
+        if not self.has_cut.all():
+            missing = self.unique[~self.has_cut].tolist()
+            raise LShapedError(
+                f"scenarios {missing} are infeasible at every seed point: their recourse has no "
+                "optimality cut, so the master has no bound; seed with a first stage feasible "
+                "for every scenario of the batch"
+            )
+        return best, best_x
 
-    history: list[LShapedIteration] = []
-    lower, stop = -math.inf, LShapedStop.ITERATIONS
-    master_gap = math.inf
-    for it in range(1, cfg.max_iterations + 1):
-        left = None if cfg.time_limit is None else cfg.time_limit - (time.perf_counter() - t0)
-        if left is not None and left <= 0.0:
-            stop = LShapedStop.TIME
-            break
-        t_m = time.perf_counter()
-        loop_gap = (best - lower) / max(abs(best), 1e-12) if math.isfinite(lower) else 1.0
-        master_gap_option = max(cfg.master_mip_gap, cfg.adaptive_gap * loop_gap)
-        x, incumbent, bound = master.solve(
-            left, master_gap_option, cfg.master_mip_feasibility_tolerance
-        )
-        if (
-            master_gap_option > cfg.master_mip_gap
-            and np.all(np.isfinite(x))
-            and np.rint(x).astype(np.int64).tobytes() in seen
-        ):  # a loose master returned an evaluated point: prove this master tightly instead
-            left = None if cfg.time_limit is None else cfg.time_limit - (time.perf_counter() - t0)
+    def rebuild(self, points: Sequence[EvaluatedPoint]) -> None:
+        """A new master with the cuts of ``points`` and, on the own executor, cold recourse
+        models (what a resumed loop starts from)."""
+        self.master = _Master(self.decl, self.weights)
+        self.points, self.counts["opt"], self.counts["feas"] = [], 0, 0
+        for point in points:
+            self.add_cuts(point)
+        if self.own:
+            self.executor.close()
+            self.executor = InProcessExecutor()
+
+    def run(
+        self,
+        seeds: Sequence[SeedPoint | np.ndarray],
+        checkpoint: Checkpoint | None,
+    ) -> LShapedResult:
+        cfg = self.cfg
+        every = int(cfg.checkpoint_every)
+        key = _key(self.idx, self.p, cfg, seeds)
+        state = None if checkpoint is None else checkpoint.load()
+        history: list[LShapedIteration] = []
+        lower, stop, master_gap = -math.inf, LShapedStop.ITERATIONS, math.inf
+        if state is not None:
+            if not isinstance(state, LShapedState) or state.key != key:
+                raise LShapedError(
+                    "L-shaped checkpoint written for another batch, settings or seeds; start anew"
+                )
+            solves = state.counts.get("solves", 0)
+            self.rebuild(state.points)
+            self.counts["solves"] = solves
+            history, lower, master_gap = list(state.history), state.lower, state.master_gap
+            best, best_x = state.best, np.asarray(state.best_x, dtype=float).copy()
+            self.t0 -= state.seconds
+        else:
+            best, best_x = self.seed(seeds)
+        seen = {np.rint(pt.x).astype(np.int64).tobytes() for pt in self.points}
+        for it in range(len(history) + 1, cfg.max_iterations + 1):
+            if checkpoint is not None and it > 1 and (it - 1) % every == 0:
+                if state is None or it > len(state.history) + 1:  # not the resumed point
+                    checkpoint.save(
+                        LShapedState(
+                            key, tuple(self.points), tuple(history), lower, best, best_x,
+                            master_gap, dict(self.counts), time.perf_counter() - self.t0,
+                        )
+                    )  # fmt: skip
+                    self.rebuild(list(self.points))
+            left = None if cfg.time_limit is None else cfg.time_limit - self.elapsed()
+            if left is not None and left <= 0.0:
+                stop = LShapedStop.TIME
+                break
+            t_m = time.perf_counter()
+            loop_gap = (best - lower) / max(abs(best), 1e-12) if math.isfinite(lower) else 1.0
+            master_gap_option = max(cfg.master_mip_gap, cfg.adaptive_gap * loop_gap)
+            x, incumbent, bound = self.master.solve(
+                left, master_gap_option, cfg.master_mip_feasibility_tolerance
+            )
+            if (
+                master_gap_option > cfg.master_mip_gap
+                and np.all(np.isfinite(x))
+                and np.rint(x).astype(np.int64).tobytes() in seen
+            ):  # a loose master returned an evaluated point: prove this master tightly instead
+                left = None if cfg.time_limit is None else cfg.time_limit - self.elapsed()
+                if math.isfinite(bound):
+                    lower = max(lower, bound)
+                x, incumbent, bound = self.master.solve(
+                    left, cfg.master_mip_gap, cfg.master_mip_feasibility_tolerance
+                )
+            master_seconds = time.perf_counter() - t_m
             if math.isfinite(bound):
                 lower = max(lower, bound)
-            x, incumbent, bound = master.solve(
-                left, cfg.master_mip_gap, cfg.master_mip_feasibility_tolerance
+            master_gap = (
+                (incumbent - bound) / max(abs(incumbent), 1e-12)
+                if math.isfinite(incumbent)
+                else 1.0
             )
-        master_seconds = time.perf_counter() - t_m
-        if math.isfinite(bound):
-            lower = max(lower, bound)
-        master_gap = (
-            (incumbent - bound) / max(abs(incumbent), 1e-12) if math.isfinite(incumbent) else 1.0
+            n_cuts = self.master.n_cuts
+            if not np.all(np.isfinite(x)):
+                stop = LShapedStop.TIME
+            elif best - lower <= cfg.rel_gap * max(abs(best), 1e-12):
+                stop = LShapedStop.GAP
+            elif np.rint(x).astype(np.int64).tobytes() in seen:
+                stop = LShapedStop.REPEATED_POINT
+            else:
+                seen.add(np.rint(x).astype(np.int64).tobytes())
+                value, ev_seconds = self.evaluate(x)
+                if value < best:
+                    best, best_x = value, x.copy()
+                history.append(
+                    LShapedIteration(
+                        it, bound, incumbent, value, best, self.master.n_cuts, master_seconds,
+                        ev_seconds,
+                    )
+                )  # fmt: skip
+                if left is not None and self.elapsed() >= cfg.time_limit:  # type: ignore[operator]
+                    stop = LShapedStop.TIME
+                    break
+                continue
+            history.append(
+                LShapedIteration(it, bound, incumbent, math.nan, best, n_cuts, master_seconds, 0.0)
+            )
+            break
+        converged = stop in (LShapedStop.GAP, LShapedStop.REPEATED_POINT)
+        # the batch optimum is at most the best exactly evaluated point: a master bound above it
+        # (by the MIP's feasibility tolerance, seen at 4e-8 relative) is clipped to it
+        lower = min(lower, best)
+        seconds = self.elapsed()
+        provenance = BoundProvenance(
+            method=BoundMethod.L_SHAPED,
+            value=lower,
+            multipliers="cuts",
+            iterations=len(history),
+            n_subproblems=self.counts["solves"],
+            max_subproblem_gap=float(master_gap),
+            incumbent=best,
+            seconds=seconds,
         )
-        if not np.all(np.isfinite(x)):
-            stop = LShapedStop.TIME
-            history.append(
-                LShapedIteration(
-                    it, bound, incumbent, math.nan, best, master.n_cuts, master_seconds, 0.0
-                )
-            )
-            break
-        key = np.rint(x).astype(np.int64).tobytes()
-        if best - lower <= cfg.rel_gap * max(abs(best), 1e-12):
-            stop = LShapedStop.GAP
-            history.append(
-                LShapedIteration(
-                    it, bound, incumbent, math.nan, best, master.n_cuts, master_seconds, 0.0
-                )
-            )
-            break
-        if key in seen:
-            stop = LShapedStop.REPEATED_POINT
-            history.append(
-                LShapedIteration(
-                    it, bound, incumbent, math.nan, best, master.n_cuts, master_seconds, 0.0
-                )
-            )
-            break
-        seen.add(key)
-        value, ev_seconds = evaluate(x)
-        if value < best:
-            best, best_x = value, x.copy()
-        history.append(
-            LShapedIteration(
-                it, bound, incumbent, value, best, master.n_cuts, master_seconds, ev_seconds
-            )
+        return LShapedResult(
+            lower_bound=lower,
+            upper_bound=best,
+            x=best_x,
+            converged=converged,
+            stop=stop,
+            history=tuple(history),
+            n_optimality_cuts=self.counts["opt"],
+            n_feasibility_cuts=self.counts["feas"],
+            seconds=seconds,
+            provenance=provenance,
         )
-        if left is not None and time.perf_counter() - t0 >= cfg.time_limit:  # type: ignore[operator]
-            stop = LShapedStop.TIME
-            break
-    converged = stop in (LShapedStop.GAP, LShapedStop.REPEATED_POINT)
-    # the batch optimum is at most the best exactly evaluated point: a master bound above it
-    # (by the MIP's feasibility tolerance, seen at 4e-8 relative) is clipped to it
-    lower = min(lower, best)
-    seconds = time.perf_counter() - t0
-    provenance = BoundProvenance(
-        method=BoundMethod.L_SHAPED,
-        value=lower,
-        multipliers="cuts",
-        iterations=len(history),
-        n_subproblems=counts["solves"],
-        max_subproblem_gap=float(master_gap),
-        incumbent=best,
-        seconds=seconds,
-    )
-    return LShapedResult(
-        lower_bound=lower,
-        upper_bound=best,
-        x=best_x,
-        converged=converged,
-        stop=stop,
-        history=tuple(history),
-        n_optimality_cuts=counts["opt"],
-        n_feasibility_cuts=counts["feas"],
-        seconds=seconds,
-        provenance=provenance,
-    )
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0

@@ -110,7 +110,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from gridrecourse.checkpointing import Checkpoint
+from gridrecourse.checkpointing import Checkpoint, child_checkpoint
 from gridrecourse.errors import GridRecourseError, InfeasibleModelError, SolverTimeLimitError
 from gridrecourse.evaluation.batch_sampling import BatchSampling, draw_batches
 from gridrecourse.evaluation.bounds import (
@@ -1494,7 +1494,9 @@ def _wait_and_see_bound(
 
 def _ef_replication(
     problem: SPARProblem,
-    item: tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray, SeedPoint | None],
+    item: tuple[
+        np.ndarray, np.ndarray, np.ndarray | None, np.ndarray, SeedPoint | None, Checkpoint | None
+    ],
     *,
     options: SolverOptions,
     lagrangian: bool = False,
@@ -1502,8 +1504,8 @@ def _ef_replication(
     l_shaped: LShapedConfig | None = None,
     recourse_options: SolverOptions | None = None,
 ) -> _EfReplication:
-    # batch draws and weights, EF start, subgradients, L-shaped seed
-    indices, weights, start, subgradients, seed = item
+    # batch draws and weights, EF start, subgradients, L-shaped seed, its loop's checkpoint
+    indices, weights, start, subgradients, seed, l_shaped_checkpoint = item
     if options.relax_integrality:
         return _relaxation_replication(problem, indices, weights, options)
     t0 = time.perf_counter()
@@ -1551,6 +1553,7 @@ def _ef_replication(
             seeds=[seed],
             config=l_shaped,
             options=recourse_options,
+            checkpoint=l_shaped_checkpoint,
         )
         if math.isfinite(ls.lower_bound):
             candidates.append(ls.provenance)
@@ -1707,8 +1710,12 @@ def spar_statistical_bounds(
         Every finished replication is saved there (a :class:`SPARBoundsState`; the tasks then
         run in waves of ``executor.n_workers``); the replications found there are reused
         (:attr:`SPARBounds.reused_replications`). Each replication is a function of its batch
-        and seed only, so the result equals an uninterrupted run's. The L-shaped loop of a
-        replication is not checkpointed on its own (an interrupted one restarts).
+        and seed only, so the result equals an uninterrupted run's. Inside a replication the
+        L-shaped loop is checkpointed too, in the part ``l-shaped-<k>`` of the checkpoint
+        (:func:`~gridrecourse.checkpointing.child_checkpoint`;
+        ``LShapedConfig.checkpoint_every``): an
+        interrupted replication solves its batch EF and Lagrangian bound again and resumes
+        its L-shaped loop.
     l_shaped : bool, default True
         Add the integer L-shaped bound (every problem SPAR accepts qualifies: LP/QP recourse
         and a separable first stage).
@@ -1813,8 +1820,9 @@ def spar_statistical_bounds(
                     None
                     if r.batch_objectives is None
                     else SeedPoint(r.x, r.batch_objectives, r.batch_subgradients),
+                    child_checkpoint(checkpoint, f"l-shaped-{k}"),
                 )
-                for d, w, r in zip(draws, weights, spar_runs, strict=True)
+                for k, (d, w, r) in enumerate(zip(draws, weights, spar_runs, strict=True))
             ],
             saved.lower,
             save,

@@ -183,6 +183,41 @@ class PhaseCheckpoint:
         """Store ``state`` atomically (the previous state survives an interrupt)."""
         self.folder.save_checkpoint(self.name, state)
 
+    def child(self, name: str) -> ChildCheckpoint:
+        """A checkpoint of one part of this phase (``checkpoints/<phase>-<name>.pkl``) that can
+        be sent to a worker process (:func:`~gridrecourse.checkpointing.child_checkpoint`)."""
+        return ChildCheckpoint(self.folder._checkpoint_path(f"{self.name}-{name}"),
+                               self.folder.resumed)  # fmt: skip
+
+
+class ChildCheckpoint:
+    """A :class:`~gridrecourse.checkpointing.Checkpoint` file of one part of a phase (e.g. one
+    bounds replication's L-shaped loop): a path and whether the run resumes, so it pickles to
+    worker processes, which save and load it themselves (atomic pickle).
+
+    Parameters
+    ----------
+    path : Path
+    resume : bool
+        Whether :meth:`load` returns a stored state (a new run starts anew).
+    """
+
+    def __init__(self, path: Path, resume: bool):
+        self.path, self.resume = Path(path), bool(resume)
+
+    def load(self) -> Any | None:
+        """The stored state when resuming (None when absent, unreadable or not resuming)."""
+        if not self.resume or not self.path.exists():
+            return None
+        try:
+            return pickle.loads(self.path.read_bytes())
+        except Exception:
+            return None
+
+    def save(self, state: Any) -> None:
+        """Store ``state`` atomically."""
+        atomic_write_bytes(self.path, pickle.dumps(state))
+
 
 class RunFolder:
     """A folder collecting one run's outputs.
