@@ -8,7 +8,8 @@ and is certified in OpenDSS's AC power flow.
 The run folder is created before any work (:func:`gridrecourse.cli_common.open_run`); the
 method's solve, the exact evaluation and the bounds are checkpointed phases, and inside them
 SPAR's and PH's iterations (every :data:`CHECKPOINT_EVERY`), every finished bounds
-replication and every finished block of the exact evaluations (SPAR's repair, polish and final
+replication (and inside one its L-shaped loop, ``LShapedConfig.checkpoint_every``) and every
+finished block of the exact evaluations (SPAR's repair, polish and final
 evaluations, PH's and the EF's evaluation on all scenarios;
 :mod:`gridrecourse.evaluation.resumable`), so ``--resume DIR`` after an interrupt continues
 where the run stopped, says what it reused, and gives exactly the result of an uninterrupted
