@@ -1711,11 +1711,10 @@ def spar_statistical_bounds(
         run in waves of ``executor.n_workers``); the replications found there are reused
         (:attr:`SPARBounds.reused_replications`). Each replication is a function of its batch
         and seed only, so the result equals an uninterrupted run's. Inside a replication the
-        L-shaped loop is checkpointed too, in the part ``l-shaped-<k>`` of the checkpoint
-        (:func:`~gridrecourse.checkpointing.child_checkpoint`;
-        ``LShapedConfig.checkpoint_every``): an
-        interrupted replication solves its batch EF and Lagrangian bound again and resumes
-        its L-shaped loop.
+        L-shaped loop is checkpointed too (every ``LShapedConfig.checkpoint_every``
+        iterations), in the part ``l-shaped-<k>`` of the checkpoint
+        (:func:`~gridrecourse.checkpointing.child_checkpoint`): an interrupted replication
+        solves its batch EF and Lagrangian bound again and resumes its L-shaped loop.
     l_shaped : bool, default True
         Add the integer L-shaped bound (every problem SPAR accepts qualifies: LP/QP recourse
         and a separable first stage).
