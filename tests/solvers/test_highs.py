@@ -77,3 +77,28 @@ def test_time_limit_is_set_on_every_solve_and_none_removes_it():
     sol = model.solve(SolverOptions(mip_gap=0.0))  # no limit: not the earlier solve's 5 s
     assert sol.objective == pytest.approx(-1.0)
     assert model._highs.getOptionValue("time_limit")[1] == float("inf")
+
+
+def test_re_solved_lp_gets_its_whole_time_limit_each_time():
+    """HiGHS checks an LP's time limit against the run time summed over the instance's solves:
+    without the correction every re-solve after that sum passed the limit stopped at once."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(0)
+    model = LinearModel("lp")
+    x = model.add_variables("x", 400, lb=0.0, ub=10.0, cost=-rng.random(400))
+    rows = model.add_constraints(
+        "c", [(x, sp.random(200, 400, density=0.05, random_state=1, format="csr"))], ub=50.0
+    )
+    limit = 0.2
+    solves = 0
+    while model._highs is None or model._highs.getRunTime() < 2 * limit:
+        model.set_row_bounds(rows, -np.inf, 50.0 + rng.random(200))  # a real re-solve each time
+        sol = model.solve(SolverOptions(time_limit=limit))
+        assert sol.status == "Optimal", (solves, model._highs.getRunTime())
+        solves += 1
+        assert solves < 5000
+    run_time = model._highs.getRunTime()
+    model.solve(SolverOptions(time_limit=limit))
+    set_limit = model._highs.getOptionValue("time_limit")[1]
+    assert run_time + limit <= set_limit <= model._highs.getRunTime() + limit

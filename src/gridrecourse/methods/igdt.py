@@ -271,6 +271,43 @@ def solve_retrying(model, options: SolverOptions | None = None) -> Solution:
         return model.solve(options)
 
 
+#: A warm-started grid-point LP may take this many times the longest cold solve so far (and at
+#: least :data:`WARM_FLOOR_SECONDS`) before it is solved cold instead (:func:`solve_warm_or_cold`).
+WARM_TIME_FACTOR = 3.0
+WARM_FLOOR_SECONDS = 1.0
+
+
+def solve_warm_or_cold(model, options: SolverOptions | None, cold_seconds: float) -> Solution:
+    """Solve warm within ``max(WARM_FLOOR_SECONDS, WARM_TIME_FACTOR · cold_seconds)``; if that
+    ends in any status but optimal or infeasible (the limit, "Unknown"), solve again cold.
+
+    A warm start from another α's basis is usually fast (tens of milliseconds where a cold,
+    presolved solve takes a second) but was also seen to take minutes for a point a cold solve
+    proves infeasible in a second; the limit bounds that case. Only the path depends on time:
+    the point's feasibility and optimal value do not (an alternative optimal plan may be
+    returned).
+
+    Raises
+    ------
+    InfeasibleModelError
+        Proved infeasible (warm or cold).
+    SolverError
+        The cold solve ended in another non-optimal status.
+    """
+    base = options or SolverOptions()
+    warm = replace(base, time_limit=max(WARM_FLOOR_SECONDS, WARM_TIME_FACTOR * cold_seconds))
+    try:
+        sol = model.solve(warm)
+        if sol.status == "Optimal":
+            return sol
+    except InfeasibleModelError:
+        raise
+    except SolverError:
+        pass
+    model.reset()
+    return model.solve(options)
+
+
 def _regularize(om: OperationModel) -> None:
     """A negligible cost on storage throughput: among optimal plans prefer no simultaneous
     charging and discharging (so the relaxation of the mode binaries is exact more often)."""
@@ -733,6 +770,7 @@ def solve_cl_digdt(
     built = build(False) if milp else _cheapest_plan_model(inst, dt, budget, False)
     infeasible: set[float] = set()
     unresolved: list[float] = []
+    cold_seconds = [0.0]  # longest cold grid-point solve so far (bounds the warm attempts)
 
     def solve_at(built: tuple, alphas: np.ndarray, valid: np.ndarray, values: list) -> Solution:
         om, u, switch_rows = built
@@ -763,16 +801,23 @@ def solve_cl_digdt(
             load, pv = values[index]
             om = built[0]
             fix_corners(om, load, pv)
-            # cold (presolved) at every grid point: a warm start from another α's basis can
-            # take minutes on these LPs to prove what a cold solve proves in a second
-            om.model.reset()
+            t_point = time.perf_counter()
+            warm = om.model.is_built
             try:
-                return built, int(index), om.model.solve(options)
+                sol = (
+                    solve_warm_or_cold(om.model, options, cold_seconds[0])
+                    if warm
+                    else om.model.solve(options)
+                )
+                return built, int(index), sol
             except InfeasibleModelError:
                 infeasible.add(a)
                 continue
             except SolverError:
                 om.model.reset()
+            finally:
+                if not warm:
+                    cold_seconds[0] = max(cold_seconds[0], time.perf_counter() - t_point)
             if om.battery is not None and om.battery.mode is None:
                 # the relaxation ended "Unknown" (seen at α = 0.7, σ = 0.5 on case33bw, warm
                 # and cold): the exact model with the mode binaries decides the point

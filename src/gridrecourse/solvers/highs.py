@@ -476,8 +476,13 @@ class LinearModel:
         if self._highs is None:
             self._highs = self._build(options)
         h = self._highs
-        # every solve sets the limit: None must not keep an earlier solve's limit
+        mip = bool(self._integer and np.concatenate(self._integer).any())
+        # every solve sets the limit: None must not keep an earlier solve's limit. HiGHS (1.x)
+        # checks an LP's limit against the instance's run time summed over all its solves (the
+        # MIP solver times each solve on its own), so a re-solved LP gets that sum added
         limit = math.inf if options.time_limit is None else float(options.time_limit)
+        if math.isfinite(limit) and (not mip or options.relax_integrality):
+            limit += h.getRunTime()
         h.setOptionValue("time_limit", limit)
         h.setOptionValue("mip_rel_gap", float(options.mip_gap))
         h.setOptionValue("mip_abs_gap", float(options.mip_abs_gap))
@@ -488,7 +493,7 @@ class LinearModel:
             index, value = self._start
             h.setSolution(int(index.size), index.astype(np.int32), value.astype(np.float64))
         t0 = time.perf_counter()
-        if self._integer and np.concatenate(self._integer).any():
+        if mip:
             try:
                 run_interruptible(h)
             except BaseException:
@@ -556,6 +561,11 @@ class LinearModel:
     def reset(self) -> None:
         """Drop the live HiGHS instance: the next :meth:`solve` starts cold from the model."""
         self._highs = None
+
+    @property
+    def is_built(self) -> bool:
+        """Whether a live HiGHS instance exists (the next :meth:`solve` starts warm from it)."""
+        return self._highs is not None
 
     def set_start(self, values: dict[VariableBlock, np.ndarray] | None) -> None:
         """A (partial) MIP start: values of some blocks, given to HiGHS before each solve.
