@@ -81,3 +81,34 @@ def test_monitored_bus_error_is_one_json_object(capfd, tmp_path):
                              "--out", str(tmp_path / "x")])  # fmt: skip
     assert code == 1
     assert err["error"] == "VoltVarConfigError" and "'85'" in err["message"]
+
+
+def test_interrupt_after_the_solve_then_resume_reuses_it(capfd, tmp_path, monkeypatch):
+    """Ctrl-C in the exact evaluation: the folder says interrupted and holds the solve only;
+    ``--resume`` reuses the solve, evaluates, and gives the uninterrupted run's result."""
+    import gridrecourse.cli_voltvar as module
+
+    argv = [*TINY, "--method", "ef", "--no-ac"]
+    code, ref = _run(capfd, [*argv, "--out", str(tmp_path / "ref")])
+    assert code == 0 and ref["reused_checkpoints"] == []
+    real = module.evaluate_with_values
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    cut = tmp_path / "cut"
+    monkeypatch.setattr(module, "evaluate_with_values", stop)
+    assert main(["voltvar", *argv, "--json", "--out", str(cut)]) == 130
+    error = json.loads(capfd.readouterr().out)
+    assert error["kind"] == "interrupted" and f"--resume {cut}" in error["message"]
+    assert json.loads((cut / "status.json").read_text())["status"] == "interrupted"
+    assert (cut / "checkpoints" / "solve.pkl").exists() and not (cut / "result.json").exists()
+    assert main(["voltvar", *argv, "--json", "--out", str(cut)]) == 1  # a used --out is refused
+    assert "already holds a run" in json.loads(capfd.readouterr().out)["message"]
+
+    monkeypatch.setattr(module, "evaluate_with_values", real)
+    code, res = _run(capfd, [*argv, "--resume", str(cut)])
+    assert code == 0 and res["reused_checkpoints"] == ["solve"]
+    for key in ("objective", "taps", "switch_states", "first_stage_cost"):
+        assert res[key] == ref[key], key
+    assert json.loads((cut / "status.json").read_text())["status"] == "done"

@@ -6,7 +6,10 @@ scenario subset with a proven gap) or progressive hedging with MILP subproblems 
 the neural surrogate (``nn``), evaluates the chosen taps
 and switch states exactly (one recourse MILP per scenario), replays them in OpenDSS (AC
 certificate) and writes a run folder: tap and switch schedules, voltage envelopes of the
-monitored buses, curtailment per PV system.
+monitored buses, curtailment per PV system. The folder is opened before any work
+(:func:`gridrecourse.cli_common.open_run`: status, config, HiGHS log); the method's solve and
+the exact evaluation are checkpointed phases, so ``--resume DIR`` after an interrupt reuses
+the finished ones.
 
 Methods are registered in :data:`METHODS` (name → solver function returning the first-stage
 vector and method-specific figures); the neural method (``nn``) plugs in there.
@@ -24,7 +27,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gridrecourse.cli_common import Progress, emit, solver_output_to_stderr
+from gridrecourse.cli_common import (
+    Progress,
+    add_run_options,
+    emit,
+    open_run,
+    resolved_config,
+    solver_output_to_stderr,
+)
 from gridrecourse.errors import GridRecourseError
 from gridrecourse.evaluation.out_of_sample import OutOfSampleResult, evaluate_first_stage
 from gridrecourse.execution import Executor, make_executor
@@ -280,8 +290,7 @@ def add_voltvar_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--executor", choices=("inprocess", "process", "dask"), default="inprocess",
                    help="where the scenario MILPs run (exact evaluation, sa, ph)")  # fmt: skip
     p.add_argument("--workers", type=int, default=None)
-    p.add_argument("--out", help="run folder (default runs/voltvar-<feeder>-<time>)")
-    p.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
+    add_run_options(p, "voltvar")
     p.add_argument("--network", help="nn: trained network file (default: the shipped one)")
     p.add_argument("--nn-bounds", choices=["ibp", "big-m"], default="ibp",
                    help="nn: ReLU neuron bounds (IBP, or a uniform big-M baseline)")  # fmt: skip
@@ -622,19 +631,32 @@ def run_voltvar(args: argparse.Namespace) -> dict:
 
 
 def _run(args: argparse.Namespace):
-    progress = Progress(5, quiet=args.json)
+    progress = Progress(5, quiet=args.json or args.quiet)
     t0 = time.perf_counter()
+    folder = open_run(args, "voltvar", str(args.feeder), resolved_config(args))
     progress(f"building the Volt-VAR problem on {args.feeder} ({args.scenarios} scenarios)")
     problem = build_problem(args)
     options = _options(args)
     with make_executor(args.executor, n_workers=args.workers) as executor:
-        progress(f"solving with {args.method}")
-        outcome = METHODS[args.method](problem, args, options, executor)
-        wall = time.perf_counter() - t0
-        progress("evaluating the first stage exactly on every scenario")
-        ev, recourse = evaluate_with_values(
-            problem, outcome.x, _eval_options(args), executor, outcome.evaluation
-        )
+        solved = folder.load_checkpoint("solve")
+        if solved is None:
+            progress(f"solving with {args.method}")
+            outcome = METHODS[args.method](problem, args, options, executor)
+            wall = time.perf_counter() - t0
+            folder.save_checkpoint("solve", (outcome, wall))
+        else:
+            outcome, wall = solved
+            progress(f"{args.method}: reused the finished solve from the checkpoint")
+        evaluated = folder.load_checkpoint("evaluation")
+        if evaluated is None:
+            progress("evaluating the first stage exactly on every scenario")
+            evaluated = evaluate_with_values(
+                problem, outcome.x, _eval_options(args), executor, outcome.evaluation
+            )
+            folder.save_checkpoint("evaluation", evaluated)
+        else:
+            progress("exact evaluation: reused from the checkpoint")
+        ev, recourse = evaluated
     objective, q = ev.expected_objective, ev.objectives
     decision = problem.decode(outcome.x)
     # gap_pct: the EF's own proven MIP gap; another method's exact objective against a known
@@ -649,9 +671,6 @@ def _run(args: argparse.Namespace):
     if not args.no_ac:
         progress("AC certificate in OpenDSS")
         ac = ac_certificate(problem, outcome.x, recourse, args.ac_scenarios, args.feeder)
-    out = Path(args.out) if args.out else RunFolder.default_path("voltvar", Path(args.feeder).stem)
-    folder = RunFolder(out, "voltvar")
-    folder.write_config({k: v for k, v in vars(args).items() if k != "func"})
     _tables(folder, problem, decision, q, recourse)
     summary = {
         "method": args.method,
@@ -671,6 +690,7 @@ def _run(args: argparse.Namespace):
         **outcome.extra,
         **ac,
         "feeder": str(args.feeder),
+        "reused_checkpoints": list(folder.reused),
         "run_folder": str(folder.path),
     }
     folder.add_report(
