@@ -63,6 +63,8 @@ def test_ef_and_ph_json_and_run_folder(capfd, tmp_path):
     )  # fmt: skip
     assert code == 0 and ph["method"] == "ph"
     assert ph["gap_pct"] == pytest.approx(0.0, abs=1e-6)
+    assert ph["resumed_at_iteration"] == 0
+    assert (tmp_path / "ph" / "checkpoints" / "ph-iterations.pkl").exists()  # every iteration
     assert "ac_min_voltage_pu" not in ph
     # sa, too, with the scenario recourse MILPs in two worker processes
     code, sa = _run(

@@ -29,6 +29,7 @@ import pandas as pd
 
 from gridrecourse.cli_common import (
     Progress,
+    active_run,
     add_run_options,
     emit,
     open_run,
@@ -142,7 +143,9 @@ def _solve_sa(
 def _solve_ph(
     problem: VoltVarProblem, args: argparse.Namespace, options: SolverOptions, executor: Executor
 ):
-    """Progressive hedging with MILP subproblems (in parallel through ``executor``)."""
+    """Progressive hedging with MILP subproblems (in parallel through ``executor``); its state
+    is checkpointed in the run folder after every iteration (each one solves every scenario's
+    MILP), so ``--resume`` continues from the last one."""
     from gridrecourse.methods.progressive_hedging import PHConfig, solve_progressive_hedging
 
     config = PHConfig(
@@ -153,8 +156,15 @@ def _solve_ph(
         consensus_blocks=PRIMARY_BLOCKS,
     )
     sub = replace(options, time_limit=args.ph_time_limit)
+    folder = active_run()
     ph = solve_progressive_hedging(
-        problem, config, options=sub, start=_start(problem, args), executor=executor
+        problem,
+        config,
+        options=sub,
+        start=_start(problem, args),
+        executor=executor,
+        checkpoint=None if folder is None else folder.checkpoint("ph-iterations"),
+        checkpoint_every=1,
     )
     return MethodOutcome(
         ph.x,
@@ -164,6 +174,7 @@ def _solve_ph(
             "converged": ph.converged,
             "ph_lower_bound": ph.lower_bound,
             "repaired": ph.repaired,
+            "resumed_at_iteration": ph.resumed_at,
         },
     )
 
