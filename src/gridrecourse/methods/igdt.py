@@ -259,46 +259,31 @@ def _plan_readout(om: OperationModel, sol) -> tuple[np.ndarray, np.ndarray]:
     return v, sub
 
 
-def solve_retrying(model, options: SolverOptions | None = None) -> Solution:
+def solve_retrying(
+    model, options: SolverOptions | None = None, *, warm_limit: float | None = None
+) -> Solution:
     """Solve; when HiGHS ends with a status other than optimal or infeasible (e.g. "Unknown"
-    after a warm start from a far-away basis), solve once more from scratch."""
-    try:
-        return model.solve(options)
-    except InfeasibleModelError:
-        raise
-    except SolverError:
-        model.reset()
-        return model.solve(options)
+    after a warm start from a far-away basis, or ``warm_limit`` seconds reached), solve once
+    more from scratch (cold, presolved, without ``warm_limit``).
 
-
-#: A warm-started grid-point LP may take this many times the longest cold solve so far (and at
-#: least :data:`WARM_FLOOR_SECONDS`) before it is solved cold instead (:func:`solve_warm_or_cold`).
-WARM_TIME_FACTOR = 3.0
-WARM_FLOOR_SECONDS = 1.0
-
-
-def solve_warm_or_cold(model, options: SolverOptions | None, cold_seconds: float) -> Solution:
-    """Solve warm within ``max(WARM_FLOOR_SECONDS, WARM_TIME_FACTOR · cold_seconds)``; if that
-    ends in any status but optimal or infeasible (the limit, "Unknown"), solve again cold.
-
-    A warm start from another α's basis is usually fast (tens of milliseconds where a cold,
-    presolved solve takes a second) but was also seen to take minutes for a point a cold solve
-    proves infeasible in a second; the limit bounds that case. Only the path depends on time:
+    ``warm_limit`` bounds the first attempt: a warm start from another α's basis is usually
+    far faster than a cold solve but was also seen to take minutes for a point a cold solve
+    proves infeasible in a second (:data:`WARM_TIME_FACTOR`). Only the path depends on time:
     the point's feasibility and optimal value do not (an alternative optimal plan may be
     returned).
 
     Raises
     ------
     InfeasibleModelError
-        Proved infeasible (warm or cold).
+        Proved infeasible (on either attempt).
     SolverError
-        The cold solve ended in another non-optimal status.
+        The second attempt ended in another non-optimal status.
     """
-    base = options or SolverOptions()
-    warm = replace(base, time_limit=max(WARM_FLOOR_SECONDS, WARM_TIME_FACTOR * cold_seconds))
+    first = options if warm_limit is None else replace(options or SolverOptions(),
+                                                        time_limit=warm_limit)  # fmt: skip
     try:
-        sol = model.solve(warm)
-        if sol.status == "Optimal":
+        sol = model.solve(first)
+        if warm_limit is None or sol.status == "Optimal":
             return sol
     except InfeasibleModelError:
         raise
@@ -306,6 +291,12 @@ def solve_warm_or_cold(model, options: SolverOptions | None, cold_seconds: float
         pass
     model.reset()
     return model.solve(options)
+
+
+#: A warm-started grid-point LP of CL-DIGDT may take this many times the longest cold solve so
+#: far (and at least :data:`WARM_FLOOR_SECONDS`) before it is solved cold instead.
+WARM_TIME_FACTOR = 3.0
+WARM_FLOOR_SECONDS = 1.0
 
 
 def _regularize(om: OperationModel) -> None:
@@ -804,8 +795,9 @@ def solve_cl_digdt(
             t_point = time.perf_counter()
             warm = om.model.is_built
             try:
+                limit = max(WARM_FLOOR_SECONDS, WARM_TIME_FACTOR * cold_seconds[0])
                 sol = (
-                    solve_warm_or_cold(om.model, options, cold_seconds[0])
+                    solve_retrying(om.model, options, warm_limit=limit)
                     if warm
                     else om.model.solve(options)
                 )
