@@ -7,10 +7,10 @@ import pickle
 from concurrent.futures import ProcessPoolExecutor
 
 from gridrecourse.checkpointing import MemoryCheckpoint, child_checkpoint
-from gridrecourse.report.run_folder import ChildCheckpoint, RunFolder
+from gridrecourse.report.run_folder import FileCheckpoint, RunFolder
 
 
-def _save_in_worker(part: ChildCheckpoint) -> str:
+def _save_in_worker(part: FileCheckpoint) -> str:
     part.save({"iteration": 7})
     return str(part.path)
 
@@ -18,7 +18,7 @@ def _save_in_worker(part: ChildCheckpoint) -> str:
 def test_part_written_by_a_worker_process_is_found_when_resuming(tmp_path):
     folder = RunFolder(tmp_path / "run", "siting")
     part = child_checkpoint(folder.checkpoint("bounds-replications"), "l-shaped-1")
-    assert isinstance(part, ChildCheckpoint)
+    assert isinstance(part, FileCheckpoint)
     assert part.path.name == "bounds-replications-l-shaped-1.pkl"
     assert pickle.loads(pickle.dumps(part)).path == part.path  # can be sent to a worker
     with ProcessPoolExecutor(1) as pool:

@@ -70,7 +70,7 @@ import hashlib
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 
 import highspy
@@ -327,8 +327,8 @@ class LShapedState:
     best_x : ndarray
     master_gap : float
         Relative gap of the last master solve.
-    counts : dict of str to int
-        Optimality cuts, feasibility cuts and recourse solves so far.
+    n_solves : int
+        Recourse solves so far (the cut counts follow from ``points``).
     seconds : float
         Wall time before the checkpoint [s] (the time limit counts it).
     """
@@ -340,7 +340,7 @@ class LShapedState:
     best: float
     best_x: np.ndarray
     master_gap: float
-    counts: dict[str, int] = field(default_factory=dict)
+    n_solves: int = 0
     seconds: float = 0.0
 
 
@@ -685,9 +685,8 @@ class _Run:
                 raise LShapedError(
                     "L-shaped checkpoint written for another batch, settings or seeds; start anew"
                 )
-            solves = state.counts.get("solves", 0)
             self.rebuild(state.points)
-            self.counts["solves"] = solves
+            self.counts["solves"] = state.n_solves
             history, lower, master_gap = list(state.history), state.lower, state.master_gap
             best, best_x = state.best, np.asarray(state.best_x, dtype=float).copy()
             self.t0 -= state.seconds
@@ -700,7 +699,7 @@ class _Run:
                     checkpoint.save(
                         LShapedState(
                             key, tuple(self.points), tuple(history), lower, best, best_x,
-                            master_gap, dict(self.counts), time.perf_counter() - self.t0,
+                            master_gap, self.counts["solves"], time.perf_counter() - self.t0,
                         )
                     )  # fmt: skip
                     self.rebuild(list(self.points))

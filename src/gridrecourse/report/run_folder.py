@@ -183,17 +183,17 @@ class PhaseCheckpoint:
         """Store ``state`` atomically (the previous state survives an interrupt)."""
         self.folder.save_checkpoint(self.name, state)
 
-    def child(self, name: str) -> ChildCheckpoint:
+    def child(self, name: str) -> FileCheckpoint:
         """A checkpoint of one part of this phase (``checkpoints/<phase>-<name>.pkl``) that can
         be sent to a worker process (:func:`~gridrecourse.checkpointing.child_checkpoint`)."""
-        return ChildCheckpoint(self.folder._checkpoint_path(f"{self.name}-{name}"),
-                               self.folder.resumed)  # fmt: skip
+        return self.folder.checkpoint_file(f"{self.name}-{name}")
 
 
-class ChildCheckpoint:
-    """A :class:`~gridrecourse.checkpointing.Checkpoint` file of one part of a phase (e.g. one
-    bounds replication's L-shaped loop): a path and whether the run resumes, so it pickles to
-    worker processes, which save and load it themselves (atomic pickle).
+class FileCheckpoint:
+    """A :class:`~gridrecourse.checkpointing.Checkpoint` in one file of a run folder (atomic
+    pickle): a path and whether the run resumes, so it pickles to worker processes, which save
+    and load it themselves (e.g. one bounds replication's L-shaped loop). Every checkpoint file
+    of a run folder is read and written through it.
 
     Parameters
     ----------
@@ -387,9 +387,13 @@ class RunFolder:
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
         return self.path / CHECKPOINT_DIR / f"{safe}.pkl"
 
+    def checkpoint_file(self, name: str) -> FileCheckpoint:
+        """The file ``checkpoints/<name>.pkl`` (read only when the run resumes)."""
+        return FileCheckpoint(self._checkpoint_path(name), self.resumed)
+
     def save_checkpoint(self, name: str, value: Any) -> None:
         """Store a finished phase's result (atomically; pickled)."""
-        atomic_write_bytes(self._checkpoint_path(name), pickle.dumps(value))
+        self.checkpoint_file(name).save(value)
 
     def load_checkpoint(
         self, name: str, describe: Callable[[Any], str] | None = None
@@ -398,14 +402,9 @@ class RunFolder:
 
         ``describe(value)`` (default: the phase's name) is added to :attr:`reused`.
         """
-        target = self._checkpoint_path(name)
-        if not self.resumed or not target.exists():
-            return None
-        try:
-            value = pickle.loads(target.read_bytes())
-        except Exception:
-            return None
-        self.reused.append(name if describe is None else describe(value))
+        value = self.checkpoint_file(name).load()
+        if value is not None:
+            self.reused.append(name if describe is None else describe(value))
         return value
 
     def checkpoint(
