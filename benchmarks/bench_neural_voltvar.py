@@ -54,6 +54,10 @@ def main() -> None:
                     help="MIP start candidates: neutral and do-nothing only")  # fmt: skip
     ap.add_argument("--feasibility-rounds", type=int, default=0,
                     help="rounds adding infeasible scenarios' rows (0: paper B)")  # fmt: skip
+    ap.add_argument("--neuron-bounds", choices=[m.value for m in BoundMode], default="ibp",
+                    help="bounds of the embedded network (lp: IBP tightened by LP)")  # fmt: skip
+    ap.add_argument("--tighten-time-limit", type=float,
+                    help="seconds of the LP tightening (default half the budget)")  # fmt: skip
     ap.add_argument("--save-x", help="write the decision's first-stage vector here (.npy)")
     ap.add_argument("--out", help="also append the JSON line to this file")
     args = ap.parse_args()
@@ -80,9 +84,13 @@ def main() -> None:
             problem, surrogate, options, evaluate=not args.no_eval, executor=ex,
             eval_options=replace(options, time_limit=120.0),
             start=start, feasibility_rounds=args.feasibility_rounds,
+            mode=BoundMode(args.neuron_bounds), tighten_time_limit=args.tighten_time_limit,
         )  # fmt: skip
         rec |= {
             "kernel_starts": not args.no_kernel_starts,
+            "neuron_bounds": args.neuron_bounds,
+            "bound_s": r.bound_seconds,
+            "mip_gap": r.mip_gap,
             "nn_wall_s": r.encode_seconds + r.solve_seconds,
             "ibp_binaries": r.n_binaries,
             "ibp_stable": r.stable_neurons,

@@ -34,7 +34,6 @@ from gridrecourse.methods.igdt import (
     solve_cl_digdt,
     solve_dt,
     solve_igdt,
-    solve_retrying,
     solve_stochastic_plan,
 )
 from gridrecourse.problems.operation import (
@@ -44,6 +43,7 @@ from gridrecourse.problems.operation import (
     default_operating_point,
 )
 from gridrecourse.report.run_folder import RunFolder
+from gridrecourse.solvers.highs import solve_retrying
 from gridrecourse.uncertainty.ambiguity import AmbiguityInputError, idm_band
 
 DEFAULT_OPERATE_FEEDER = "case33bw"

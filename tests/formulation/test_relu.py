@@ -19,6 +19,7 @@ from gridrecourse.formulation.relu import (
     ReluNetworkError,
     add_relu_network,
     interval_bounds,
+    lp_tightened_bounds,
 )
 from gridrecourse.solvers.highs import LinearModel
 from gridrecourse.solvers.options import SolverOptions
@@ -129,3 +130,78 @@ def test_bad_networks_are_refused():
     net = ReluNetwork((np.ones((3, 2)), np.ones((1, 3))), (np.zeros(3), np.zeros(1)))
     with pytest.raises(ReluNetworkError):
         interval_bounds(net, np.zeros(2), np.array([1.0, np.inf]))
+
+
+def _simplex_domain(n: int, budget: float) -> tuple[LinearModel, object]:
+    """Inputs in [0, 1]^n with Σ x ≤ budget (a polytope much smaller than the box)."""
+    model = LinearModel("relu-domain")
+    x = model.add_variables("x", n, lb=0.0, ub=1.0)
+    model.add_constraints("budget", [(x, np.ones((1, n)))], ub=budget)
+    return model, x
+
+
+def _points_in_domain(rng, n_points: int, budget: float) -> np.ndarray:
+    """Random points of the domain, a fifth of them binary (at most ``budget`` ones)."""
+    pts = rng.uniform(0.0, 1.0, size=(n_points, N_IN))
+    pts *= np.minimum(1.0, budget / pts.sum(axis=1))[:, None]
+    n_bin = n_points // 5
+    ones = rng.integers(0, int(budget) + 1, size=n_bin)
+    pts[:n_bin] = 0.0
+    for i, k in enumerate(ones):
+        pts[i, rng.choice(N_IN, size=k, replace=False)] = 1.0
+    return pts
+
+
+def test_lp_bounds_contain_pre_activations_of_the_domain_and_save_binaries():
+    """LP-tightened bounds (over Σ x ≤ 2) lie inside IBP's, contain every pre-activation the
+    domain reaches, and stabilize neurons IBP leaves unstable."""
+    net = _relu_network(_torch_mlp(2, widths=(32, 16)))
+    lo, hi = np.zeros(N_IN), np.ones(N_IN)
+    model, x = _simplex_domain(N_IN, 2.0)
+    eye = sp.identity(N_IN, format="csr")
+    ibp = interval_bounds(net, lo, hi)
+    tight = lp_tightened_bounds(model, net, [(x, eye)], lo, hi)
+    assert tight.complete and tight.n_lps > 0
+    assert model.n_cols == N_IN and model.n_rows == 1  # the model itself is not changed
+    pts = _points_in_domain(np.random.default_rng(5), 5000, 2.0)
+    h = pts
+    for k, (w, b) in enumerate(zip(net.weights, net.biases, strict=True)):
+        z = h @ w.T + b
+        assert np.all(tight.bounds.lower[k] >= ibp.lower[k] - 1e-12)
+        assert np.all(tight.bounds.upper[k] <= ibp.upper[k] + 1e-12)
+        assert np.all(z >= tight.bounds.lower[k]) and np.all(z <= tight.bounds.upper[k])
+        h = np.maximum(z, 0.0)
+    assert tight.bounds.stable_counts()[2] < ibp.stable_counts()[2]
+
+
+def test_lp_bounded_milp_equals_torch_forward_on_the_domain():
+    mlp = _torch_mlp(3, widths=(32, 16))
+    net = _relu_network(mlp)
+    lo, hi = np.zeros(N_IN), np.ones(N_IN)
+    model, x = _simplex_domain(N_IN, 2.0)
+    blocks = add_relu_network(
+        model, net, [(x, sp.identity(N_IN, format="csr"))], lo, hi, mode=BoundMode.LP
+    )
+    assert blocks.tightening is not None and blocks.n_binaries == blocks.bounds.stable_counts()[2]
+    points = _points_in_domain(np.random.default_rng(11), 300, 2.0)
+    with torch.no_grad():
+        ref = mlp(torch.as_tensor(points)).numpy()[:, 0]
+    options = SolverOptions(mip_gap=0.0, threads=1)
+    got = np.empty(len(points))
+    for i, p in enumerate(points):
+        model.set_col_bounds(x, p, p)
+        got[i] = model.solve(options).value(blocks.output)[0]
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6)
+
+
+def test_lp_tightening_stops_at_its_time_limit_with_valid_bounds():
+    net = _relu_network(_torch_mlp(2, widths=(32, 16)))
+    lo, hi = np.zeros(N_IN), np.ones(N_IN)
+    model, x = _simplex_domain(N_IN, 2.0)
+    tight = lp_tightened_bounds(
+        model, net, [(x, sp.identity(N_IN, format="csr"))], lo, hi, time_limit=0.0
+    )
+    ibp = interval_bounds(net, lo, hi)
+    assert not tight.complete and tight.n_lps == 0
+    for a, b in zip(tight.bounds.lower + tight.bounds.upper, ibp.lower + ibp.upper, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gridrecourse.solvers.highs import HIGHS_MIP_FEASIBILITY_TOLERANCE, LinearModel, SimplexPricing
+from gridrecourse.solvers.highs import (
+    HIGHS_MIP_FEASIBILITY_TOLERANCE,
+    LinearModel,
+    SimplexPricing,
+    WarmStartBudget,
+)
 from gridrecourse.solvers.options import SolverOptions
 
 
@@ -102,3 +107,29 @@ def test_re_solved_lp_gets_its_whole_time_limit_each_time():
     model.solve(SolverOptions(time_limit=limit))
     set_limit = model._highs.getOptionValue("time_limit")[1]
     assert run_time + limit <= set_limit <= model._highs.getRunTime() + limit
+
+
+def test_relaxed_copy_is_the_continuous_feasible_set_and_independent():
+    model = knapsack()
+    copy = model.relaxed_copy()
+    xy = copy.variables["xy"]
+    copy.set_cost(xy, -1.0)
+    assert copy.solve().objective == pytest.approx(-1.5)  # continuous: 2x + 2y ≤ 3
+    copy.add_variables("extra", 1)
+    assert model.n_cols == 2 and "extra" not in model.variables
+    assert model.solve(SolverOptions(mip_gap=0.0)).objective == pytest.approx(-1.0)
+    assert np.all(model.columns().cost == -1.0)
+
+
+def test_warm_start_budget_times_cold_solves_only_and_keeps_the_optimum():
+    model = knapsack().relaxed_copy()
+    xy = model.variables["xy"]
+    model.set_cost(xy, -1.0)
+    budget = WarmStartBudget(factor=3.0, floor=0.5)
+    cold = budget.solve(model)
+    assert budget.longest_cold > 0 and model.is_built
+    longest = budget.longest_cold
+    model.set_cost(xy, [-1.0, -2.0])  # warm: same instance, another objective
+    warm = budget.solve(model, SolverOptions(time_limit=10.0))
+    assert budget.longest_cold == longest  # a warm solve does not change the budget
+    assert (cold.objective, warm.objective) == pytest.approx((-1.5, -3.0))

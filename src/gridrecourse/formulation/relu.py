@@ -14,11 +14,21 @@ With ``σ = 1`` the rows give ``h = ẑ`` (and ``ẑ ≥ 0``), with ``σ = 0`` t
 textbook version with one uniform ``M`` (``L = −M``, ``U = M``, a binary for every neuron), the
 baseline the IBP bounds are measured against.
 
+:attr:`BoundMode.LP` tightens the IBP bounds by optimization-based bound tightening (the
+"LP-based tightening" of paper B §III-E): layer by layer, ``min ẑ_i`` and ``max ẑ_i`` of every
+unstable neuron over the LP relaxation of the model's own rows (the first-stage polytope rather
+than the input box) with the earlier layers in their triangle relaxation
+``h ≥ ẑ, h ≥ 0, h ≤ U (ẑ − L) / (U − L)`` (:func:`lp_tightened_bounds`). Every LP optimum
+bounds ``ẑ_i`` over a superset of the MILP's feasible set, so the bounds stay valid for every
+input the model's rows allow, not for the whole box.
+
 Everything is vectorized per layer (one sparse block of rows per layer and row kind).
 """
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -26,8 +36,9 @@ from enum import Enum
 import numpy as np
 import scipy.sparse as sp
 
-from gridrecourse.errors import GridRecourseError
-from gridrecourse.solvers.highs import LinearModel, VariableBlock
+from gridrecourse.errors import GridRecourseError, SolverError
+from gridrecourse.solvers.highs import LinearModel, VariableBlock, WarmStartBudget
+from gridrecourse.solvers.options import SolverOptions
 
 __all__ = [
     "BoundMode",
@@ -35,8 +46,10 @@ __all__ = [
     "ReluBlocks",
     "ReluNetwork",
     "ReluNetworkError",
+    "TightenedBounds",
     "add_relu_network",
     "interval_bounds",
+    "lp_tightened_bounds",
 ]
 
 
@@ -49,6 +62,8 @@ class BoundMode(str, Enum):
 
     #: interval bound propagation over the input box (stable neurons without binaries)
     IBP = "ibp"
+    #: IBP, then LP-based tightening over the model's rows (:func:`lp_tightened_bounds`)
+    LP = "lp"
     #: one uniform big-M for every neuron (a binary per neuron); the textbook baseline
     BIG_M = "big-m"
 
@@ -160,6 +175,165 @@ def interval_bounds(net: ReluNetwork, lb: np.ndarray, ub: np.ndarray) -> LayerBo
 
 
 @dataclass(frozen=True, eq=False)
+class TightenedBounds:
+    """Outcome of :func:`lp_tightened_bounds`.
+
+    Attributes
+    ----------
+    bounds : LayerBounds
+        Valid for every input the model's rows allow.
+    n_lps : int
+        LPs solved.
+    seconds : float
+        Wall time of the tightening.
+    complete : bool
+        Every unstable neuron was tightened (False: the time limit stopped it; the neurons not
+        reached keep their IBP bounds, propagated from the tightened layers).
+    """
+
+    bounds: LayerBounds
+    n_lps: int
+    seconds: float
+    complete: bool
+
+
+#: relative and absolute margin added to an LP optimum before it becomes a neuron bound
+#: (HiGHS's optimum is exact to its feasibility tolerances, 1e-7)
+_LP_BOUND_MARGIN = 1.0e-6
+
+
+def lp_tightened_bounds(
+    model: LinearModel,
+    net: ReluNetwork,
+    inputs: Sequence[tuple[VariableBlock, sp.spmatrix | np.ndarray]],
+    input_lb: np.ndarray,
+    input_ub: np.ndarray,
+    *,
+    input_offset: np.ndarray | None = None,
+    time_limit: float | None = None,
+    lp_time_limit: float = 2.0,
+) -> TightenedBounds:
+    """IBP bounds tightened by LP over the relaxation of ``model``'s rows (module docstring).
+
+    Layer by layer, every neuron IBP leaves unstable (``L < 0 < U``) gets ``max ẑ_i`` (then,
+    unless that shows it inactive, ``min ẑ_i``) over the LP relaxation of ``model`` (a
+    :meth:`~gridrecourse.solvers.highs.LinearModel.relaxed_copy`; ``model`` is not changed)
+    with the earlier layers in their triangle relaxation under the bounds already tightened.
+    The LPs of one layer differ only in their objective and are re-solved warm. After each
+    layer, IBP from its tightened box bounds the later layers (the intersection is kept).
+
+    Parameters
+    ----------
+    model : LinearModel
+        The rows the network's input columns obey (e.g. the first stage).
+    net, inputs, input_lb, input_ub, input_offset
+        As :func:`add_relu_network`; the box bounds IBP's start.
+    time_limit : float, optional
+        Wall seconds for the whole tightening; neurons not reached keep the IBP bounds.
+    lp_time_limit : float
+        Wall seconds of one LP (warm attempt and cold retry each); a bound whose LP is not
+        solved within it is kept.
+
+    Returns
+    -------
+    TightenedBounds
+    """
+    t0 = time.perf_counter()
+    a0 = np.zeros(net.n_inputs) if input_offset is None else np.asarray(input_offset, float)
+    box_lo = np.asarray(input_lb, dtype=float).ravel() + a0
+    box_hi = np.asarray(input_ub, dtype=float).ravel() + a0
+    ibp = interval_bounds(net, box_lo, box_hi)
+    lowers, uppers = [a.copy() for a in ibp.lower], [a.copy() for a in ibp.upper]
+    lp = model.relaxed_copy(f"{model.name}-neuron-bounds")
+    terms = _first_layer_terms(net.weights[0], [(b, sp.csr_matrix(a)) for b, a in inputs])
+    const = net.biases[0] + net.weights[0] @ a0
+    deadline = math.inf if time_limit is None else t0 + float(time_limit)
+    n_lps, complete = 0, True
+    warm_budget = WarmStartBudget()
+    for k in range(len(net.weights) - 1):
+        lo, hi = lowers[k], uppers[k]
+        n = lo.size
+        z = lp.add_variables(f"z{k + 1}", n, lb=lo, ub=hi)
+        lp.add_constraints(
+            f"z{k + 1}_definition",
+            [(z, sp.identity(n, format="csr"))] + [(blk, -m) for blk, m in terms],
+            lb=const,
+            ub=const,
+        )
+        for i in np.flatnonzero((lo < 0) & (hi > 0)):
+            for sense in (-1.0, 1.0):  # max ẑ_i (as min −ẑ_i), then min ẑ_i
+                left = deadline - time.perf_counter()
+                if left <= 0:
+                    complete = False
+                    break
+                cost = np.zeros(n)
+                cost[i] = sense
+                lp.set_cost(z, cost)
+                try:  # warm from the previous LP's basis, bounded by the cold solves
+                    options = SolverOptions(time_limit=min(left, lp_time_limit), threads=1)
+                    value = warm_budget.solve(lp, options).dual_bound
+                except SolverError:
+                    value = math.nan  # keep the bound this LP would have tightened
+                n_lps += 1
+                if not math.isfinite(value):
+                    continue
+                margin = _LP_BOUND_MARGIN * (1.0 + abs(value))
+                if sense < 0:
+                    hi[i] = min(hi[i], -value + margin)
+                else:
+                    lo[i] = max(lo[i], value - margin)
+                if hi[i] <= 0 or lo[i] >= 0:
+                    break
+            if not complete:
+                break
+        lp.set_cost(z, 0.0)
+        lp.set_col_bounds(z, lo, hi)
+        if k + 1 < len(net.weights):  # IBP from the tightened box, intersected
+            rest = interval_bounds(
+                ReluNetwork(net.weights[k + 1 :], net.biases[k + 1 :]),
+                np.maximum(lo, 0.0),
+                np.maximum(hi, 0.0),
+            )
+            for j, (r_lo, r_hi) in enumerate(zip(rest.lower, rest.upper, strict=True)):
+                lowers[k + 1 + j] = np.maximum(lowers[k + 1 + j], r_lo)
+                uppers[k + 1 + j] = np.minimum(uppers[k + 1 + j], r_hi)
+        if not complete:
+            break
+        h = _add_triangle_relaxation(lp, z, lo, hi, f"h{k + 1}")
+        terms = [(h, sp.csr_matrix(net.weights[k + 1]))]
+        const = net.biases[k + 1]
+    bounds = LayerBounds(tuple(lowers), tuple(uppers))
+    return TightenedBounds(bounds, n_lps, time.perf_counter() - t0, complete)
+
+
+def _add_triangle_relaxation(
+    model: LinearModel, z: VariableBlock, lo: np.ndarray, hi: np.ndarray, name: str
+) -> VariableBlock:
+    """``h = max(0, z)`` relaxed to its convex hull over ``lo ≤ z ≤ hi``.
+
+    ``h = z`` (``lo ≥ 0``), ``h = 0`` (``hi ≤ 0``), else the triangle
+    ``h ≥ z, h ≥ 0, h ≤ hi (z − lo) / (hi − lo)``.
+    """
+    n = lo.size
+    h = model.add_variables(name, n, lb=0.0, ub=np.maximum(hi, 0.0))
+    eye = sp.identity(n, format="csr")
+    on, unstable = np.flatnonzero(lo >= 0), np.flatnonzero((lo < 0) & (hi > 0))
+    if on.size:
+        sel = sp.csr_matrix(eye[on])
+        model.add_constraints(f"{name}-active", [(h, sel), (z, -sel)], lb=0.0, ub=0.0)
+    if unstable.size:
+        sel = sp.csr_matrix(eye[unstable])
+        slope = hi[unstable] / (hi[unstable] - lo[unstable])
+        model.add_constraints(f"{name}-above", [(h, sel), (z, -sel)], lb=0.0)
+        model.add_constraints(
+            f"{name}-chord",
+            [(h, sel), (z, -sp.diags(slope) @ sel)],
+            ub=-slope * lo[unstable],
+        )
+    return h
+
+
+@dataclass(frozen=True, eq=False)
 class ReluBlocks:
     """Columns of an embedded network.
 
@@ -180,6 +354,8 @@ class ReluBlocks:
         The embedded network (with ``input_offset`` not folded in).
     offset : ndarray
         ``a_0``.
+    tightening : TightenedBounds or None
+        The LP-based tightening (:attr:`BoundMode.LP`; None otherwise).
     """
 
     output: VariableBlock
@@ -190,6 +366,7 @@ class ReluBlocks:
     unstable: tuple[np.ndarray, ...] = ()
     net: ReluNetwork | None = None
     offset: np.ndarray | None = None
+    tightening: TightenedBounds | None = None
 
     def start_values(self, inputs: np.ndarray) -> dict[VariableBlock, np.ndarray]:
         """Values of every embedding column at a network input (a MIP start).
@@ -237,6 +414,7 @@ def add_relu_network(
     mode: BoundMode = BoundMode.IBP,
     big_m: float = 1.0e4,
     output_cost: float | np.ndarray = 0.0,
+    tighten_time_limit: float | None = None,
 ) -> ReluBlocks:
     """Write ``y = net(Σ_k A_k x_k + a_0)`` into ``model`` (module docstring, eq 35).
 
@@ -254,11 +432,14 @@ def add_relu_network(
     name : str
         Prefix of the new blocks.
     mode : BoundMode
-        IBP bounds (default) or a uniform big-M.
+        IBP bounds (default), IBP tightened by LP over ``model``'s rows as they are when the
+        network is added, or a uniform big-M.
     big_m : float
         ``M`` of :attr:`BoundMode.BIG_M` (must exceed every |ẑ| for exactness).
     output_cost : float or ndarray
         Objective coefficient(s) of ``y``.
+    tighten_time_limit : float, optional
+        Wall seconds of the LP tightening (:attr:`BoundMode.LP`; :func:`lp_tightened_bounds`).
 
     Returns
     -------
@@ -269,8 +450,14 @@ def add_relu_network(
     a0 = np.zeros(n0) if input_offset is None else np.asarray(input_offset, dtype=float).ravel()
     box_lo = np.asarray(input_lb, dtype=float).ravel() + a0
     box_hi = np.asarray(input_ub, dtype=float).ravel() + a0
+    tightening = None
     if mode is BoundMode.IBP:
         bounds = interval_bounds(net, box_lo, box_hi)
+    elif mode is BoundMode.LP:
+        tightening = lp_tightened_bounds(
+            model, net, inputs, input_lb, input_ub, input_offset=a0, time_limit=tighten_time_limit
+        )
+        bounds = tightening.bounds
     else:
         m = float(big_m)
         bounds = LayerBounds(
@@ -288,7 +475,7 @@ def add_relu_network(
     for k in range(n_layers - 1):
         lo, hi = bounds.lower[k], bounds.upper[k]
         n = lo.size
-        if mode is BoundMode.IBP:
+        if mode is not BoundMode.BIG_M:
             off = hi <= 0
             on = lo >= 0
         else:
@@ -328,8 +515,6 @@ def add_relu_network(
             )
         else:
             active.append(None)
-        if off.any() and mode is BoundMode.IBP:
-            pass  # ub = max(U, 0) = 0 already fixes h = 0
         prev_terms = [(h, sp.csr_matrix(net.weights[k + 1]))]
         prev_const = net.biases[k + 1]
     n_out = net.weights[-1].shape[0]
@@ -340,4 +525,6 @@ def add_relu_network(
         lb=prev_const,
         ub=prev_const,
     )
-    return ReluBlocks(y, tuple(hidden), tuple(active), bounds, n_bin, tuple(unstable_idx), net, a0)
+    return ReluBlocks(
+        y, tuple(hidden), tuple(active), bounds, n_bin, tuple(unstable_idx), net, a0, tightening
+    )

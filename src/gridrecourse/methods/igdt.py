@@ -61,7 +61,7 @@ from gridrecourse.problems.operation import (
     build_operation_model,
 )
 from gridrecourse.problems.operation_two_stage import OperationProblem
-from gridrecourse.solvers.highs import Solution
+from gridrecourse.solvers.highs import Solution, WarmStartBudget, solve_retrying
 from gridrecourse.solvers.options import SolverOptions
 from gridrecourse.uncertainty.ambiguity import ConfidenceSet, IDMBand, idm_band
 
@@ -257,46 +257,6 @@ def _plan_readout(om: OperationModel, sol) -> tuple[np.ndarray, np.ndarray]:
     v[ph.nonroot] = np.sqrt(np.maximum(vsq, 0.0))
     sub = sol.value(om.net.substation[0])[:T] * math.s_base_kva
     return v, sub
-
-
-def solve_retrying(
-    model, options: SolverOptions | None = None, *, warm_limit: float | None = None
-) -> Solution:
-    """Solve; when HiGHS ends with a status other than optimal or infeasible (e.g. "Unknown"
-    after a warm start from a far-away basis, or ``warm_limit`` seconds reached), solve once
-    more from scratch (cold, presolved, without ``warm_limit``).
-
-    ``warm_limit`` bounds the first attempt: a warm start from another α's basis is usually
-    far faster than a cold solve but was also seen to take minutes for a point a cold solve
-    proves infeasible in a second (:data:`WARM_TIME_FACTOR`). Only the path depends on time:
-    the point's feasibility and optimal value do not (an alternative optimal plan may be
-    returned).
-
-    Raises
-    ------
-    InfeasibleModelError
-        Proved infeasible (on either attempt).
-    SolverError
-        The second attempt ended in another non-optimal status.
-    """
-    first = options if warm_limit is None else replace(options or SolverOptions(),
-                                                        time_limit=warm_limit)  # fmt: skip
-    try:
-        sol = model.solve(first)
-        if warm_limit is None or sol.status == "Optimal":
-            return sol
-    except InfeasibleModelError:
-        raise
-    except SolverError:
-        pass
-    model.reset()
-    return model.solve(options)
-
-
-#: A warm-started grid-point LP of CL-DIGDT may take this many times the longest cold solve so
-#: far (and at least :data:`WARM_FLOOR_SECONDS`) before it is solved cold instead.
-WARM_TIME_FACTOR = 3.0
-WARM_FLOOR_SECONDS = 1.0
 
 
 def _regularize(om: OperationModel) -> None:
@@ -761,7 +721,7 @@ def solve_cl_digdt(
     built = build(False) if milp else _cheapest_plan_model(inst, dt, budget, False)
     infeasible: set[float] = set()
     unresolved: list[float] = []
-    cold_seconds = [0.0]  # longest cold grid-point solve so far (bounds the warm attempts)
+    warm_budget = WarmStartBudget()  # grid points warm from another α's basis, bounded
 
     def solve_at(built: tuple, alphas: np.ndarray, valid: np.ndarray, values: list) -> Solution:
         om, u, switch_rows = built
@@ -792,24 +752,13 @@ def solve_cl_digdt(
             load, pv = values[index]
             om = built[0]
             fix_corners(om, load, pv)
-            t_point = time.perf_counter()
-            warm = om.model.is_built
             try:
-                limit = max(WARM_FLOOR_SECONDS, WARM_TIME_FACTOR * cold_seconds[0])
-                sol = (
-                    solve_retrying(om.model, options, warm_limit=limit)
-                    if warm
-                    else om.model.solve(options)
-                )
-                return built, int(index), sol
+                return built, int(index), warm_budget.solve(om.model, options)
             except InfeasibleModelError:
                 infeasible.add(a)
                 continue
             except SolverError:
                 om.model.reset()
-            finally:
-                if not warm:
-                    cold_seconds[0] = max(cold_seconds[0], time.perf_counter() - t_point)
             if om.battery is not None and om.battery.mode is None:
                 # the relaxation ended "Unknown" (seen at α = 0.7, σ = 0.5 on case33bw, warm
                 # and cold): the exact model with the mode binaries decides the point

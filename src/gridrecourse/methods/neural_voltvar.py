@@ -74,6 +74,9 @@ class NeuralVoltVarResult:
         (inactive, active, unstable) hidden neurons under the bounds used.
     mode : BoundMode
     encode_seconds, solve_seconds, evaluate_seconds : float
+        ``solve_seconds`` includes the model build and any LP bound tightening.
+    bound_seconds : float
+        LP tightening of the neuron bounds (:attr:`BoundMode.LP`; 0 otherwise).
     status : str
     mip_gap : float
         HiGHS's gap of the surrogate MILP.
@@ -101,6 +104,7 @@ class NeuralVoltVarResult:
     status: str
     mip_gap: float
     feasibility_scenarios: tuple[int, ...] = ()
+    bound_seconds: float = 0.0
     rounds: int = 1
     n_infeasible: int | None = None
     evaluation: OutOfSampleResult | None = None
@@ -119,6 +123,7 @@ def solve_neural_voltvar(
     start: Sequence[np.ndarray] | None = None,
     feasibility_rounds: int = 0,
     keep_values: bool = False,
+    tighten_time_limit: float | None = None,
 ) -> NeuralVoltVarResult:
     """Solve the surrogate MILP (eq 22) and evaluate its decision exactly.
 
@@ -132,7 +137,9 @@ def solve_neural_voltvar(
         Surrogate MILP options; ``time_limit`` is the wall budget of the whole method
         (encoding, model build and MILP: the MILP gets what is left, at least 1 s).
     mode : BoundMode
-        IBP bounds (default) or a uniform big-M (baseline).
+        IBP bounds (default), IBP tightened by LP over the first stage's relaxation
+        (:func:`~gridrecourse.formulation.relu.lp_tightened_bounds`) or a uniform big-M
+        (baseline).
     evaluate : bool
         Solve the recourse of every scenario at the decision (exact objective).
     executor : Executor, optional
@@ -150,6 +157,10 @@ def solve_neural_voltvar(
     keep_values : bool, default False
         Keep the recourse values in the returned evaluation
         (:func:`~gridrecourse.evaluation.out_of_sample.evaluate_first_stage`).
+    tighten_time_limit : float, optional
+        Seconds of the LP tightening (:attr:`BoundMode.LP`); default half of what is left of
+        ``options.time_limit`` after the encoding (none without a limit). It counts in the
+        method's budget.
 
     Returns
     -------
@@ -166,6 +177,9 @@ def solve_neural_voltvar(
     n_feat = net.n_inputs - len(e)
     net = net.with_fixed_inputs(np.arange(n_feat, net.n_inputs), e)
     t1 = time.perf_counter()
+    budget_s = None if options is None else options.time_limit
+    if tighten_time_limit is None and budget_s is not None:
+        tighten_time_limit = max(0.0, budget_s - (t1 - t0)) / 2.0
     f, _ = feature_map(problem)
     if f.shape[0] != n_feat:
         raise ValueError(
@@ -185,6 +199,7 @@ def solve_neural_voltvar(
         name="surrogate",
         mode=mode,
         big_m=big_m,
+        tighten_time_limit=tighten_time_limit,
     )
     # the priced recourse is max(network, floor): the expected recourse is a curtailment cost
     # (>= 0, recourse_floor), and a network extrapolating below it is exploited by the MILP
@@ -281,6 +296,7 @@ def solve_neural_voltvar(
         n_binaries=emb.n_binaries,
         stable_neurons=emb.bounds.stable_counts(),
         mode=BoundMode(mode),
+        bound_seconds=0.0 if emb.tightening is None else emb.tightening.seconds,
         encode_seconds=t1 - t0,
         solve_seconds=solve_s,
         evaluate_seconds=eval_s,

@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import highspy
@@ -558,6 +558,27 @@ class LinearModel:
         if self._highs is not None:
             self._highs.setOptionValue("simplex_dual_edge_weight_strategy", self._pricing.value)
 
+    def relaxed_copy(self, name: str | None = None) -> LinearModel:
+        """The LP relaxation of the feasible set: the same blocks, bounds and rows, every column
+        continuous, no objective (zero costs and offset, no quadratic term), no start.
+
+        Blocks of this model are blocks of the copy (same names and positions), so terms built
+        for one can be added to the other. Later changes to either model do not reach the other.
+        """
+        other = LinearModel(name or f"{self.name}-relaxation")
+        other.variables = dict(self.variables)
+        other.constraints = dict(self.constraints)
+        other._lb = [a.copy() for a in self._lb]
+        other._ub = [a.copy() for a in self._ub]
+        other._cost = [np.zeros_like(a) for a in self._cost]
+        other._integer = [np.zeros_like(a) for a in self._integer]
+        other._rows = list(self._rows)
+        other._row_lb = [a.copy() for a in self._row_lb]
+        other._row_ub = [a.copy() for a in self._row_ub]
+        other.n_cols, other.n_rows = self.n_cols, self.n_rows
+        other._pricing = self._pricing
+        return other
+
     def reset(self) -> None:
         """Drop the live HiGHS instance: the next :meth:`solve` starts cold from the model."""
         self._highs = None
@@ -737,3 +758,77 @@ class LinearModel:
 
     def _row_index(self, block: ConstraintBlock) -> int:
         return list(self.constraints).index(block.name)
+
+
+def solve_retrying(
+    model: LinearModel, options: SolverOptions | None = None, *, warm_limit: float | None = None
+) -> Solution:
+    """Solve; when HiGHS ends with a status other than optimal or infeasible (e.g. "Unknown"
+    after a warm start from a far-away basis, or ``warm_limit`` seconds reached), solve once
+    more from scratch (cold, presolved, without ``warm_limit``).
+
+    ``warm_limit`` bounds the first attempt: a warm start from a nearby LP's basis is usually
+    far faster than a cold solve but was also seen to take minutes where a cold solve takes a
+    second (CL-DIGDT's grid points, the neuron-bound LPs of :mod:`~gridrecourse.formulation.relu`).
+    Only the path depends on time: feasibility and the optimal value do not (an alternative
+    optimal solution may be returned).
+
+    Raises
+    ------
+    InfeasibleModelError
+        Proved infeasible (on either attempt).
+    SolverError
+        The second attempt ended in another non-optimal status.
+    """
+    first = options if warm_limit is None else replace(options or SolverOptions(),
+                                                        time_limit=warm_limit)  # fmt: skip
+    try:
+        sol = model.solve(first)
+        if warm_limit is None or sol.status == "Optimal":
+            return sol
+    except InfeasibleModelError:
+        raise
+    except SolverError:
+        pass
+    model.reset()
+    return model.solve(options)
+
+
+@dataclass
+class WarmStartBudget:
+    """Re-solves of one model, each warm attempt bounded by the model's cold solves.
+
+    A solve on a live HiGHS instance (:attr:`LinearModel.is_built`) is tried warm for at most
+    ``max(floor, factor × longest cold solve so far)`` seconds (never more than the options'
+    own limit), then solved cold (:func:`solve_retrying`); a solve without a live instance is
+    cold and its time raises the budget of the next warm attempts.
+
+    Attributes
+    ----------
+    factor : float
+        Warm attempt / longest cold solve.
+    floor : float
+        Smallest warm attempt (s).
+    longest_cold : float
+        Longest cold solve so far (s).
+    """
+
+    factor: float = 3.0
+    floor: float = 1.0
+    longest_cold: float = 0.0
+
+    def solve(self, model: LinearModel, options: SolverOptions | None = None) -> Solution:
+        """Solve ``model`` under this budget (raises as :func:`solve_retrying`)."""
+        options = options or SolverOptions()
+        warm = model.is_built
+        t0 = time.perf_counter()
+        try:
+            if not warm:
+                return model.solve(options)
+            limit = max(self.floor, self.factor * self.longest_cold)
+            if options.time_limit is not None:
+                limit = min(limit, float(options.time_limit))
+            return solve_retrying(model, options, warm_limit=limit)
+        finally:
+            if not warm:
+                self.longest_cold = max(self.longest_cold, time.perf_counter() - t0)
