@@ -10,6 +10,10 @@ Usage::
 and solves again, up to R times (``solve_neural_voltvar``; ``nn_wall_s`` is then the time of
 all surrogate MILPs, ``eval_s`` of all evaluations).
 
+``--neuron-bounds lp`` tightens the IBP bounds by LP over the first stage's relaxation within
+``--tighten-time-limit`` seconds (default half the budget; ``bound_s``); the ``ibp_*`` keys then
+describe the LP-tightened embedding (``neuron_bounds`` says which).
+
 Prints one JSON line: NN binaries (IBP and, with --big-m, the uniform big-M baseline), MILP
 seconds, surrogate objective, exact objective (one recourse MILP per scenario), gap to the EF.
 """
