@@ -228,6 +228,11 @@ def test_neural_decision_is_feasible_and_evaluated_exactly(tiny, data, surrogate
                                mode=BoundMode.BIG_M, evaluate=False)  # fmt: skip
     assert big.surrogate_objective == pytest.approx(res.surrogate_objective, abs=1e-5)
     assert res.n_binaries <= big.n_binaries == sum(SMALL.main)
+    # LP-tightened bounds are valid over the first stage: the same surrogate optimum
+    lp = solve_neural_voltvar(tiny, loaded, SolverOptions(mip_gap=0.0, threads=1),
+                              mode=BoundMode.LP, evaluate=False)  # fmt: skip
+    assert lp.surrogate_objective == pytest.approx(values.min(), abs=1e-5)
+    assert lp.n_binaries <= res.n_binaries and lp.bound_seconds > 0
 
 
 def test_the_milp_never_prices_recourse_below_its_floor(tiny, surrogate):

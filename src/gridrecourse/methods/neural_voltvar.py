@@ -177,9 +177,9 @@ def solve_neural_voltvar(
     n_feat = net.n_inputs - len(e)
     net = net.with_fixed_inputs(np.arange(n_feat, net.n_inputs), e)
     t1 = time.perf_counter()
-    budget_s = None if options is None else options.time_limit
-    if tighten_time_limit is None and budget_s is not None:
-        tighten_time_limit = max(0.0, budget_s - (t1 - t0)) / 2.0
+    options = options or SolverOptions(mip_gap=1e-4, time_limit=60.0)
+    if tighten_time_limit is None and options.time_limit is not None:
+        tighten_time_limit = max(0.0, options.time_limit - (t1 - t0)) / 2.0
     f, _ = feature_map(problem)
     if f.shape[0] != n_feat:
         raise ValueError(
@@ -237,7 +237,6 @@ def solve_neural_voltvar(
         model.set_start(values)
 
     set_start()
-    options = options or SolverOptions(mip_gap=1e-4, time_limit=60.0)
     budget = options
     if options.time_limit is not None:
         left = options.time_limit - (time.perf_counter() - t0)
