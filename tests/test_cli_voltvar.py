@@ -114,3 +114,21 @@ def test_interrupt_after_the_solve_then_resume_reuses_it(capfd, tmp_path, monkey
     for key in ("objective", "taps", "switch_states", "first_stage_cost"):
         assert res[key] == ref[key], key
     assert json.loads((cut / "status.json").read_text())["status"] == "done"
+
+
+def test_long_phases_report_progress_on_stderr_and_json_stays_clean(capfd, tmp_path):
+    """PH: a tick line per iteration's subproblems and a line per iteration; the exact
+    evaluation ticks its scenarios; SA notes its rounds. Under ``--json`` stderr carries none
+    of them and stdout one JSON object."""
+    argv = [*TINY, "--no-ac", "--max-iterations", "1"]
+    assert main(["voltvar", *argv, "--method", "ph", "--out", str(tmp_path / "ph")]) == 0
+    err = capfd.readouterr().err
+    assert "PH iteration 0: subproblems 3/3 (100 %)" in err
+    assert "PH iteration 0: metric" in err
+    assert "scenarios 3/3 (100 %)" in err
+    assert main(["voltvar", *argv, "--method", "sa", "--out", str(tmp_path / "sa")]) == 0
+    assert "round 1: 1 scenarios, master" in capfd.readouterr().err
+    assert main(["voltvar", *argv, "--method", "ph", "--json", "--out", str(tmp_path / "q")]) == 0
+    quiet = capfd.readouterr()
+    assert json.loads(quiet.out)["method"] == "ph" and len(quiet.out.strip().splitlines()) == 1
+    assert "PH iteration" not in quiet.err and "scenarios 3/3" not in quiet.err

@@ -105,6 +105,12 @@ class Progress:
                 flush=True,
             )
 
+    def lap(self) -> None:
+        """Restart the current phase's clock (a phase of repeated passes, e.g. PH iterations:
+        the rate and ETA of :meth:`tick` then describe the pass)."""
+        self._phase_t0 = time.perf_counter()
+        self._last_tick = -math.inf
+
     def note(self, message: str) -> None:
         """An indented line under the current phase (e.g. what a ``--resume`` reused)."""
         if not self.quiet:

@@ -68,8 +68,11 @@ class MethodOutcome:
     evaluation: OutOfSampleResult | None = None
 
 
-#: ``solve(problem, args, options, executor) -> MethodOutcome`` per ``--method`` value.
-MethodFn = Callable[[VoltVarProblem, argparse.Namespace, SolverOptions, Executor], MethodOutcome]
+#: ``solve(problem, args, options, executor, progress) -> MethodOutcome`` per ``--method``
+#: value (``progress``: the command's stderr progress, silent under ``--json``/``--quiet``).
+MethodFn = Callable[
+    [VoltVarProblem, argparse.Namespace, SolverOptions, Executor, Progress], MethodOutcome
+]
 
 
 def _start(problem: VoltVarProblem, args: argparse.Namespace) -> np.ndarray | None:
@@ -98,7 +101,11 @@ def _eval_options(args: argparse.Namespace) -> SolverOptions:
 
 
 def _solve_ef(
-    problem: VoltVarProblem, args: argparse.Namespace, options: SolverOptions, _executor: Executor
+    problem: VoltVarProblem,
+    args: argparse.Namespace,
+    options: SolverOptions,
+    _executor: Executor,
+    _progress: Progress,
 ):
     from gridrecourse.methods.extensive_form import solve_extensive_form
 
@@ -117,7 +124,11 @@ def _solve_ef(
 
 
 def _solve_sa(
-    problem: VoltVarProblem, args: argparse.Namespace, options: SolverOptions, executor: Executor
+    problem: VoltVarProblem,
+    args: argparse.Namespace,
+    options: SolverOptions,
+    executor: Executor,
+    progress: Progress,
 ):
     """Scenario addition: restricted extensive forms over a growing scenario subset, each
     solution evaluated exactly; stops at the proven gap (methods/scenario_addition.py)."""
@@ -125,7 +136,7 @@ def _solve_sa(
 
     sa = solve_scenario_addition(
         problem, options, start=_start(problem, args), time_limit=args.time_limit,
-        eval_options=_eval_options(args), executor=executor,
+        eval_options=_eval_options(args), executor=executor, log=progress.note,
     )  # fmt: skip
     return MethodOutcome(
         sa.x,
@@ -141,7 +152,11 @@ def _solve_sa(
 
 
 def _solve_ph(
-    problem: VoltVarProblem, args: argparse.Namespace, options: SolverOptions, executor: Executor
+    problem: VoltVarProblem,
+    args: argparse.Namespace,
+    options: SolverOptions,
+    executor: Executor,
+    progress: Progress,
 ):
     """Progressive hedging with MILP subproblems (in parallel through ``executor``); its state
     is checkpointed in the run folder after every iteration (each one solves every scenario's
@@ -165,6 +180,8 @@ def _solve_ph(
         executor=executor,
         checkpoint=None if folder is None else folder.checkpoint("ph-iterations"),
         checkpoint_every=1,
+        progress=lambda k, metric: progress.note(f"PH iteration {k}: metric {metric:.3g}"),
+        subproblem_progress=_ph_ticks(progress),
     )
     return MethodOutcome(
         ph.x,
@@ -179,8 +196,25 @@ def _solve_ph(
     )
 
 
+def _ph_ticks(progress: Progress) -> Callable[[int, int, int], None]:
+    """PH's ``subproblem_progress``: one tick line per pass, the clock restarted per iteration."""
+    current = [-1]
+
+    def tick(iteration: int, done: int, total: int) -> None:
+        if iteration != current[0]:
+            current[0] = iteration
+            progress.lap()
+        progress.tick(done, total, f"PH iteration {iteration}: subproblems")
+
+    return tick
+
+
 def _solve_nn(
-    problem: VoltVarProblem, args: argparse.Namespace, options: SolverOptions, executor: Executor
+    problem: VoltVarProblem,
+    args: argparse.Namespace,
+    options: SolverOptions,
+    executor: Executor,
+    _progress: Progress,
 ):
     """Neural surrogate MILP (paper B eq 22): shipped network for the feeder, or --network."""
     from gridrecourse.learning.voltvar_net import load_surrogate, shipped_surrogate
@@ -528,15 +562,18 @@ def evaluate_with_values(
     options: SolverOptions,
     executor: Executor,
     done: OutOfSampleResult | None = None,
+    *,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[OutOfSampleResult, list[VoltVarRecourse | None]]:
     """Exact evaluation (one recourse MILP per scenario, in parallel through ``executor``;
-    ``done``, a method's own evaluation of ``x`` with values, is taken as it is) and every
-    feasible scenario's recourse (None where infeasible or unresolved)."""
+    ``done``, a method's own evaluation of ``x`` with values, is taken as it is; ``progress(done,
+    total)`` as scenarios finish) and every feasible scenario's recourse (None where infeasible
+    or unresolved)."""
     ev = done
     if ev is None or ev.values is None:
         ev = evaluate_first_stage(
             problem, x, executor=executor, options=options, desc=None, keep_values=True,
-            farkas=False,
+            farkas=False, progress=progress,
         )  # fmt: skip
     recourse = [problem.recourse(y, s) if y is not None else None for s, y in enumerate(ev.values)]
     return ev, recourse
@@ -652,7 +689,7 @@ def _run(args: argparse.Namespace):
         solved = folder.load_checkpoint("solve")
         if solved is None:
             progress(f"solving with {args.method}")
-            outcome = METHODS[args.method](problem, args, options, executor)
+            outcome = METHODS[args.method](problem, args, options, executor, progress)
             wall = time.perf_counter() - t0
             folder.save_checkpoint("solve", (outcome, wall))
         else:
@@ -662,8 +699,9 @@ def _run(args: argparse.Namespace):
         if evaluated is None:
             progress("evaluating the first stage exactly on every scenario")
             evaluated = evaluate_with_values(
-                problem, outcome.x, _eval_options(args), executor, outcome.evaluation
-            )
+                problem, outcome.x, _eval_options(args), executor, outcome.evaluation,
+                progress=progress.callback("scenarios"),
+            )  # fmt: skip
             folder.save_checkpoint("evaluation", evaluated)
         else:
             progress("exact evaluation: reused from the checkpoint")

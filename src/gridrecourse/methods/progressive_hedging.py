@@ -932,6 +932,7 @@ def solve_progressive_hedging(
     executor: Executor | None = None,
     options: SolverOptions | None = None,
     progress: ProgressHook | None = None,
+    subproblem_progress: Callable[[int, int, int], None] | None = None,
     on_iteration: Callable[[PHIteration], bool | None] | None = None,
     scenarios: Sequence[int] | np.ndarray | None = None,
     start: np.ndarray | None = None,
@@ -954,6 +955,9 @@ def solve_progressive_hedging(
         Subproblem and evaluation solver options (default ``mip_gap = 1e-6``).
     progress : callable, optional
         ``progress(iteration, metric)`` after every iteration.
+    subproblem_progress : callable, optional
+        ``subproblem_progress(iteration, done, total)`` as an iteration's scenario subproblems
+        finish (one iteration of MILP subproblems can take an hour).
     on_iteration : callable, optional
         ``on_iteration(record)`` after every iteration; returning True stops PH
         (``status = PHStatus.STOPPED``).
@@ -1066,8 +1070,10 @@ def solve_progressive_hedging(
             rho = config.rho_at(k)
             tasks = [_Task(int(s), w[i], x_bar, rho) for i, s in enumerate(idx)]
             results: list[_TaskResult] = ex.map(
-                solve, tasks, state_factory=factory, desc=f"PH iteration {k}", progress=_quiet
-            )
+                solve, tasks, state_factory=factory, desc=f"PH iteration {k}",
+                progress=_quiet if subproblem_progress is None
+                else functools.partial(subproblem_progress, k),
+            )  # fmt: skip
             xs = np.vstack([r.x for r in results])
             subproblem_seconds += float(sum(r.solve_seconds for r in results))
             objective = float(prob @ np.array([r.objective for r in results]))
