@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 import time
@@ -18,6 +19,8 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from gridrecourse.cli_common import (
+    EXIT_SIGINT,
+    EXIT_SIGTERM,
     EXIT_USAGE,
     NON_NEGATIVE,
     POSITIVE,
@@ -693,9 +696,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = argv
     code = execute(args)
     highs = sys.modules.get("gridrecourse.solvers.highs")
-    if console and highs is not None and highs.abandoned_solves():
-        # Ctrl-C left a HiGHS solve running in its thread (a long root LP): end the process
-        # now, with everything written and flushed, rather than wait for it
+    abandoned = highs is not None and highs.abandoned_solves()
+    if console and (abandoned or code in (EXIT_SIGINT, EXIT_SIGTERM)):
+        # an interrupt can leave native threads mid-task (a HiGHS solve left to its thread, a
+        # solver's worker pool): C++ static destructors at interpreter exit then abort the
+        # process (SIGABRT, "terminate called without an active exception") instead of
+        # returning the exit code. Everything is written (run folder status, message), so the
+        # process ends here, with its streams and log handlers flushed.
+        logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
