@@ -316,9 +316,7 @@ def test_coupled_flow_ranges_reduce_to_the_tree_ranges_without_coupling():
     """On a feeder without line-to-line windings the signed-coefficient ranges of
     ``_flow_range_coupled`` are the tree's ranges (PV and capacitors only lower the flows; a
     site's share of a branch is at most 1): upper ends equal, lower ends no looser."""
-    problem = PVSitingProblem.from_feeder(
-        "case33bw", 24, SitingConfig(power_factor=0.95), seed=0
-    )
+    problem = PVSitingProblem.from_feeder("case33bw", 24, SitingConfig(power_factor=0.95), seed=0)
     physics = LinDist3Flow(problem.math)
     assert not physics.coupled
     tree, signed = problem.flow_range, problem._flow_range_coupled(physics)

@@ -57,8 +57,15 @@ class Injection:
         return cls(block, sp.csr_matrix(-m.imag), sp.csr_matrix(m.real))
 
     @classmethod
-    def flow(cls, block: VariableBlock, from_node: np.ndarray, to_node: np.ndarray, n_nodes: int,
-             *, reactive: bool) -> Injection:
+    def flow(
+        cls,
+        block: VariableBlock,
+        from_node: np.ndarray,
+        to_node: np.ndarray,
+        n_nodes: int,
+        *,
+        reactive: bool,
+    ) -> Injection:
         """A branch flow between two nodes outside the tree (a tie): it leaves ``from_node``
         (a load there) and enters ``to_node`` (a generation there), lossless."""
         k = len(from_node)

@@ -571,4 +571,3 @@ class OPFACCheck:
     ac_v_min_pu: np.ndarray
     ac_v_max_pu: np.ndarray
     converged: bool
-
