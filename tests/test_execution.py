@@ -383,3 +383,60 @@ def test_ctrl_c_reaches_only_the_parent_and_ends_the_workers():
     assert proc.returncode != 0
     assert err.count("KeyboardInterrupt") == 1, err
     assert "SpawnProcess" not in err, err
+
+
+_CTRL_C_QUEUED_SCRIPT = """
+import sys
+import time
+
+import numpy as np
+
+from gridrecourse.execution import ProcessPoolExecutor
+
+
+def slow_sum(item):
+    time.sleep(0.5)
+    return float(item.sum())
+
+
+if __name__ == "__main__":
+    ex = ProcessPoolExecutor(1, chunksize=1)
+    print("started", flush=True)
+    try:  # 4 MB per item: a queued chunk is far larger than a pipe's buffer
+        ex.map(slow_sum, [np.ones(500_000) for _ in range(20)])
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+    sys.exit(130)
+"""
+
+
+def test_ctrl_c_with_large_queued_chunks_lets_the_interpreter_exit(tmp_path):
+    """An interrupt while chunks larger than a pipe's buffer wait in the pool's queue: the
+    process ends with its exit code. Before the fix the futures were cancelled before the
+    workers were killed; on Python 3.11 the pool's manager thread then died on
+    InvalidStateError, its queue feeder stayed blocked writing to the dead worker, and the
+    interpreter hung at exit."""
+    import signal
+    import subprocess
+    import sys
+
+    script = tmp_path / "queued.py"
+    script.write_text(_CTRL_C_QUEUED_SCRIPT)
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: (signal.signal(signal.SIGINT, signal.SIG_DFL), os.setpgrp()),
+    )
+    assert proc.stdout.readline().strip() == "started"
+    time.sleep(2.0)  # the worker is in its first chunk, the next ones are queued
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        out, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail("the interrupted process did not exit within 30 s")
+    assert "interrupted" in out and proc.returncode == 130, (out, err)
+    assert "InvalidStateError" not in err, err

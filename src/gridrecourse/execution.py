@@ -772,9 +772,15 @@ class ProcessPoolExecutor(_ExecutorBase):
                     if nxt is not None:  # the worker just freed takes it
                         pending.add(submit(*nxt))
         except BaseException as exc:
-            for future in futures:
-                future.cancel()
-            if not isinstance(exc, Exception):  # Ctrl-C, SIGTERM: do not wait for chunks
+            if isinstance(exc, Exception):
+                for future in futures:
+                    future.cancel()
+            else:  # Ctrl-C, SIGTERM: do not wait for chunks
+                # no cancel() first: the pool's manager thread marks every pending future of
+                # a broken pool failed; on Python 3.11 a cancelled one makes it raise
+                # InvalidStateError and die before it closes the queue pipe its feeder thread
+                # may be blocked writing a large chunk to (CPython gh-94777), and that thread
+                # then hangs the interpreter's exit. The futures fail with BrokenProcessPool.
                 self._kill_workers()
             raise
         finally:
