@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -358,16 +361,11 @@ with ProcessPoolExecutor(2, chunksize=1) as ex:
 """
 
 
-def test_ctrl_c_reaches_only_the_parent_and_ends_the_workers():
-    """A terminal's Ctrl-C (SIGINT to the whole process group) during a map: the parent gets
-    one KeyboardInterrupt and kills its workers at once, instead of waiting for their 60 s
-    chunks; the workers print nothing (before: a traceback per worker)."""
-    import signal
-    import subprocess
-    import sys
-
+def _interrupt_group(argv: list[str], settle_seconds: float) -> subprocess.Popen:
+    """Start ``argv`` in a process group of its own, wait for its ``started`` line and then
+    ``settle_seconds``, and send SIGINT to the whole group, as a terminal's Ctrl-C does."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", _CTRL_C_SCRIPT],
+        argv,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -375,9 +373,18 @@ def test_ctrl_c_reaches_only_the_parent_and_ends_the_workers():
         preexec_fn=lambda: (signal.signal(signal.SIGINT, signal.SIG_DFL), os.setpgrp()),
     )
     assert proc.stdout.readline().strip() == "started"
-    time.sleep(3.0)  # the workers are spawned and sleeping in their chunks
-    t0 = time.perf_counter()
+    time.sleep(settle_seconds)
     os.killpg(proc.pid, signal.SIGINT)
+    return proc
+
+
+def test_ctrl_c_reaches_only_the_parent_and_ends_the_workers():
+    """A terminal's Ctrl-C (SIGINT to the whole process group) during a map: the parent gets
+    one KeyboardInterrupt and kills its workers at once, instead of waiting for their 60 s
+    chunks; the workers print nothing (before: a traceback per worker)."""
+    # 3 s: the workers are spawned and sleeping in their chunks
+    proc = _interrupt_group([sys.executable, "-c", _CTRL_C_SCRIPT], settle_seconds=3.0)
+    t0 = time.perf_counter()
     _, err = proc.communicate(timeout=30)
     assert time.perf_counter() - t0 < 15.0
     assert proc.returncode != 0
@@ -416,22 +423,10 @@ def test_ctrl_c_with_large_queued_chunks_lets_the_interpreter_exit(tmp_path):
     workers were killed; on Python 3.11 the pool's manager thread then died on
     InvalidStateError, its queue feeder stayed blocked writing to the dead worker, and the
     interpreter hung at exit."""
-    import signal
-    import subprocess
-    import sys
-
     script = tmp_path / "queued.py"
     script.write_text(_CTRL_C_QUEUED_SCRIPT)
-    proc = subprocess.Popen(
-        [sys.executable, str(script)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: (signal.signal(signal.SIGINT, signal.SIG_DFL), os.setpgrp()),
-    )
-    assert proc.stdout.readline().strip() == "started"
-    time.sleep(2.0)  # the worker is in its first chunk, the next ones are queued
-    os.killpg(proc.pid, signal.SIGINT)
+    # 2 s: the worker is in its first chunk, the next ones are queued
+    proc = _interrupt_group([sys.executable, str(script)], settle_seconds=2.0)
     try:
         out, err = proc.communicate(timeout=30)
     except subprocess.TimeoutExpired:
