@@ -74,6 +74,8 @@ def main() -> None:
     ap.add_argument("--rho", type=float, default=100.0)
     ap.add_argument("--iterations", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--sa-kernels", action="store_true",
+                    help="sa: each added scenario's own master first")  # fmt: skip
     ap.add_argument("--mip-feasibility-tolerance", type=float,
                     help="HiGHS's for every MILP (default: HiGHS's, 1e-6)")  # fmt: skip
     ap.add_argument("--out", default="benchmarks/results/voltvar_ieee123.jsonl")
@@ -102,10 +104,17 @@ def main() -> None:
             r = solve_scenario_addition(
                 p, options, start=p.neutral_start(), time_limit=args.time_limit,
                 eval_options=eval_options, log=lambda s: print(s, file=sys.stderr, flush=True),
+                scenario_kernels=args.sa_kernels,
             )  # fmt: skip
             rec.update(sa_objective=r.objective, sa_bound=r.bound, sa_gap_pct=100 * r.gap,
                        status=r.status.value, solve_s=r.wall_seconds, rounds=len(r.rounds),
-                       subset=list(r.rounds[-1].scenarios))  # fmt: skip
+                       subset=list(r.rounds[-1].scenarios), sa_kernels=args.sa_kernels,
+                       kernels=[{"scenario": k.scenarios[0], "objective": k.master_objective,
+                                 "value": k.value, "n_infeasible": k.n_infeasible,
+                                 "master_s": k.master_seconds, "eval_s": k.evaluate_seconds}
+                                for k in r.kernels],
+                       round_s=[[x.master_seconds, x.evaluate_seconds]
+                                for x in r.rounds])  # fmt: skip
         else:
             start = p.neutral_start()
             if args.method == "efk":

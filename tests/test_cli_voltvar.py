@@ -76,6 +76,13 @@ def test_ef_and_ph_json_and_run_folder(capfd, tmp_path):
     assert sa["objective"] == pytest.approx(600.0, abs=1e-6)  # the enumerated optimum
     assert sa["ef_bound"] <= 600.0 + 1e-6 and sa["gap_pct"] == pytest.approx(0.0, abs=1e-6)
     assert 1 <= sa["sa_rounds"] <= 3 and len(sa["sa_scenarios"]) == sa["sa_rounds"]
+    assert sa["sa_kernels"] == []
+    # with scenario kernels: every scenario added after the first round had its own master
+    code, sk = _run(capfd, [*TINY, "--method", "sa", "--sa-kernels", "--no-ac",
+                            "--out", str(tmp_path / "sk")])  # fmt: skip
+    assert code == 0 and sk["status"] == "optimal"
+    assert sk["objective"] == pytest.approx(600.0, abs=1e-6)
+    assert set(sk["sa_scenarios"][1:]) <= set(sk["sa_kernels"])
 
 
 def test_monitored_bus_error_is_one_json_object(capfd, tmp_path):

@@ -137,6 +137,7 @@ def _solve_sa(
     sa = solve_scenario_addition(
         problem, options, start=_start(problem, args), time_limit=args.time_limit,
         eval_options=_eval_options(args), executor=executor, log=progress.note,
+        scenario_kernels=args.sa_kernels,
     )  # fmt: skip
     return MethodOutcome(
         sa.x,
@@ -147,6 +148,7 @@ def _solve_sa(
             "ef_mip_gap_pct": 100.0 * sa.gap,
             "sa_rounds": len(sa.rounds),
             "sa_scenarios": list(sa.rounds[-1].scenarios),
+            "sa_kernels": [k.scenarios[0] for k in sa.kernels],
         },
     )
 
@@ -321,6 +323,11 @@ def add_voltvar_parser(subparsers) -> argparse.ArgumentParser:
         "LP-relaxation taps, or none",
     )
     p.add_argument("--eval-time-limit", type=float, default=120.0, help="per recourse MILP (s)")
+    p.add_argument(
+        "--sa-kernels", action="store_true",
+        help="sa: solve and evaluate each scenario's own master before it joins the subset; "
+        "the grown master starts from the best first stage feasible in its subset",
+    )  # fmt: skip
     p.add_argument("--rho", type=float, default=100.0, help="PH proximal weight ($ per unit²)")
     p.add_argument("--rho-growth", type=float, default=1.0, help="PH proximal growth (1)")
     p.add_argument("--max-iterations", type=int, default=20, help="PH iterations (20)")

@@ -91,3 +91,40 @@ def test_volt_var_tiny_feeder_equals_the_extensive_form():
     assert r.objective == pytest.approx(ef.objective, abs=1e-6)
     assert r.bound <= ef.objective + 1e-6
     assert all(rnd.master_bound <= ef.objective + 1e-6 for rnd in r.rounds)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_scenario_kernels_keep_the_enumerated_optimum_and_valid_bounds(seed):
+    """With ``scenario_kernels`` every scenario gets its own master before it joins the
+    subset: each kernel is a relaxation (bound <= optimum) whose solution is evaluated exactly
+    (value >= optimum), and the loop still ends at the enumerated optimum."""
+    prob = Dispatch(n_scenarios=6, seed=seed)
+    best, arg = prob.enumerate()
+    plain = solve_scenario_addition(prob, EXACT)
+    r = solve_scenario_addition(prob, EXACT, scenario_kernels=True)
+    assert r.status is SolveStatus.OPTIMAL
+    assert r.objective == pytest.approx(best, rel=1e-9)
+    np.testing.assert_array_equal(r.x, arg)
+    assert best - stopping_tolerance(best, EXACT) - 1e-12 <= r.bound <= best
+    assert plain.kernels == ()
+    for kernel in r.kernels:
+        assert len(kernel.scenarios) == 1
+        assert kernel.master_bound <= best + 1e-9
+        assert kernel.value >= best - 1e-9
+    # every scenario added after the first round had its kernel solved first
+    added = [s for rnd in r.rounds[1:] for s in rnd.scenarios if s not in r.rounds[0].scenarios]
+    assert set(added) <= {k.scenarios[0] for k in r.kernels}
+
+
+def test_scenario_kernels_on_the_tiny_feeder_equal_the_extensive_form():
+    cfg = VoltVarConfig(
+        n_periods=2, start_hour=18, pv_buses=("b4",), pv_kva=500.0, monitor=Monitor.FM,
+        max_tap_changes=2, initial_taps=(0.95,), max_violation_hours=1,
+        max_consecutive_violations=1,
+    )  # fmt: skip
+    tiny = VoltVarProblem.from_feeder(FEEDER, 4, cfg, seed=1)
+    ef = solve_extensive_form(tiny, EXACT)
+    r = solve_scenario_addition(tiny, EXACT, scenario_kernels=True)
+    assert r.objective == pytest.approx(ef.objective, abs=1e-6)
+    assert r.bound <= ef.objective + 1e-6
+    assert all(k.master_bound <= ef.objective + 1e-6 for k in (*r.rounds, *r.kernels))

@@ -15,6 +15,16 @@ recourse MILP reached its time limit without a feasible point), or else those wi
 the largest weighted excess ``π_ω (Q(x̂_R, ξ_ω) − L_ω)``; the loop stops when the bounds meet
 within the requested gap, and at ``R`` = all scenarios the master *is* the extensive form.
 
+Scenario kernels (our addition, ``scenario_kernels=True``). Before the master over a grown
+subset, each scenario about to be added gets its own single-scenario master (the restricted
+master over ``{ω}``, a valid lower bound like any other). Its solution is evaluated exactly
+(a valid upper bound when it is feasible in every scenario), and the master over the grown
+subset starts from the evaluated first stage that is feasible in the whole subset with the
+least restricted value. When a rare scenario makes the previous solution infeasible, its own
+solution is often cheap and feasible in the rest, and the large master then starts on it (or
+is not needed at all, when the bounds already meet); without it the master starts from the
+caller's start. The loop, its bounds and its stopping rule are unchanged.
+
 This pays when few scenarios decide the first stage, as in paper B's Volt-VAR problem on the
 IEEE 123 feeder: its cost is mostly tap and switch operations, whose only link to the
 scenarios is second-stage feasibility (Range B), so one or two scenarios fix the answer
@@ -103,6 +113,9 @@ class ScenarioAdditionResult(Generic[D]):
     recourse : ndarray, shape (S,)
         Per-scenario recourse values of ``x``.
     wall_seconds : float
+    kernels : tuple of ScenarioAdditionRound
+        The single-scenario masters of ``scenario_kernels`` (module docstring), in the order
+        solved; each one's ``scenarios`` is its one scenario.
     """
 
     decision: D
@@ -114,6 +127,7 @@ class ScenarioAdditionResult(Generic[D]):
     rounds: tuple[ScenarioAdditionRound, ...]
     recourse: np.ndarray
     wall_seconds: float
+    kernels: tuple[ScenarioAdditionRound, ...] = ()
 
 
 def _additions(
@@ -141,6 +155,7 @@ def solve_scenario_addition(
     executor: Executor | None = None,
     eval_options: SolverOptions | None = None,
     log: Callable[[str], None] | None = None,
+    scenario_kernels: bool = False,
 ) -> ScenarioAdditionResult[D]:
     """Solve the two-stage problem by scenario addition (module docstring).
 
@@ -160,14 +175,17 @@ def solve_scenario_addition(
     time_limit : float, optional
         Wall-clock budget (s) of the whole loop; checked between rounds.
     start : ndarray, optional
-        First-stage MIP start of the masters until one of their solutions is feasible in every
-        scenario (then the best such solution is the start).
+        First-stage MIP start of the masters until an evaluated first stage is feasible in the
+        master's whole subset (then the one of least restricted value is the start).
     executor : Executor, optional
         Runs the exact evaluations.
     eval_options : SolverOptions, optional
         Recourse solver options of the exact evaluations.
     log : callable, optional
-        One progress line per round.
+        One progress line per round (and per scenario kernel).
+    scenario_kernels : bool, default False
+        Solve and evaluate the single-scenario master of every scenario before it joins the
+        subset (module docstring, "Scenario kernels").
 
     Returns
     -------
@@ -204,76 +222,108 @@ def solve_scenario_addition(
     best_x, best_value, best_q = None, math.inf, np.full(n, math.inf)
     lower = -math.inf
     rounds: list[ScenarioAdditionRound] = []
+    kernels: list[ScenarioAdditionRound] = []
+    evaluated: list[tuple[np.ndarray, np.ndarray]] = []  # (x, per-scenario exact values)
+    cost = np.asarray(problem.first_stage.cost, dtype=float)
     status = SolveStatus.TIME_LIMIT
-    x_start = start
     # masters run at half the requested gap: their bound is capped at ``incumbent −
     # tolerance`` (``Solution.dual_bound``), so a full-gap master could never close the loop
     master_opts = replace(opts, mip_gap=0.5 * opts.mip_gap, mip_abs_gap=0.5 * opts.mip_abs_gap)
-    for k in range(max_rounds):
-        subset = np.flatnonzero(chosen)
-        mass = float(prob[subset].sum())
-        dropped = float(prob[~chosen] @ floor[~chosen])  # the left-out scenarios' floors
+
+    def master(subset: np.ndarray, x_start: np.ndarray | None) -> ScenarioAdditionRound:
+        """Solve the restricted master over ``subset``, evaluate its solution exactly, and
+        update the bounds, the best first stage and the evaluated list."""
+        nonlocal best_x, best_value, best_q, lower
+        in_subset = np.zeros(n, dtype=bool)
+        in_subset[subset] = True
+        dropped = float(prob[~in_subset] @ floor[~in_subset])  # the left-out floors
         t1 = time.perf_counter()
         try:
             ef = solve_extensive_form(
                 problem, master_opts, scenarios=subset, scenario_weights=prob[subset],
-                weight_total=mass, start=x_start,
+                weight_total=float(prob[subset].sum()), start=x_start,
             )  # fmt: skip
-        except SolverTimeLimitError as exc:
-            if best_x is None:
-                raise
-            lower = max(lower, exc.dual_bound + dropped)
-            say(f"round {k + 1}: master over {subset.size} scenarios found no incumbent")
-            break
         except InfeasibleModelError as exc:
             raise InfeasibleModelError(
                 f"the restricted master over scenarios {subset.tolist()} is infeasible, so is "
                 f"the problem: {exc}"
             ) from exc
+        except SolverTimeLimitError as exc:
+            lower = max(lower, exc.dual_bound + dropped)
+            raise
         t2 = time.perf_counter()
-        master_bound = ef.bound + dropped
-        lower = max(lower, master_bound)
+        lower = max(lower, ef.bound + dropped)
         ev = evaluate_first_stage(
             problem, ef.x, executor=executor, options=eval_options, desc=None, farkas=False
         )
         q = ev.objectives  # inf where infeasible or unresolved
-        value = ev.expected_objective
-        rounds.append(
-            ScenarioAdditionRound(
-                scenarios=tuple(int(s) for s in subset),
-                master_objective=ef.objective,
-                master_bound=master_bound,
-                value=value,
-                n_infeasible=ev.n_infeasible,
-                master_seconds=t2 - t1,
-                evaluate_seconds=time.perf_counter() - t2,
-            )
+        evaluated.append((ef.x, q))
+        if ev.expected_objective < best_value:
+            best_x, best_value, best_q = ef.x, ev.expected_objective, q
+        return ScenarioAdditionRound(
+            scenarios=tuple(int(s) for s in subset),
+            master_objective=ef.objective,
+            master_bound=ef.bound + dropped,
+            value=ev.expected_objective,
+            n_infeasible=ev.n_infeasible,
+            master_seconds=t2 - t1,
+            evaluate_seconds=time.perf_counter() - t2,
         )
-        if value < best_value:
-            best_x, best_value, best_q = ef.x, value, q
-        # the next master starts from the best first stage feasible in every scenario, else
-        # from the caller's start (this master's solution is infeasible in a scenario the next
-        # master adds, so HiGHS would reject it and search for an incumbent from scratch)
-        x_start = best_x if best_x is not None else start
-        gap = relative_gap(best_value, lower)
-        say(
-            f"round {k + 1}: {subset.size} scenarios, master {ef.objective:.6g} "
-            f"(bound {master_bound:.6g}) in {t2 - t1:.1f} s; exact value {value:.6g} "
-            f"({ev.n_infeasible} infeasible); best {best_value:.6g}, gap {100 * gap:.4f} %"
+
+    def line(what: str, r: ScenarioAdditionRound) -> str:
+        return (
+            f"{what}: master {r.master_objective:.6g} (bound {r.master_bound:.6g}) in "
+            f"{r.master_seconds:.1f} s; exact value {r.value:.6g} ({r.n_infeasible} "
+            f"infeasible); best {best_value:.6g}, gap {100 * relative_gap(best_value, lower):.4f} %"
         )
-        if math.isfinite(best_value) and best_value - lower <= stopping_tolerance(
+
+    def proven() -> bool:
+        return math.isfinite(best_value) and best_value - lower <= stopping_tolerance(
             best_value, opts
-        ) * (1.0 + 1e-9):
+        ) * (1.0 + 1e-9)
+
+    def start_for(subset: np.ndarray) -> np.ndarray | None:
+        """The evaluated first stage feasible in all of ``subset`` with the least restricted
+        value (a master solution infeasible in an added scenario would be rejected by HiGHS,
+        which then searches for an incumbent from scratch), else the caller's ``start``."""
+        values = [cost @ x + prob[subset] @ q[subset] for x, q in evaluated]
+        if not values or not np.isfinite(min(values)):
+            return start
+        return evaluated[int(np.argmin(values))][0]
+
+    for k in range(max_rounds):
+        subset = np.flatnonzero(chosen)
+        try:
+            rnd = master(subset, start_for(subset))
+        except SolverTimeLimitError:
+            if best_x is None:
+                raise
+            say(f"round {k + 1}: master over {subset.size} scenarios found no incumbent")
+            break
+        rounds.append(rnd)
+        say(line(f"round {k + 1}: {subset.size} scenarios", rnd))
+        if proven():
             status = SolveStatus.OPTIMAL
             break
         if chosen.all():  # the master was the full extensive form
             break
         if time_limit is not None and time.perf_counter() - t0 >= time_limit:
             break
-        add = _additions(q, floor, prob, chosen, per_round)
+        add = _additions(evaluated[-1][1], floor, prob, chosen, per_round)
         if add.size == 0:  # every left-out scenario sits at its floor: only the master's
             # own gap (a time-limited master) is left
             break
+        if scenario_kernels:
+            for s in add:
+                try:
+                    kernels.append(master(np.array([s]), start_for(np.array([s]))))
+                except SolverTimeLimitError:
+                    say(f"kernel of scenario {s}: no incumbent within the master time limit")
+                    continue
+                say(line(f"kernel of scenario {s}", kernels[-1]))
+            if proven():
+                status = SolveStatus.OPTIMAL
+                break
         chosen[add] = True
     if best_x is None or not math.isfinite(best_value):
         raise InfeasibleModelError(
@@ -290,4 +340,5 @@ def solve_scenario_addition(
         rounds=tuple(rounds),
         recourse=best_q,
         wall_seconds=time.perf_counter() - t0,
+        kernels=tuple(kernels),
     )
