@@ -17,10 +17,11 @@ within the requested gap, and at ``R`` = all scenarios the master *is* the exten
 
 Scenario kernels (our addition, ``scenario_kernels=True``). Before the master over a grown
 subset, each scenario about to be added gets its own single-scenario master (the restricted
-master over ``{ω}``, a valid lower bound like any other). Its solution is evaluated exactly
-(a valid upper bound when it is feasible in every scenario), and the master over the grown
-subset starts from the evaluated first stage that is feasible in the whole subset with the
-least restricted value. When a rare scenario makes the previous solution infeasible, its own
+master over ``{ω}``, a valid lower bound like any other). Its solution is solved first in the
+other scenarios of the grown subset; if it is feasible there it is evaluated exactly over all
+scenarios (a valid upper bound when it is feasible in every one), and the master over the
+grown subset starts from the evaluated first stage that is feasible in the whole subset with
+the least restricted value. When a rare scenario makes the previous solution infeasible, its own
 solution is often cheap and feasible in the rest, and the large master then starts on it (or
 is not needed at all, when the bounds already meet); without it the master starts from the
 caller's start. The loop, its bounds and its stopping rule are unchanged.
@@ -34,6 +35,7 @@ proven gap, not a heuristic: the result reports both bounds.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -115,7 +117,9 @@ class ScenarioAdditionResult(Generic[D]):
     wall_seconds : float
     kernels : tuple of ScenarioAdditionRound
         The single-scenario masters of ``scenario_kernels`` (module docstring), in the order
-        solved; each one's ``scenarios`` is its one scenario.
+        solved; each one's ``scenarios`` is its one scenario. A kernel infeasible in another
+        scenario of the grown subset is not evaluated in full: its ``value`` is inf and its
+        ``n_infeasible`` counts the subset scenarios it fails.
     """
 
     decision: D
@@ -230,9 +234,14 @@ def solve_scenario_addition(
     # tolerance`` (``Solution.dual_bound``), so a full-gap master could never close the loop
     master_opts = replace(opts, mip_gap=0.5 * opts.mip_gap, mip_abs_gap=0.5 * opts.mip_abs_gap)
 
-    def master(subset: np.ndarray, x_start: np.ndarray | None) -> ScenarioAdditionRound:
+    def master(
+        subset: np.ndarray, x_start: np.ndarray | None, screen: np.ndarray | None = None
+    ) -> ScenarioAdditionRound:
         """Solve the restricted master over ``subset``, evaluate its solution exactly, and
-        update the bounds, the best first stage and the evaluated list."""
+        update the bounds, the best first stage and the evaluated list. With ``screen``, the
+        solution is first solved in those scenarios only, and evaluated in all of them only
+        when it is feasible there (else its value is inf and ``n_infeasible`` counts the
+        screen's failures)."""
         nonlocal best_x, best_value, best_q, lower
         in_subset = np.zeros(n, dtype=bool)
         in_subset[subset] = True
@@ -253,6 +262,19 @@ def solve_scenario_addition(
             raise
         t2 = time.perf_counter()
         lower = max(lower, ef.bound + dropped)
+        record = functools.partial(
+            ScenarioAdditionRound,
+            scenarios=tuple(int(s) for s in subset),
+            master_objective=ef.objective,
+            master_bound=ef.bound + dropped,
+            master_seconds=t2 - t1,
+        )
+        if screen is not None and screen.size:
+            ev = evaluate_first_stage(problem, ef.x, scenarios=screen, executor=executor,
+                                      options=eval_options, desc=None, farkas=False)  # fmt: skip
+            if ev.n_infeasible:
+                return record(value=math.inf, n_infeasible=ev.n_infeasible,
+                              evaluate_seconds=time.perf_counter() - t2)  # fmt: skip
         ev = evaluate_first_stage(
             problem, ef.x, executor=executor, options=eval_options, desc=None, farkas=False
         )
@@ -260,15 +282,8 @@ def solve_scenario_addition(
         evaluated.append((ef.x, q))
         if ev.expected_objective < best_value:
             best_x, best_value, best_q = ef.x, ev.expected_objective, q
-        return ScenarioAdditionRound(
-            scenarios=tuple(int(s) for s in subset),
-            master_objective=ef.objective,
-            master_bound=ef.bound + dropped,
-            value=ev.expected_objective,
-            n_infeasible=ev.n_infeasible,
-            master_seconds=t2 - t1,
-            evaluate_seconds=time.perf_counter() - t2,
-        )
+        return record(value=ev.expected_objective, n_infeasible=ev.n_infeasible,
+                      evaluate_seconds=time.perf_counter() - t2)  # fmt: skip
 
     def line(what: str, r: ScenarioAdditionRound) -> str:
         return (
@@ -313,10 +328,14 @@ def solve_scenario_addition(
         if add.size == 0:  # every left-out scenario sits at its floor: only the master's
             # own gap (a time-limited master) is left
             break
-        if scenario_kernels:
+        if scenario_kernels:  # each kernel is evaluated in full only when it is feasible
+            # in the grown subset (a start candidate); proving a recourse infeasible is slow
+            grown = np.union1d(subset, add)
             for s in add:
                 try:
-                    kernels.append(master(np.array([s]), start_for(np.array([s]))))
+                    kernels.append(
+                        master(np.array([s]), start_for(np.array([s])), grown[grown != s])
+                    )
                 except SolverTimeLimitError:
                     say(f"kernel of scenario {s}: no incumbent within the master time limit")
                     continue
