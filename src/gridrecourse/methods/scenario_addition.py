@@ -287,7 +287,7 @@ def solve_scenario_addition(
 
     def line(what: str, r: ScenarioAdditionRound) -> str:
         return (
-            f"{what}: master {r.master_objective:.6g} (bound {r.master_bound:.6g}) in "
+            f"{what}, master {r.master_objective:.6g} (bound {r.master_bound:.6g}) in "
             f"{r.master_seconds:.1f} s; exact value {r.value:.6g} ({r.n_infeasible} "
             f"infeasible); best {best_value:.6g}, gap {100 * relative_gap(best_value, lower):.4f} %"
         )
