@@ -31,6 +31,16 @@ EXACT = SolverOptions(mip_gap=1e-9)
 FEEDER = Path(__file__).resolve().parents[1] / "data" / "voltvar5" / "Master.dss"
 
 
+def _tiny_volt_var() -> VoltVarProblem:
+    """Paper B's problem on the tiny feeder: 2 hours, one regulator, one tie, 4 scenarios."""
+    cfg = VoltVarConfig(
+        n_periods=2, start_hour=18, pv_buses=("b4",), pv_kva=500.0, monitor=Monitor.FM,
+        max_tap_changes=2, initial_taps=(0.95,), max_violation_hours=1,
+        max_consecutive_violations=1,
+    )  # fmt: skip
+    return VoltVarProblem.from_feeder(FEEDER, 4, cfg, seed=1)
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_dispatch_reaches_the_enumerated_optimum_with_valid_bounds_every_round(seed):
     prob = Dispatch(n_scenarios=6, seed=seed)
@@ -79,12 +89,7 @@ def test_bad_settings_are_refused():
 
 
 def test_volt_var_tiny_feeder_equals_the_extensive_form():
-    cfg = VoltVarConfig(
-        n_periods=2, start_hour=18, pv_buses=("b4",), pv_kva=500.0, monitor=Monitor.FM,
-        max_tap_changes=2, initial_taps=(0.95,), max_violation_hours=1,
-        max_consecutive_violations=1,
-    )  # fmt: skip
-    tiny = VoltVarProblem.from_feeder(FEEDER, 4, cfg, seed=1)
+    tiny = _tiny_volt_var()
     assert recourse_floor(tiny) == pytest.approx(np.zeros(4))
     ef = solve_extensive_form(tiny, EXACT)
     r = solve_scenario_addition(tiny, EXACT)
@@ -117,12 +122,7 @@ def test_scenario_kernels_keep_the_enumerated_optimum_and_valid_bounds(seed):
 
 
 def test_scenario_kernels_on_the_tiny_feeder_equal_the_extensive_form():
-    cfg = VoltVarConfig(
-        n_periods=2, start_hour=18, pv_buses=("b4",), pv_kva=500.0, monitor=Monitor.FM,
-        max_tap_changes=2, initial_taps=(0.95,), max_violation_hours=1,
-        max_consecutive_violations=1,
-    )  # fmt: skip
-    tiny = VoltVarProblem.from_feeder(FEEDER, 4, cfg, seed=1)
+    tiny = _tiny_volt_var()
     ef = solve_extensive_form(tiny, EXACT)
     r = solve_scenario_addition(tiny, EXACT, scenario_kernels=True)
     assert r.objective == pytest.approx(ef.objective, abs=1e-6)
