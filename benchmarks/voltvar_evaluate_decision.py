@@ -45,16 +45,8 @@ def main() -> None:
     p = VoltVarProblem.from_feeder(
         feeder, args.scenarios, VoltVarConfig(monitor=args.monitor), seed=args.seed
     )
-    g = p.grid
-    positions = np.array(
-        [
-            [
-                int(np.flatnonzero(g.number[g.start[i] : g.start[i] + g.count[i]] == n)[0])
-                for n in row
-            ]
-            for i, row in enumerate(rec["taps"].values())
-        ]
-    )
+    numbers = np.array(list(rec["taps"].values()))  # OpenDSS tap numbers (R, T)
+    positions = p.grid.column_of(numbers, list(rec["taps"])) - p.grid.start[:, None]
     x = p.first_stage_vector(positions, np.array(list(rec["switch_states"].values())))
     d = p.decode(x)
     if d.taps != rec["taps"] or d.switch_states != rec["switch_states"]:
