@@ -385,12 +385,15 @@ def add_voltvar_train_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--kernel-time-limit", type=float, default=60.0)
     p.add_argument(
         "--kernel-selection",
-        choices=["random", "covering"],
+        choices=["random", "covering", "nested"],
         default="random",
-        help="kernels on random scenarios, or each on the scenario of --kernel-pool that the "
-        "kernels so far serve worst (infeasible first)",
+        help="kernels on random scenarios; covering: each on the scenario of --kernel-pool that "
+        "the kernels so far serve worst (infeasible first); nested: each on the scenarios of the "
+        "previous kernel and the pool scenario that kernel serves worst",
     )
-    p.add_argument("--kernel-pool", type=int, default=40, help="scenarios for covering (40)")
+    p.add_argument(
+        "--kernel-pool", type=int, default=40, help="scenarios for covering and nested (40)"
+    )
     p.add_argument(
         "--initial-kernel", action="store_true", help="also perturb the do-nothing first stage"
     )

@@ -171,6 +171,44 @@ def test_covering_kernels_follow_the_worst_served_scenario_and_resume(tiny, tmp_
         DataConfig(kernel_selection="best")
 
 
+def test_nested_kernels_grow_their_scenario_set_and_resume(tiny, tmp_path):
+    """Each NESTED kernel after the first is the VVO on the previous kernel's scenarios and the
+    unused pool scenario that the previous kernel serves worst; every evaluated kernel is
+    feasible in its own scenarios (exact evaluator); a cut selection resumes to the same."""
+    from gridrecourse.execution import InProcessExecutor
+    from gridrecourse.learning.voltvar_data import (
+        _covering_kernels,
+        deterministic_vvo,
+        instance_problem,
+    )
+
+    cfg = DataConfig(n_kernels=3, kernel_selection="nested", kernel_pool=6, mip_gap=1e-9, seed=4)
+    path = tmp_path / "partial.npz"
+    with InProcessExecutor() as ex:
+        xs = _covering_kernels(tiny, cfg, path, lambda s: None, ex)
+        z = dict(np.load(path))
+        pool = instance_problem(tiny, cfg, -1, cfg.kernel_pool)
+        chain = [int(s) for s in z["scenario"]]
+        assert chain[0] == 0 and len(set(chain)) == 3
+        for k in range(2):
+            ev = evaluate_first_stage(pool, xs[k], options=EXACT, desc=None)
+            np.testing.assert_allclose(z["cost"][k], ev.objectives + tiny.first_stage.cost @ xs[k],
+                                       rtol=1e-6, atol=1e-6)  # fmt: skip
+            assert np.all(np.isfinite(z["cost"][k][chain[: k + 1]]))
+            worst = np.array(z["cost"][k])
+            worst[chain[: k + 1]] = -np.inf
+            assert chain[k + 1] == np.argmax(worst)
+            np.testing.assert_array_equal(
+                xs[k + 1], deterministic_vvo(pool, chain[: k + 2], cfg, start=xs[k])
+            )
+        # On this pool the first kernel (300 $) is infeasible in scenario 4; the second, on
+        # scenarios {0, 4}, is feasible in every pool scenario.
+        assert np.isinf(z["cost"][0]).any() and np.isfinite(z["cost"][1]).all()
+        np.savez(path, x=z["x"][:1], cost=z["cost"][:0], scenario=z["scenario"][:1])
+        np.testing.assert_array_equal(_covering_kernels(tiny, cfg, path, lambda s: None, ex), xs)
+    assert cfg.generation_key()["kernel_selection"] == "nested"
+
+
 def _pool_scenarios(problem, chunk):
     from gridrecourse.learning.voltvar_data import instance_problem
 

@@ -26,7 +26,11 @@ Kernel scenarios. :attr:`KernelSelection.RANDOM` (paper B) solves the determinis
 from a pool of ``kernel_pool`` scenarios one at a time: each next kernel is solved on the pool
 scenario that the kernels so far serve worst (cheapest ``cᵀx + Q`` over the kernels, infinite
 where none is feasible), so that the data surround the first stages the hard scenarios need
-(measurements: README, "Paper B").
+(measurements: README, "Paper B"). :attr:`KernelSelection.NESTED` (our addition) solves each
+kernel on a growing *set* of pool scenarios: kernel ``k + 1`` is the VVO on the scenarios of
+kernel ``k`` and the pool scenario kernel ``k`` serves worst, which is scenario addition on the
+pool. A first stage feasible in every scenario of an instance with a rare hard scenario is then
+among the kernels even when no single-scenario VVO returns one.
 
 The recourse of every (sample, scenario) pair of a chunk runs through an executor
 (:mod:`gridrecourse.execution`: in-process, process pool or Dask), one task per scenario.
@@ -94,6 +98,7 @@ class KernelSelection(str, Enum):
 
     RANDOM = "random"
     COVERING = "covering"
+    NESTED = "nested"
 
 
 class VoltVarDataError(GridRecourseError, ValueError):
@@ -117,14 +122,16 @@ class DataConfig:
     perturbation : Perturbation
         ``REDRAW`` (paper B) or ``STEPS`` (module docstring).
     n_kernels : int
-        Kernel solutions (deterministic VVO on one scenario each).
+        Kernel solutions (deterministic VVO on one scenario each; on a set for ``NESTED``).
     kernel_selection : KernelSelection
         ``RANDOM``: kernel ``k`` on scenario ``k`` of a pool of ``n_kernels``. ``COVERING``
         (our addition): kernel 1 on the first scenario of a pool of ``kernel_pool``, each
-        further one on the pool scenario that the kernels so far serve worst (module
-        docstring).
+        further one on the pool scenario that the kernels so far serve worst. ``NESTED`` (our
+        addition): kernel ``k + 1`` on the scenarios of kernel ``k`` and the pool scenario
+        kernel ``k`` serves worst (module docstring).
     kernel_pool : int
-        Scenarios the ``COVERING`` kernels are chosen from (each kernel is evaluated on all).
+        Scenarios the ``COVERING`` and ``NESTED`` kernels are chosen from (each kernel is
+        evaluated on all).
     initial_kernel : bool
         Also perturb the "do-nothing" first stage (initial taps held, clipped to the allowed
         range; switches in their normal states), the cheapest region, where the recourse
@@ -448,26 +455,34 @@ def merge_data(*parts: VoltVarData) -> VoltVarData:
     )  # fmt: skip
 
 
-def deterministic_vvo(problem: VoltVarProblem, scenario: int, config: DataConfig) -> np.ndarray:
-    """Kernel solution: the 2S-VVO on one scenario (first stage + one recourse copy, a MILP).
+def deterministic_vvo(
+    problem: VoltVarProblem,
+    scenario: int | list[int],
+    config: DataConfig,
+    *,
+    start: np.ndarray | None = None,
+) -> np.ndarray:
+    """Kernel solution: the 2S-VVO on one scenario (first stage + one recourse copy, a MILP),
+    or on a list of scenarios (equal probabilities; ``NESTED`` kernels).
 
-    HiGHS starts from :func:`neutral_first_stage`; at the time limit the incumbent is taken
-    (the neutral stage itself when HiGHS has none).
+    HiGHS starts from ``start`` (default :func:`neutral_first_stage`); at the time limit the
+    incumbent is taken (the start itself when HiGHS has none).
     """
     from gridrecourse.errors import SolverTimeLimitError
     from gridrecourse.problems.base import add_second_stage_blocks
 
     fs = problem.first_stage
+    which = np.atleast_1d(np.asarray(scenario, dtype=int))
     model, blocks = problem.first_stage_model()
     add_second_stage_blocks(
         model,
         problem.second_stage,
-        np.ones(1),
-        data=problem.scenario_data(np.array([int(scenario)])),
+        np.full(len(which), 1.0 / len(which)),
+        data=problem.scenario_data(which),
         first_stage=blocks,
         first_stage_spec=fs,
     )
-    start = neutral_first_stage(problem)
+    start = neutral_first_stage(problem) if start is None else np.asarray(start, dtype=float)
     model.set_start({blocks[v.name]: start[fs.slice(v.name)] for v in fs.variables})
     options = SolverOptions(
         mip_gap=max(config.mip_gap, 1e-3), time_limit=config.kernel_time_limit, threads=1
@@ -611,7 +626,7 @@ def _kernels(
     """Kernel first stages (cached in ``kernels.npz``)."""
     if path.exists():
         return np.load(path)["x"]
-    if config.kernel_selection is KernelSelection.COVERING:
+    if config.kernel_selection is not KernelSelection.RANDOM:
         out = list(_covering_kernels(problem, config, path.with_name("kernels_partial.npz"),
                                      say, executor))  # fmt: skip
     else:
@@ -635,16 +650,19 @@ def _covering_kernels(
     say: Callable[[str], None],
     executor: Executor,
 ) -> np.ndarray:
-    """``COVERING`` kernels over a pool of ``kernel_pool`` scenarios ``ξ_1 … ξ_P``.
+    """``COVERING`` or ``NESTED`` kernels over a pool of ``kernel_pool`` scenarios ``ξ_1 … ξ_P``.
 
-    Kernel 1 is the deterministic VVO on ``ξ_1``; kernel ``k + 1`` is the deterministic VVO on
-    the unused pool scenario with the largest ``min_{j ≤ k} cᵀx_j + Q(x_j, ξ)`` (infinite
-    where no kernel so far is feasible, or its recourse unresolved), so that the kernels
-    include the switch configurations the hard scenarios need. Each kernel but the last is
-    evaluated on the whole pool through ``executor``. Progress (kernels, their scenarios and
-    pool costs) is kept in ``partial`` after every step, so an interruption loses at most
-    one kernel solve or evaluation.
+    Kernel 1 is the deterministic VVO on ``ξ_1``. ``COVERING``: kernel ``k + 1`` is the
+    deterministic VVO on the unused pool scenario with the largest
+    ``min_{j ≤ k} cᵀx_j + Q(x_j, ξ)`` (infinite where no kernel so far is feasible, or its
+    recourse unresolved), so that the kernels include the switch configurations the hard
+    scenarios need. ``NESTED``: kernel ``k + 1`` is the VVO on the scenarios of kernel ``k``
+    and the unused pool scenario with the largest ``cᵀx_k + Q(x_k, ξ)``, started from
+    ``x_k``. Each kernel but the last is evaluated on the whole pool through ``executor``.
+    Progress (kernels, their scenarios and pool costs) is kept in ``partial`` after every
+    step, so an interruption loses at most one kernel solve or evaluation.
     """
+    nested = config.kernel_selection is KernelSelection.NESTED
     kp = instance_problem(problem, config, -1, config.kernel_pool)
     n = min(config.n_kernels, config.kernel_pool)
     options = SolverOptions(mip_gap=config.mip_gap, time_limit=config.time_limit, threads=1)
@@ -666,15 +684,17 @@ def _covering_kernels(
             )
         elif len(xs) < n:
             if used:
-                served = np.min(cost, axis=0)
+                served = np.array(cost[-1]) if nested else np.min(cost, axis=0)
                 served[used] = -np.inf
                 s = int(np.argmax(served))
             else:
                 s = 0
             t0 = time.perf_counter()
-            xs.append(deterministic_vvo(kp, s, config))
+            on = [*used, s] if nested else [s]
+            xs.append(deterministic_vvo(kp, on, config, start=xs[-1] if nested and xs else None))
             used.append(s)
-            say(f"kernel {len(xs)}/{n} on pool scenario {s} in {time.perf_counter() - t0:.1f} s")
+            say(f"kernel {len(xs)}/{n} on pool scenario{'s' * (len(on) > 1)} "
+                f"{', '.join(map(str, on))} in {time.perf_counter() - t0:.1f} s")  # fmt: skip
         else:
             return np.vstack(xs)
         _atomic_savez(partial, x=np.vstack(xs),
