@@ -408,6 +408,13 @@ def add_voltvar_train_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--chunk-size", type=int, default=8, help="samples per chunk file (8)")
     p.add_argument("--data-seed", type=int, default=0)
     p.add_argument("--recourse-time-limit", type=float, default=30.0, help="per MILP (s)")
+    p.add_argument(
+        "--mip-feasibility-tolerance",
+        type=float,
+        default=1e-9,
+        help="HiGHS mip_feasibility_tolerance of every kernel and recourse MILP (1e-9; data "
+        "generated before this option used HiGHS's default 1e-6)",
+    )
     p.add_argument("--executor", choices=["inprocess", "process", "dask"], default="process")
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--epochs", type=int, default=400)
@@ -465,6 +472,7 @@ def _train(args: argparse.Namespace) -> dict:
         scenario_perturbation=args.perturbation,
         time_limit=args.recourse_time_limit,
         kernel_time_limit=args.kernel_time_limit,
+        mip_feasibility_tolerance=args.mip_feasibility_tolerance,
     )
     workers = 1 if args.executor == "inprocess" else args.workers
     with make_executor(args.executor, n_workers=workers) as ex:

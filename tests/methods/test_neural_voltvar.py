@@ -209,6 +209,19 @@ def test_nested_kernels_grow_their_scenario_set_and_resume(tiny, tmp_path):
     assert cfg.generation_key()["kernel_selection"] == "nested"
 
 
+def test_data_tolerance_reaches_every_milp_and_keeps_old_keys():
+    """The data's MILPs run at ``mip_feasibility_tolerance`` (1e-9 by default); data made at
+    HiGHS's default 1e-6 before the option keep their key (no such entry)."""
+    cfg = DataConfig(kernel_time_limit=7.0)
+    assert cfg.generation_key()["mip_feasibility_tolerance"] == 1e-9
+    options = cfg.solver_options(cfg.kernel_time_limit)
+    assert (options.mip_feasibility_tolerance, options.time_limit, options.threads) == (1e-9, 7, 1)
+    assert (
+        "mip_feasibility_tolerance"
+        not in DataConfig(mip_feasibility_tolerance=1e-6).generation_key()
+    )
+
+
 def _pool_scenarios(problem, chunk):
     from gridrecourse.learning.voltvar_data import instance_problem
 

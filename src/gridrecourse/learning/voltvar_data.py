@@ -81,6 +81,10 @@ __all__ = [
     "scenario_features",
 ]
 
+#: HiGHS's default ``mip_feasibility_tolerance``, which every data set generated before
+#: :attr:`DataConfig.mip_feasibility_tolerance` existed used (left out of its key).
+LEGACY_MIP_FEASIBILITY_TOLERANCE = 1e-6
+
 #: Channels of the scenario features per node and hour: load p, load q, PV availability, each
 #: pooled by min, mean and max over the instance's scenarios (eq 25).
 N_CHANNELS = 9
@@ -147,6 +151,9 @@ class DataConfig:
         Seconds per recourse MILP.
     kernel_time_limit : float
         Seconds per kernel solve.
+    mip_feasibility_tolerance : float
+        HiGHS ``mip_feasibility_tolerance`` of every kernel and recourse MILP (1e-9, as the
+        ``voltvar`` command; at HiGHS's default 1e-6 the FM kernels reach their time limit).
     """
 
     n_samples: int = 200
@@ -163,6 +170,7 @@ class DataConfig:
     mip_gap: float = 1e-4
     time_limit: float = 60.0
     kernel_time_limit: float = 120.0
+    mip_feasibility_tolerance: float = 1e-9
 
     def __post_init__(self) -> None:
         for name in ("n_samples", "scenarios_per_instance", "n_kernels", "chunk_size",
@@ -198,7 +206,18 @@ class DataConfig:
         selection, pool = d.pop("kernel_selection"), d.pop("kernel_pool")
         if selection is not KernelSelection.RANDOM:
             d["kernel_selection"], d["kernel_pool"] = selection.value, pool
+        if d["mip_feasibility_tolerance"] == LEGACY_MIP_FEASIBILITY_TOLERANCE:
+            d.pop("mip_feasibility_tolerance")  # the data generated before the option
         return d
+
+    def solver_options(self, time_limit: float, mip_gap: float | None = None) -> SolverOptions:
+        """Options of a kernel or recourse MILP (one thread)."""
+        return SolverOptions(
+            mip_gap=self.mip_gap if mip_gap is None else mip_gap,
+            time_limit=time_limit,
+            threads=1,
+            mip_feasibility_tolerance=self.mip_feasibility_tolerance,
+        )
 
 
 def problem_fingerprint(problem: VoltVarProblem) -> dict:
@@ -484,9 +503,7 @@ def deterministic_vvo(
     )
     start = neutral_first_stage(problem) if start is None else np.asarray(start, dtype=float)
     model.set_start({blocks[v.name]: start[fs.slice(v.name)] for v in fs.variables})
-    options = SolverOptions(
-        mip_gap=max(config.mip_gap, 1e-3), time_limit=config.kernel_time_limit, threads=1
-    )
+    options = config.solver_options(config.kernel_time_limit, max(config.mip_gap, 1e-3))
     try:
         sol = model.solve(options)
     except (SolverTimeLimitError, InfeasibleModelError):
@@ -665,7 +682,7 @@ def _covering_kernels(
     nested = config.kernel_selection is KernelSelection.NESTED
     kp = instance_problem(problem, config, -1, config.kernel_pool)
     n = min(config.n_kernels, config.kernel_pool)
-    options = SolverOptions(mip_gap=config.mip_gap, time_limit=config.time_limit, threads=1)
+    options = config.solver_options(config.time_limit)
     if partial.exists():
         z = np.load(partial)
         xs, cost, used = list(z["x"]), list(z["cost"]), [int(s) for s in z["scenario"]]
@@ -747,7 +764,7 @@ def generate_data(
     _atomic_json(meta_path, meta)
     m, size = config.scenarios_per_instance, config.chunk_size
     n_chunks = -(-config.n_samples // size)
-    options = SolverOptions(mip_gap=config.mip_gap, time_limit=config.time_limit, threads=1)
+    options = config.solver_options(config.time_limit)
     ex = executor or InProcessExecutor()
     kernels = _kernels(problem, config, root / "kernels.npz", say, ex)
     done_new, t_start, n_new = 0, time.perf_counter(), 0
