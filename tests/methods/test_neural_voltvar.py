@@ -134,13 +134,13 @@ def test_data_are_resumable_and_settings_checked(tiny, data, tmp_path):
     assert np.all((data.features >= 0) & (data.features <= 1))
 
 
-def test_covering_kernels_follow_the_worst_served_scenario_and_resume(tiny, tmp_path):
+def test_pool_kernels_follow_the_worst_served_scenario_and_resume(tiny, tmp_path):
     """Each COVERING kernel after the first is the deterministic VVO on the unused pool
     scenario whose cheapest kernel so far costs most; the stored pool costs are the exact
     evaluator's; a selection cut after its first kernel resumes to the same kernels."""
     from gridrecourse.execution import InProcessExecutor
     from gridrecourse.learning.voltvar_data import (
-        _covering_kernels,
+        _pool_kernels,
         deterministic_vvo,
         instance_problem,
     )
@@ -148,7 +148,7 @@ def test_covering_kernels_follow_the_worst_served_scenario_and_resume(tiny, tmp_
     cfg = DataConfig(n_kernels=3, kernel_selection="covering", kernel_pool=6, mip_gap=1e-9)
     path = tmp_path / "partial.npz"
     with InProcessExecutor() as ex:
-        xs = _covering_kernels(tiny, cfg, path, lambda s: None, ex)
+        xs = _pool_kernels(tiny, cfg, path, lambda s: None, ex)
         z = dict(np.load(path))
         pool = instance_problem(tiny, cfg, -1, cfg.kernel_pool)
         assert z["scenario"][0] == 0 and len(set(z["scenario"])) == 3
@@ -164,7 +164,7 @@ def test_covering_kernels_follow_the_worst_served_scenario_and_resume(tiny, tmp_
                 xs[k + 1], deterministic_vvo(pool, int(z["scenario"][k + 1]), cfg)
             )
         np.savez(path, x=z["x"][:1], cost=z["cost"][:0], scenario=z["scenario"][:1])
-        np.testing.assert_array_equal(_covering_kernels(tiny, cfg, path, lambda s: None, ex), xs)
+        np.testing.assert_array_equal(_pool_kernels(tiny, cfg, path, lambda s: None, ex), xs)
     assert DataConfig().generation_key() == DataConfig(kernel_pool=7).generation_key()
     assert cfg.generation_key()["kernel_selection"] == "covering"
     with pytest.raises(VoltVarDataError, match="kernel_selection must be one of"):
@@ -177,7 +177,7 @@ def test_nested_kernels_grow_their_scenario_set_and_resume(tiny, tmp_path):
     feasible in its own scenarios (exact evaluator); a cut selection resumes to the same."""
     from gridrecourse.execution import InProcessExecutor
     from gridrecourse.learning.voltvar_data import (
-        _covering_kernels,
+        _pool_kernels,
         deterministic_vvo,
         instance_problem,
     )
@@ -185,7 +185,7 @@ def test_nested_kernels_grow_their_scenario_set_and_resume(tiny, tmp_path):
     cfg = DataConfig(n_kernels=3, kernel_selection="nested", kernel_pool=6, mip_gap=1e-9, seed=4)
     path = tmp_path / "partial.npz"
     with InProcessExecutor() as ex:
-        xs = _covering_kernels(tiny, cfg, path, lambda s: None, ex)
+        xs = _pool_kernels(tiny, cfg, path, lambda s: None, ex)
         z = dict(np.load(path))
         pool = instance_problem(tiny, cfg, -1, cfg.kernel_pool)
         chain = [int(s) for s in z["scenario"]]
@@ -205,7 +205,7 @@ def test_nested_kernels_grow_their_scenario_set_and_resume(tiny, tmp_path):
         # scenarios {0, 4}, is feasible in every pool scenario.
         assert np.isinf(z["cost"][0]).any() and np.isfinite(z["cost"][1]).all()
         np.savez(path, x=z["x"][:1], cost=z["cost"][:0], scenario=z["scenario"][:1])
-        np.testing.assert_array_equal(_covering_kernels(tiny, cfg, path, lambda s: None, ex), xs)
+        np.testing.assert_array_equal(_pool_kernels(tiny, cfg, path, lambda s: None, ex), xs)
     assert cfg.generation_key()["kernel_selection"] == "nested"
 
 

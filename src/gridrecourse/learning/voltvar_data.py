@@ -153,7 +153,7 @@ class DataConfig:
         Seconds per kernel solve.
     mip_feasibility_tolerance : float
         HiGHS ``mip_feasibility_tolerance`` of every kernel and recourse MILP (1e-9, as the
-        ``voltvar`` command; at HiGHS's default 1e-6 the FM kernels reach their time limit).
+        ``voltvar`` command; why: README, Paper B).
     """
 
     n_samples: int = 200
@@ -644,7 +644,7 @@ def _kernels(
     if path.exists():
         return np.load(path)["x"]
     if config.kernel_selection is not KernelSelection.RANDOM:
-        out = list(_covering_kernels(problem, config, path.with_name("kernels_partial.npz"),
+        out = list(_pool_kernels(problem, config, path.with_name("kernels_partial.npz"),
                                      say, executor))  # fmt: skip
     else:
         kp = instance_problem(problem, config, -1, config.n_kernels)
@@ -660,7 +660,7 @@ def _kernels(
     return x
 
 
-def _covering_kernels(
+def _pool_kernels(
     problem: VoltVarProblem,
     config: DataConfig,
     partial: Path,
