@@ -392,7 +392,11 @@ def add_voltvar_train_parser(subparsers) -> argparse.ArgumentParser:
         "previous kernel and the pool scenario that kernel serves worst",
     )
     p.add_argument(
-        "--kernel-pool", type=int, default=40, help="scenarios for covering and nested (40)"
+        "--kernel-pool",
+        type=int,
+        default=200,
+        help="scenarios for covering and nested (200; each kernel is evaluated on all, and the "
+        "pool must be large enough to hold the rare scenarios a kernel fails in)",
     )
     p.add_argument(
         "--initial-kernel", action="store_true", help="also perturb the do-nothing first stage"

@@ -162,7 +162,7 @@ class DataConfig:
     perturbation: Perturbation = Perturbation.REDRAW
     n_kernels: int = 8
     kernel_selection: KernelSelection = KernelSelection.RANDOM
-    kernel_pool: int = 40
+    kernel_pool: int = 200
     initial_kernel: bool = False
     chunk_size: int = 8
     seed: int = 0
